@@ -1,0 +1,94 @@
+//! A plan as the engine runs it, parsed from what the shim's `run()` recorded.
+
+use rustpython_vm::builtins::{PyDict, PyInt, PyList, PyStr, PyTuple};
+use rustpython_vm::{AsObject, PyObjectRef, VirtualMachine};
+
+use crate::python::RawPlan;
+
+pub enum ReaderSpec {
+    Keys { pattern: Vec<u8>, no_scan: bool, read_value: bool },
+    ShardsId,
+    Python(PyObjectRef),
+}
+
+pub enum Step {
+    Map(PyObjectRef),
+    Filter(PyObjectRef),
+    ForEach(PyObjectRef),
+    FlatMap(PyObjectRef),
+    Accumulate(PyObjectRef),
+    LocalGroupBy { extractor: PyObjectRef, reducer: PyObjectRef },
+    BatchGroupBy { extractor: PyObjectRef, reducer: PyObjectRef },
+    Repartition(PyObjectRef),
+    Collect,
+    Limit { length: usize, offset: usize },
+}
+
+pub struct Plan {
+    pub reader: ReaderSpec,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// The shim has validated the user's arguments; a failure here is a shim bug, reported as
+    /// the execution's error rather than a crash.
+    pub fn parse(vm: &VirtualMachine, raw: RawPlan) -> Result<Plan, String> {
+        let reader = match raw.reader.as_str() {
+            "KeysReader" => {
+                let pattern = raw
+                    .arg
+                    .downcast_ref::<PyStr>()
+                    .ok_or("regex argument must be a string")?
+                    .as_wtf8()
+                    .as_bytes()
+                    .to_vec();
+                ReaderSpec::Keys {
+                    pattern,
+                    no_scan: option(vm, &raw.options, "noScan", false),
+                    read_value: option(vm, &raw.options, "readValue", true),
+                }
+            }
+            "ShardsIDReader" => ReaderSpec::ShardsId,
+            "PythonReader" => ReaderSpec::Python(raw.arg),
+            other => return Err(format!("reader {other} can not run")),
+        };
+        let steps = raw.steps.downcast_ref::<PyList>().ok_or("steps must be a list")?;
+        let steps: Vec<PyObjectRef> = steps.borrow_vec().to_vec();
+        let steps = steps.iter().map(|s| step(vm, s)).collect::<Result<_, _>>()?;
+        Ok(Plan { reader, steps })
+    }
+}
+
+fn option(vm: &VirtualMachine, options: &PyObjectRef, name: &str, default: bool) -> bool {
+    options
+        .downcast_ref::<PyDict>()
+        .and_then(|d| d.get_item_opt(name, vm).ok().flatten())
+        .map_or(default, |v| v.is(&vm.ctx.true_value))
+}
+
+fn step(vm: &VirtualMachine, obj: &PyObjectRef) -> Result<Step, String> {
+    let tuple = obj.downcast_ref::<PyTuple>().ok_or("a step must be a tuple")?;
+    let parts = tuple.as_slice();
+    let name = parts.first().and_then(|n| n.downcast_ref::<PyStr>()).ok_or("a step needs a name")?;
+    let arg = |i: usize| parts.get(i).cloned().ok_or_else(|| format!("step {name} is missing an argument"));
+    let count = |i: usize| -> Result<usize, String> {
+        let n = arg(i)?;
+        let n = n.downcast_ref::<PyInt>().ok_or("limit argument must be a number")?;
+        // Out-of-range counts saturate: a negative one passes nothing, a huge one everything.
+        let n = n.try_to_primitive::<i64>(vm).unwrap_or(i64::MAX);
+        Ok(usize::try_from(n).unwrap_or(0))
+    };
+    Ok(match name.to_string_lossy().as_ref() {
+        "map" => Step::Map(arg(1)?),
+        "filter" => Step::Filter(arg(1)?),
+        "foreach" => Step::ForEach(arg(1)?),
+        "flatmap" => Step::FlatMap(arg(1)?),
+        "accumulate" => Step::Accumulate(arg(1)?),
+        "localgroupby" => Step::LocalGroupBy { extractor: arg(1)?, reducer: arg(2)? },
+        "batchgroupby" => Step::BatchGroupBy { extractor: arg(1)?, reducer: arg(2)? },
+        "repartition" => Step::Repartition(arg(1)?),
+        "collect" => Step::Collect,
+        "limit" => Step::Limit { length: count(1)?, offset: count(2)? },
+        other => return Err(format!("unknown step {other}")),
+    })
+}

@@ -1,0 +1,145 @@
+//! Readers: where an execution's records come from. Records are produced one at a time so that
+//! the pipeline can stop reading as soon as an error or a limit says so.
+
+use std::collections::VecDeque;
+
+use rustpython_vm::protocol::{PyIter, PyIterReturn};
+use rustpython_vm::{PyObjectRef, VirtualMachine};
+
+use super::plan::ReaderSpec;
+use super::store::{KeyEntry, KeyValue, Store};
+use crate::python::{error_text, redis_string};
+
+/// Keys per SCAN page: one page is read under one Redis lock.
+const SCAN_COUNT: usize = 1000;
+
+pub trait Reader {
+    /// The next record, `None` at the end, or the error text that ends the reader.
+    fn next(&mut self, vm: &VirtualMachine) -> Result<Option<PyObjectRef>, String>;
+}
+
+pub fn open<'s>(spec: ReaderSpec, store: &'s dyn Store) -> Box<dyn Reader + 's> {
+    match spec {
+        ReaderSpec::Keys { pattern, no_scan, read_value } => Box::new(KeysReader {
+            store,
+            pattern,
+            no_scan,
+            read_value,
+            cursor: 0,
+            buffer: VecDeque::new(),
+            done: false,
+        }),
+        ReaderSpec::ShardsId => Box::new(ShardsIdReader { done: false }),
+        ReaderSpec::Python(function) => Box::new(PythonReader { function: Some(function), iterator: None }),
+    }
+}
+
+struct KeysReader<'s> {
+    store: &'s dyn Store,
+    pattern: Vec<u8>,
+    no_scan: bool,
+    read_value: bool,
+    cursor: u64,
+    buffer: VecDeque<KeyEntry>,
+    done: bool,
+}
+
+impl KeysReader<'_> {
+    fn fill(&mut self) -> Result<(), String> {
+        while self.buffer.is_empty() && !self.done {
+            if self.no_scan {
+                self.buffer.push_back(self.store.read(&self.pattern, self.read_value));
+                self.done = true;
+            } else {
+                let page = self.store.scan(self.cursor, &self.pattern, SCAN_COUNT, self.read_value)?;
+                self.cursor = page.cursor;
+                self.done = page.cursor == 0;
+                self.buffer.extend(page.entries);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Reader for KeysReader<'_> {
+    fn next(&mut self, vm: &VirtualMachine) -> Result<Option<PyObjectRef>, String> {
+        self.fill()?;
+        match self.buffer.pop_front() {
+            Some(entry) => key_record(entry, vm).map(Some).map_err(|e| error_text(vm, &e)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The KeysReader record `{'key', 'value', 'type', 'event'}`, or `{'key', 'event'}` when values
+/// are not read.
+fn key_record(entry: KeyEntry, vm: &VirtualMachine) -> rustpython_vm::PyResult<PyObjectRef> {
+    let dict = vm.ctx.new_dict();
+    dict.set_item("key", redis_string(entry.key, vm), vm)?;
+    if let Some(value) = entry.value {
+        let type_name = value.type_name();
+        let value = match value {
+            KeyValue::String(s) => redis_string(s, vm),
+            KeyValue::Hash(pairs) => {
+                let hash = vm.ctx.new_dict();
+                for (field, v) in pairs {
+                    hash.set_item(&*redis_string(field, vm), redis_string(v, vm), vm)?;
+                }
+                hash.into()
+            }
+            KeyValue::List(items) => {
+                vm.ctx.new_list(items.into_iter().map(|i| redis_string(i, vm)).collect()).into()
+            }
+            _ => vm.ctx.none(),
+        };
+        dict.set_item("value", value, vm)?;
+        dict.set_item("type", vm.ctx.new_str(type_name).into(), vm)?;
+    }
+    dict.set_item("event", vm.ctx.none(), vm)?;
+    Ok(dict.into())
+}
+
+struct ShardsIdReader {
+    done: bool,
+}
+
+impl Reader for ShardsIdReader {
+    fn next(&mut self, vm: &VirtualMachine) -> Result<Option<PyObjectRef>, String> {
+        if std::mem::replace(&mut self.done, true) {
+            return Ok(None);
+        }
+        Ok(Some(vm.ctx.new_str("1").into()))
+    }
+}
+
+/// Calls the function once; an iterator's items are the records, anything else is one record.
+/// (RedisGears would call a non-generator function forever.)
+struct PythonReader {
+    function: Option<PyObjectRef>,
+    iterator: Option<PyObjectRef>,
+}
+
+impl Reader for PythonReader {
+    fn next(&mut self, vm: &VirtualMachine) -> Result<Option<PyObjectRef>, String> {
+        if let Some(function) = self.function.take() {
+            let value = function.call((), vm).map_err(|e| error_text(vm, &e))?;
+            if value.class().has_attr(vm.ctx.intern_str("__next__")) {
+                self.iterator = Some(value);
+            } else {
+                return Ok(Some(value));
+            }
+        }
+        let Some(iterator) = &self.iterator else { return Ok(None) };
+        match PyIter::new(iterator.clone()).next(vm) {
+            Ok(PyIterReturn::Return(record)) => Ok(Some(record)),
+            Ok(PyIterReturn::StopIteration(_)) => {
+                self.iterator = None;
+                Ok(None)
+            }
+            Err(e) => {
+                self.iterator = None;
+                Err(error_text(vm, &e))
+            }
+        }
+    }
+}

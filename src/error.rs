@@ -1,0 +1,47 @@
+//! Every error a client can see, and its exact text. RedisGears clients match on these strings
+//! (typos included), so the text is decided here and nowhere else.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum GearsError {
+    /// Answered with Redis's own wrong-arity error, not with this text.
+    #[error("wrong number of arguments")]
+    WrongArity,
+    #[error("Can not run gears inside a multi exec, lua, or when blocking is not allowed")]
+    BlockingNotAllowed,
+    #[error("{0} is missing")]
+    MissingValue(String),
+    #[error("ID must be compose of: ['A'-'Z' | 'a'-'z' | '0' - '9' | '-' | '_']")]
+    BadSessionId,
+    #[error("Can not replace with {0}, session does not exists.")]
+    NoSessionToReplace(String),
+    #[error("Could not satisfy requirements, Python package installation is not supported")]
+    RequirementsNotSupported,
+    #[error("Unknown arguments were given: {0}")]
+    UnknownArgument(String),
+    #[error("execution plan does not exist")]
+    NoSuchExecution,
+    #[error("execution is still running")]
+    StillRunning,
+    #[error("can not drop a not yet finished execution, abort it first.")]
+    DropRunning,
+    #[error("failed running the given script")]
+    ScriptFailed,
+    /// A Python exception, already formatted as SPEC 1.8 says.
+    #[error("{0}")]
+    Python(String),
+    #[error("Execution was stopped because the module is shutting down")]
+    ShuttingDown,
+    #[error("rustgears internal error: {0}")]
+    Internal(String),
+}
+
+/// Errors found while reading load arguments; the module refuses to load with one of these.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("no value given for load argument {0}")]
+    MissingValue(String),
+    #[error("invalid value {value:?} for {name}: {why}")]
+    InvalidValue { name: String, value: String, why: &'static str },
+}

@@ -1,0 +1,129 @@
+//! Executions: one run of a plan, from creation until it is dropped, and the table that lists them.
+
+mod table;
+
+pub use table::{Dump, ExecutionKey, Lookup, State};
+
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+
+use crate::engine;
+use crate::error::GearsError;
+use crate::python::{RawPlan, Runtime, ScriptOutcome};
+use crate::redis::blocked::BlockedClient;
+use crate::redis::keyspace::RedisStore;
+use crate::redis::reply::Reply;
+
+static TABLE: LazyLock<Mutex<table::Table>> = LazyLock::new(|| Mutex::new(table::Table::new()));
+
+fn table() -> MutexGuard<'static, table::Table> {
+    TABLE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The shard id outside cluster mode: forty zeros.
+pub const SHARD_ID: &str = "0000000000000000000000000000000000000000";
+
+/// Creates an execution in state `created`. `keep` says whether it stays listed after it ends
+/// (UNBLOCKING runs) or is dropped once its result is delivered (blocking runs).
+pub fn create(keep: bool) -> ExecutionKey {
+    let limit = crate::config::with(|c| c.max_executions);
+    table().create(keep, limit)
+}
+
+pub fn start(key: &ExecutionKey) {
+    table().start(key);
+}
+
+/// Ends an execution; every waiter gets the same reply, written outside the table lock.
+pub fn finish(key: &ExecutionKey, reply: Reply) {
+    let reply = Arc::new(reply);
+    let waiters = table().finish(key, reply.clone());
+    for waiter in waiters {
+        waiter.reply(reply.clone());
+    }
+}
+
+pub fn results(id: &str) -> Result<Arc<Reply>, GearsError> {
+    match table().lookup(id) {
+        Lookup::Missing => Err(GearsError::NoSuchExecution),
+        Lookup::Pending => Err(GearsError::StillRunning),
+        Lookup::Done(reply) => Ok(reply),
+    }
+}
+
+/// Answers `client` with the execution's reply now if it has ended, or when it ends.
+pub fn wait(id: &str, client: impl FnOnce() -> BlockedClient) -> Result<Option<Arc<Reply>>, GearsError> {
+    let mut table = table();
+    match table.lookup(id) {
+        Lookup::Missing => Err(GearsError::NoSuchExecution),
+        Lookup::Done(reply) => Ok(Some(reply)),
+        Lookup::Pending => {
+            table.add_waiter(id, client());
+            Ok(None)
+        }
+    }
+}
+
+pub fn drop_execution(id: &str) -> Result<(), GearsError> {
+    table().drop_finished(id)
+}
+
+pub fn dump() -> Vec<Dump> {
+    table().dump()
+}
+
+/// Runs a script on a worker and answers its RG.PYEXECUTE client (SPEC 1.2): the error, `OK`,
+/// the execution id (UNBLOCKING), or the execution's `[results, errors]`.
+pub fn run_script(runtime: &mut Runtime, script: &str, db: i32, unblocking: bool, client: BlockedClient) {
+    match runtime.run_script(script, db) {
+        ScriptOutcome::Failed(text) => client.reply(Arc::new(Reply::Error(text))),
+        ScriptOutcome::Done => client.reply(Arc::new(Reply::ok())),
+        ScriptOutcome::Run(plan) => {
+            let key = create(unblocking);
+            if unblocking {
+                client.reply(Arc::new(Reply::bulk(key.id.as_bytes())));
+            } else {
+                table().add_waiter(&key.id, client);
+            }
+            run_plan(runtime, plan, db, key);
+        }
+    }
+}
+
+/// Runs an execution, then any that its callbacks started with `run()` (each dropped when done).
+fn run_plan(runtime: &mut Runtime, plan: RawPlan, db: i32, key: ExecutionKey) {
+    let store = RedisStore { db };
+    let mut next = Some((plan, key));
+    let mut nested = Vec::new();
+    while let Some((plan, key)) = next.take() {
+        let running = Running::start(key);
+        let reply = engine::run(runtime, plan, &store);
+        running.finish(reply);
+        nested.extend(runtime.take_nested());
+        next = nested.pop().map(|plan| (plan, create(false)));
+    }
+}
+
+/// A started execution. If its worker unwinds before it finishes, waiters still get an answer.
+struct Running(Option<ExecutionKey>);
+
+impl Running {
+    fn start(key: ExecutionKey) -> Running {
+        start(&key);
+        Running(Some(key))
+    }
+
+    fn finish(mut self, reply: Reply) {
+        if let Some(key) = self.0.take() {
+            finish(&key, reply);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(key) = self.0.take() {
+            let error = GearsError::Internal("the execution's worker failed".to_owned()).to_string();
+            finish(&key, Reply::results(Vec::new(), &[error]));
+        }
+    }
+}

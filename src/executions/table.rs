@@ -1,0 +1,228 @@
+//! The executions table: slab-indexed entries, an id index, and the listing order that
+//! `MaxExecutions` evicts from (oldest first).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use slab::Slab;
+
+use super::SHARD_ID;
+use crate::error::GearsError;
+use crate::redis::blocked::BlockedClient;
+use crate::redis::reply::Reply;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Created,
+    Running,
+    Done,
+    Aborted,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Running => "running",
+            State::Done => "done",
+            State::Aborted => "aborted",
+        }
+    }
+}
+
+/// Names one execution for its owner (the worker running it). The id guards against the slab
+/// slot having been reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionKey {
+    slot: usize,
+    pub id: String,
+}
+
+struct Execution {
+    id: String,
+    state: State,
+    reply: Option<Arc<Reply>>,
+    waiters: Vec<BlockedClient>,
+    keep: bool,
+    /// Still listed (counts towards MaxExecutions). An evicted execution that is still running
+    /// stays reachable by id until it ends, then goes.
+    listed: bool,
+}
+
+pub enum Lookup {
+    Missing,
+    Pending,
+    Done(Arc<Reply>),
+}
+
+pub struct Dump {
+    pub id: String,
+    pub state: State,
+    pub registered: bool,
+}
+
+#[derive(Default)]
+pub struct Table {
+    slab: Slab<Execution>,
+    by_id: HashMap<String, usize>,
+    /// Listed executions, oldest first.
+    order: VecDeque<usize>,
+    counter: u64,
+}
+
+impl Table {
+    pub fn new() -> Table {
+        Table::default()
+    }
+
+    pub fn create(&mut self, keep: bool, limit: i64) -> ExecutionKey {
+        let id = format!("{SHARD_ID}-{}", self.counter);
+        self.counter += 1;
+        if limit > 0 {
+            while self.order.len() as i64 >= limit {
+                self.evict_oldest();
+            }
+        }
+        let slot = self.slab.insert(Execution {
+            id: id.clone(),
+            state: State::Created,
+            reply: None,
+            waiters: Vec::new(),
+            keep,
+            listed: true,
+        });
+        self.by_id.insert(id.clone(), slot);
+        self.order.push_back(slot);
+        ExecutionKey { slot, id }
+    }
+
+    fn evict_oldest(&mut self) {
+        let Some(slot) = self.order.pop_front() else { return };
+        let Some(exec) = self.slab.get_mut(slot) else { return };
+        exec.listed = false;
+        if matches!(exec.state, State::Done | State::Aborted) {
+            self.by_id.remove(&exec.id);
+            self.slab.remove(slot);
+        }
+    }
+
+    fn get_mut(&mut self, key: &ExecutionKey) -> Option<&mut Execution> {
+        self.slab.get_mut(key.slot).filter(|e| e.id == key.id)
+    }
+
+    pub fn start(&mut self, key: &ExecutionKey) {
+        if let Some(exec) = self.get_mut(key) {
+            exec.state = State::Running;
+        }
+    }
+
+    /// Marks the execution done and returns the clients waiting on it.
+    pub fn finish(&mut self, key: &ExecutionKey, reply: Arc<Reply>) -> Vec<BlockedClient> {
+        let Some(exec) = self.get_mut(key) else { return Vec::new() };
+        exec.state = State::Done;
+        exec.reply = Some(reply);
+        let waiters = std::mem::take(&mut exec.waiters);
+        if !exec.keep || !exec.listed {
+            self.remove(key.slot);
+        }
+        waiters
+    }
+
+    fn remove(&mut self, slot: usize) {
+        if let Some(exec) = self.slab.try_remove(slot) {
+            self.by_id.remove(&exec.id);
+            if exec.listed {
+                self.order.retain(|s| *s != slot);
+            }
+        }
+    }
+
+    fn find(&mut self, id: &str) -> Option<(usize, &mut Execution)> {
+        let slot = *self.by_id.get(id)?;
+        self.slab.get_mut(slot).map(|e| (slot, e))
+    }
+
+    pub fn lookup(&mut self, id: &str) -> Lookup {
+        match self.find(id) {
+            None => Lookup::Missing,
+            Some((_, exec)) => match &exec.reply {
+                Some(reply) => Lookup::Done(reply.clone()),
+                None => Lookup::Pending,
+            },
+        }
+    }
+
+    pub fn add_waiter(&mut self, id: &str, client: BlockedClient) {
+        match self.find(id) {
+            Some((_, exec)) => exec.waiters.push(client),
+            None => drop(client), // unblocks it with an error; callers check first
+        }
+    }
+
+    pub fn drop_finished(&mut self, id: &str) -> Result<(), GearsError> {
+        let (slot, exec) = self.find(id).ok_or(GearsError::NoSuchExecution)?;
+        if exec.reply.is_none() {
+            return Err(GearsError::DropRunning);
+        }
+        self.remove(slot);
+        Ok(())
+    }
+
+    pub fn dump(&self) -> Vec<Dump> {
+        self.order
+            .iter()
+            .filter_map(|slot| self.slab.get(*slot))
+            .map(|e| Dump { id: e.id.clone(), state: e.state, registered: false })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(t: &mut Table, k: &ExecutionKey) {
+        let waiters = t.finish(k, Arc::new(Reply::ok()));
+        assert!(waiters.is_empty());
+    }
+
+    #[test]
+    fn ids_count_from_zero_and_are_never_reused() {
+        let mut t = Table::new();
+        let a = t.create(true, 0);
+        let b = t.create(false, 0);
+        assert_eq!(a.id, format!("{SHARD_ID}-0"));
+        assert_eq!(b.id, format!("{SHARD_ID}-1"));
+        done(&mut t, &b); // blocking run: dropped when done
+        let c = t.create(true, 0);
+        assert_eq!(c.id, format!("{SHARD_ID}-2"));
+        assert!(matches!(t.lookup(&b.id), Lookup::Missing));
+    }
+
+    #[test]
+    fn eviction_drops_oldest_finished_and_unlists_running() {
+        let mut t = Table::new();
+        let keys: Vec<_> = (0..3).map(|_| t.create(true, 3)).collect();
+        done(&mut t, &keys[1]);
+        t.start(&keys[0]); // oldest is still running
+        let d = t.create(true, 3);
+        let listed: Vec<_> = t.dump().into_iter().map(|d| d.id).collect();
+        assert_eq!(listed, vec![keys[1].id.clone(), keys[2].id.clone(), d.id.clone()]);
+        // the running one is still reachable and goes away when it ends
+        assert!(matches!(t.lookup(&keys[0].id), Lookup::Pending));
+        done(&mut t, &keys[0]);
+        assert!(matches!(t.lookup(&keys[0].id), Lookup::Missing));
+        t.create(true, 3);
+        assert!(matches!(t.lookup(&keys[1].id), Lookup::Missing));
+    }
+
+    #[test]
+    fn drop_refuses_unfinished() {
+        let mut t = Table::new();
+        let k = t.create(true, 0);
+        assert_eq!(t.drop_finished(&k.id), Err(GearsError::DropRunning));
+        done(&mut t, &k);
+        assert_eq!(t.drop_finished(&k.id), Ok(()));
+        assert_eq!(t.drop_finished(&k.id), Err(GearsError::NoSuchExecution));
+    }
+}

@@ -1,0 +1,93 @@
+//! Conversions between Python objects and Redis data: command arguments, command replies, key
+//! records, and execution results (SPEC 1.7).
+
+use rustpython_vm::builtins::{PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyStr};
+use rustpython_vm::{PyObjectRef, PyPayload, PyResult, VirtualMachine};
+
+use crate::redis::reply::Reply;
+
+/// A Redis string as Python sees it: `str` when it is UTF-8, else `bytearray`.
+pub fn redis_string(bytes: Vec<u8>, vm: &VirtualMachine) -> PyObjectRef {
+    match String::from_utf8(bytes) {
+        Ok(s) => vm.ctx.new_str(s).into(),
+        Err(e) => PyByteArray::from(e.into_bytes()).into_ref(&vm.ctx).into(),
+    }
+}
+
+/// `execute()` arguments: bytes-like objects are passed raw, anything else as `str(arg)`.
+pub fn command_arg(arg: &PyObjectRef, vm: &VirtualMachine) -> PyResult<Vec<u8>> {
+    if let Some(s) = arg.downcast_ref::<PyStr>() {
+        return Ok(s.as_wtf8().as_bytes().to_vec());
+    }
+    if let Some(b) = arg.downcast_ref::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    if let Some(b) = arg.downcast_ref::<PyByteArray>() {
+        return Ok(b.borrow_buf().to_vec());
+    }
+    Ok(arg.str(vm)?.as_wtf8().as_bytes().to_vec())
+}
+
+/// A command reply as Python sees it. Errors nested in arrays become plain strings; the caller
+/// raises a top-level error.
+pub fn to_python(reply: Reply, vm: &VirtualMachine) -> PyObjectRef {
+    match reply {
+        Reply::Simple(s) | Reply::Error(s) => vm.ctx.new_str(s).into(),
+        Reply::Bulk(b) => redis_string(b, vm),
+        Reply::Int(i) => vm.ctx.new_int(i).into(),
+        Reply::Null => vm.ctx.none(),
+        Reply::Array(items) => {
+            vm.ctx.new_list(items.into_iter().map(|r| to_python(r, vm)).collect()).into()
+        }
+    }
+}
+
+/// An execution result record as RESP, by RedisGears' table (SPEC 1.7).
+pub fn to_reply(obj: &PyObjectRef, vm: &VirtualMachine) -> Reply {
+    if let Some(s) = obj.downcast_ref::<PyStr>() {
+        let text = s.to_string_lossy();
+        return match text.as_bytes() {
+            [b'+', _, ..] => Reply::Simple(text[1..].to_owned()),
+            [b'-', _, ..] => Reply::Error(text[1..].to_owned()),
+            _ => Reply::Bulk(s.as_wtf8().as_bytes().to_vec()),
+        };
+    }
+    if let Some(b) = obj.downcast_ref::<PyBytes>() {
+        return Reply::Bulk(b.as_bytes().to_vec());
+    }
+    if let Some(i) = obj.downcast_ref::<PyInt>() {
+        // bool is an int subclass: True → 1. RedisGears replies -1 for what does not fit.
+        return Reply::Int(i.try_to_primitive::<i64>(vm).unwrap_or(-1));
+    }
+    if let Some(f) = obj.downcast_ref::<PyFloat>() {
+        return Reply::Bulk(c_double(f.to_f64()).into_bytes());
+    }
+    if let Some(list) = obj.downcast_ref::<PyList>() {
+        let items: Vec<PyObjectRef> = list.borrow_vec().to_vec();
+        return Reply::Array(items.iter().map(|i| to_reply(i, vm)).collect());
+    }
+    Reply::bulk("PY RECORD")
+}
+
+/// C's `%lf`.
+fn c_double(f: f64) -> String {
+    if f.is_nan() {
+        "nan".to_owned()
+    } else if f.is_infinite() {
+        if f > 0.0 { "inf".to_owned() } else { "-inf".to_owned() }
+    } else {
+        format!("{f:.6}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::c_double;
+
+    #[test]
+    fn floats_as_c_formats_them() {
+        assert_eq!(c_double(49.5), "49.500000");
+        assert_eq!(c_double(f64::INFINITY), "inf");
+        assert_eq!(c_double(-0.25), "-0.250000");
+    }
+}

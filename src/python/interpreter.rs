@@ -1,0 +1,198 @@
+//! Building the sandboxed interpreter of one worker, and running scripts in it.
+
+use std::collections::HashMap;
+
+use rustpython_vm::builtins::{PyCode, PyDictRef};
+use rustpython_vm::compiler::Mode;
+use rustpython_vm::scope::Scope;
+use rustpython_vm::{AsObject, Interpreter, PyObjectRef, PyPayload, PyRef, PyResult, Settings, VirtualMachine};
+
+use super::errors::error_text;
+use super::session::{self, RawPlan};
+
+/// Native modules of rustpython-stdlib that scripts may import. Left out on purpose: zlib, _bz2,
+/// _lzma, pyexpat, _elementtree (decompression and entity bombs run inside one native call),
+/// _pickle, _queue, _asyncio, _zoneinfo and the cjk codecs.
+const NATIVE_ALLOW: &[&str] = &[
+    "math", "cmath", "_random", "_json", "_datetime", "_heapq", "_bisect", "_struct", "binascii",
+    "_contextvars", "_statistics", "_hashlib", "_blake2", "_opcode", "_tokenize", "unicodedata",
+];
+
+/// Modules of the vm itself that reach host state or let scripts forge code objects.
+const NATIVE_DENY: &[&str] = &["marshal", "gc", "_interpreters", "_interpchannels", "_interpqueues", "_testinternalcapi"];
+
+/// The gears shim and the sandbox stand-ins (`os`, ...), frozen into the binary.
+static SHIM: &rustpython_vm::frozen::FrozenLib = rustpython_vm::py_freeze!(dir = "../../stdlib_shim/rg");
+
+/// How many compiled scripts a worker keeps, keyed by their text.
+const CODE_CACHE_SIZE: usize = 256;
+
+/// What a script asked for, once its body has run.
+pub enum ScriptOutcome {
+    /// The script raised (or did not compile): the formatted error.
+    Failed(String),
+    /// The script finished and started no execution.
+    Done,
+    /// The script called `run()`: the execution to run now.
+    Run(RawPlan),
+}
+
+pub struct Runtime {
+    state: Option<State>,
+    interp: Option<Interpreter>,
+}
+
+/// Python objects prepared once per interpreter.
+struct State {
+    env: PyDictRef,
+    /// The builtins as they were after start-up; restored after every script so that one
+    /// script's changes to builtins never reach the next.
+    builtins: Vec<(PyObjectRef, PyObjectRef)>,
+    codes: HashMap<String, PyRef<PyCode>>,
+}
+
+impl Runtime {
+    pub fn new() -> Result<Runtime, String> {
+        let builder = Interpreter::builder(Settings::default());
+        let stdlib: Vec<_> = rustpython_stdlib::stdlib_module_defs(&builder.ctx)
+            .into_iter()
+            .filter(|def| NATIVE_ALLOW.contains(&def.name.as_str()))
+            .collect();
+        let gears = super::native::module_def(&builder.ctx);
+        let interp = builder
+            .add_native_modules(&stdlib)
+            .add_native_module(gears)
+            .add_frozen_modules(SHIM)
+            .init_hook(|vm| {
+                if let Some(state) = rustpython_vm::common::rc::PyRc::get_mut(&mut vm.state) {
+                    for name in NATIVE_DENY {
+                        state.module_defs.remove(name);
+                    }
+                }
+            })
+            .build();
+        let state = interp.enter(|vm| prepare(vm).map_err(|e| error_text(vm, &e)))?;
+        Ok(Runtime { state: Some(state), interp: Some(interp) })
+    }
+
+    pub fn enter<R>(&self, f: impl FnOnce(&VirtualMachine) -> R) -> R {
+        match &self.interp {
+            Some(interp) => interp.enter(f),
+            None => unreachable!("the interpreter lives as long as the runtime"),
+        }
+    }
+
+    /// Compiles and runs one script in fresh globals.
+    pub fn run_script(&mut self, script: &str, db: i32) -> ScriptOutcome {
+        session::begin(db);
+        let (Some(interp), Some(state)) = (&self.interp, &mut self.state) else {
+            return ScriptOutcome::Failed(crate::error::GearsError::ScriptFailed.to_string());
+        };
+        interp.enter(|vm| {
+            let result = state.code(vm, script).and_then(|code| {
+                let globals = state.env.copy().into_ref(&vm.ctx);
+                vm.run_code_obj(code, Scope::with_builtins(None, globals, vm)).map(drop)
+            });
+            state.reset(vm);
+            let plan = session::with(|s| {
+                s.in_body = false;
+                s.body_run.take()
+            });
+            match result {
+                Err(exc) if !exc.fast_isinstance(vm.ctx.exceptions.system_exit) => {
+                    ScriptOutcome::Failed(error_text(vm, &exc))
+                }
+                _ => match plan {
+                    Some(plan) => ScriptOutcome::Run(plan),
+                    None => ScriptOutcome::Done,
+                },
+            }
+        })
+    }
+
+    /// Executions that callbacks asked for with `run()` while the last one ran.
+    pub fn take_nested(&mut self) -> Vec<RawPlan> {
+        session::with(|s| std::mem::take(&mut s.nested))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Python objects first, then the interpreter; finalize() frees what a plain drop leaks.
+        self.state = None;
+        if let Some(interp) = self.interp.take() {
+            interp.finalize(None);
+        }
+    }
+}
+
+impl State {
+    fn code(&mut self, vm: &VirtualMachine, script: &str) -> PyResult<PyRef<PyCode>> {
+        if let Some(code) = self.codes.get(script) {
+            return Ok(code.clone());
+        }
+        let code = vm
+            .compile(script, Mode::Exec, "<string>")
+            .map_err(|e| e.into_pyexception(vm, Some(script)))?;
+        if self.codes.len() >= CODE_CACHE_SIZE {
+            self.codes.clear();
+        }
+        self.codes.insert(script.to_owned(), code.clone());
+        Ok(code)
+    }
+
+    /// Undoes what a script may have changed in interpreter-wide state.
+    fn reset(&self, vm: &VirtualMachine) {
+        let builtins = vm.builtins.dict();
+        if builtins.__len__() != self.builtins.len()
+            || self.builtins.iter().any(|(k, v)| !builtins.get_item_opt(&**k, vm).ok().flatten().is_some_and(|c| c.is(v)))
+        {
+            builtins.clear();
+            for (k, v) in &self.builtins {
+                let _ = builtins.set_item(&**k, v.clone(), vm);
+            }
+        }
+        if let Ok(stdout) = vm.sys_module.get_attr("stdout", vm) {
+            let _ = vm.call_method(&stdout, "flush", ());
+        }
+    }
+}
+
+fn prepare(vm: &VirtualMachine) -> PyResult<State> {
+    scrub(vm)?;
+    let gears = vm.import("gears", 0)?;
+    let writer = gears.get_attr("_LogWriter", vm)?;
+    vm.sys_module.set_attr("stdout", writer.call((), vm)?, vm)?;
+    vm.sys_module.set_attr("stderr", writer.call((), vm)?, vm)?;
+    let env = gears.get_attr("session_env", vm)?.call((), vm)?;
+    let env = env
+        .downcast::<rustpython_vm::builtins::PyDict>()
+        .map_err(|_| vm.new_type_error("session_env() must return a dict"))?;
+    env.set_item("__builtins__", vm.builtins.clone().into(), vm)?;
+    let builtins = vm.builtins.dict().into_iter().collect();
+    Ok(State { env, builtins, codes: HashMap::new() })
+}
+
+/// Host details that a host_env-free RustPython still exposes (redis-server's command line may
+/// hold a password), and functions with process-wide effects.
+fn scrub(vm: &VirtualMachine) -> PyResult<()> {
+    let sys = &vm.sys_module;
+    for name in ["orig_argv", "argv", "path"] {
+        sys.set_attr(name, vm.ctx.new_list(Vec::new()), vm)?;
+    }
+    for name in ["executable", "_base_executable", "prefix", "exec_prefix", "base_prefix", "base_exec_prefix", "_stdlib_dir"] {
+        sys.set_attr(name, vm.ctx.new_str(""), vm)?;
+    }
+    for name in ["settrace", "setprofile", "_settraceallthreads", "_setprofileallthreads", "call_tracing", "breakpointhook"] {
+        let _ = sys.as_object().del_attr(name, vm);
+    }
+    let time = vm.import("time", 0)?;
+    for name in ["clock_settime", "clock_settime_ns", "tzset"] {
+        let _ = time.as_object().del_attr(name, vm);
+    }
+    let builtins = vm.builtins.as_object();
+    for name in ["input", "breakpoint"] {
+        let _ = builtins.del_attr(name, vm);
+    }
+    Ok(())
+}

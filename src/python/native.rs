@@ -1,0 +1,125 @@
+//! `_redisgears`: the native half of the `gears` shim. Every capability a script has beyond pure
+//! computation goes through here, and is checked here, in Rust.
+
+pub(crate) use _redisgears::module_def;
+
+use std::cell::RefCell;
+
+use rustpython_vm::builtins::PyTypeRef;
+use rustpython_vm::{PyObjectRef, VirtualMachine};
+
+/// The shim's exception types, handed over once per interpreter by `register_types`.
+pub struct ErrorTypes {
+    pub error: PyTypeRef,
+    pub forcestopped: PyTypeRef,
+    pub flat_error: PyTypeRef,
+}
+
+thread_local! {
+    static TYPES: RefCell<Option<ErrorTypes>> = const { RefCell::new(None) };
+}
+
+pub fn with_types<R>(f: impl FnOnce(&ErrorTypes) -> R) -> Option<R> {
+    TYPES.with_borrow(|t| t.as_ref().map(f))
+}
+
+/// A `gears.error` with `msg` (a RuntimeError before the shim has registered its types).
+pub fn gears_error(vm: &VirtualMachine, msg: impl Into<String>) -> rustpython_vm::builtins::PyBaseExceptionRef {
+    let msg = msg.into();
+    let class = with_types(|t| t.error.clone()).unwrap_or_else(|| vm.ctx.exceptions.runtime_error.to_owned());
+    vm.new_exception_msg(class, msg.into())
+}
+
+fn set_types(types: ErrorTypes) {
+    TYPES.set(Some(types));
+}
+
+fn is_none(obj: &PyObjectRef, vm: &VirtualMachine) -> bool {
+    vm.is_none(obj)
+}
+
+#[rustpython_vm::pymodule]
+mod _redisgears {
+    use rustpython_vm::builtins::{PyStrRef, PyTypeRef};
+    use rustpython_vm::function::PosArgs;
+    use rustpython_vm::{PyObjectRef, PyResult, VirtualMachine};
+
+    use super::{ErrorTypes, gears_error, is_none, set_types};
+    use crate::python::convert::{command_arg, to_python};
+    use crate::python::session::{self, RawPlan};
+    use crate::redis::gil::with_gil;
+    use crate::redis::log::{self, Level};
+    use crate::redis::reply::Reply;
+
+    #[pyfunction]
+    fn register_types(error: PyTypeRef, forcestopped: PyTypeRef, flat_error: PyTypeRef) {
+        set_types(ErrorTypes { error, forcestopped, flat_error });
+    }
+
+    /// Records the execution a builder's `run()` asks for; the worker runs it when the script
+    /// body is done (or, for `run()` outside the body, when the current execution ends).
+    #[pyfunction]
+    fn run(
+        reader: PyStrRef,
+        arg: PyObjectRef,
+        steps: PyObjectRef,
+        options: PyObjectRef,
+        vm: &VirtualMachine,
+    ) -> PyResult<()> {
+        let plan = RawPlan { reader: reader.to_string_lossy().into_owned(), arg, steps, options };
+        session::with(|s| {
+            if !s.in_body {
+                s.nested.push(plan);
+                return Ok(());
+            }
+            if s.body_run.is_some() {
+                return Err(gears_error(vm, "Can not run more then 1 executions in a single script"));
+            }
+            s.body_run = Some(plan);
+            Ok(())
+        })
+    }
+
+    #[pyfunction]
+    fn execute(args: PosArgs, vm: &VirtualMachine) -> PyResult {
+        let args = args.into_vec();
+        let Some((command, rest)) = args.split_first() else {
+            return Ok(vm.ctx.new_list(Vec::new()).into());
+        };
+        let Some(command) = command.downcast_ref::<rustpython_vm::builtins::PyStr>() else {
+            return Err(gears_error(vm, "the given command must be a string"));
+        };
+        let command = command.to_string_lossy().into_owned();
+        let rest = rest.iter().map(|a| command_arg(a, vm)).collect::<PyResult<Vec<Vec<u8>>>>()?;
+        let rest: Vec<&[u8]> = rest.iter().map(Vec::as_slice).collect();
+        let reply = with_gil(session::db(), |ctx| crate::redis::call::call(ctx, &command, &rest));
+        match reply {
+            Reply::Error(text) => Err(gears_error(vm, text)),
+            reply => Ok(to_python(reply, vm)),
+        }
+    }
+
+    #[pyfunction]
+    fn log(message: PyStrRef, level: PyStrRef) {
+        let level = match level.to_string_lossy().as_ref() {
+            "debug" => Level::Debug,
+            "verbose" => Level::Verbose,
+            "warning" => Level::Warning,
+            _ => Level::Notice,
+        };
+        log::log(level, &message.to_string_lossy());
+    }
+
+    #[pyfunction]
+    fn config_get(key: PyObjectRef, vm: &VirtualMachine) -> PyResult {
+        if is_none(&key, vm) {
+            return Ok(vm.ctx.none());
+        }
+        let key = key.str(vm)?;
+        let value = crate::config::with(|c| c.extra(&key.to_string_lossy()).map(str::to_owned));
+        Ok(match value {
+            Some(v) => vm.ctx.new_str(v).into(),
+            None => vm.ctx.none(),
+        })
+    }
+}

@@ -1,0 +1,9 @@
+//! The only place that holds raw Redis pointers or talks to the Redis API from worker threads.
+
+pub mod blocked;
+pub mod call;
+pub mod gil;
+pub mod keyspace;
+pub mod log;
+pub mod panic_hook;
+pub mod reply;

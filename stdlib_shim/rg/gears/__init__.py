@@ -1,0 +1,344 @@
+"""The RedisGears 1.x Python API, over the native `_redisgears` module.
+
+Everything a script sees as a global comes from `session_env()`. Operations validate their
+arguments here, with RedisGears' exact texts, and append `(op, callbacks...)` steps to the builder;
+`run()` hands the reader and steps to the engine, which does the iteration in Rust.
+"""
+
+import _redisgears
+
+
+class error(Exception):
+    pass
+
+
+class forcestopped(BaseException):
+    # A BaseException so that `except Exception:` cannot swallow an abort.
+    pass
+
+
+class flat_error(Exception):
+    pass
+
+
+_redisgears.register_types(error, forcestopped, flat_error)
+
+_FunctionType = type(lambda: 0)
+
+READERS = ('KeysReader', 'KeysOnlyReader', 'StreamReader', 'PythonReader', 'ShardsIDReader', 'CommandReader')
+
+
+def _check_functions(op, args, count, what=None):
+    if len(args) != count:
+        raise error('wrong number of args to %s function' % op)
+    for f, name in zip(args, what or ('',) * count):
+        if type(f) is not _FunctionType:
+            raise error('%s %sargument must be a function' % (op, name))
+
+
+def _zero(value, zero):
+    if value:
+        return value
+    import copy
+    return copy.deepcopy(zero)
+
+
+class GearsBuilder:
+    def __init__(self, reader='KeysReader', defaultArg='*', desc=None):
+        if not isinstance(reader, str):
+            raise error('reader argument must be a string')
+        if desc is not None and not isinstance(desc, str):
+            raise error('desc argument must be a string')
+        if reader not in READERS:
+            raise error('The given reader does not exists')
+        self.reader = reader
+        self.defaultArg = defaultArg
+        self.desc = desc
+        self.steps = []
+
+    def _add(self, *step):
+        self.steps.append(step)
+        return self
+
+    def map(self, *args):
+        _check_functions('map', args, 1)
+        return self._add('map', args[0])
+
+    def filter(self, *args):
+        _check_functions('filter', args, 1)
+        return self._add('filter', args[0])
+
+    def foreach(self, *args):
+        _check_functions('foreach', args, 1)
+        return self._add('foreach', args[0])
+
+    def flatmap(self, *args):
+        _check_functions('flatmap', args, 1)
+        return self._add('flatmap', args[0])
+
+    def accumulate(self, *args):
+        _check_functions('accumulate', args, 1)
+        return self._add('accumulate', args[0])
+
+    def repartition(self, *args):
+        _check_functions('repartition', args, 1)
+        return self._add('repartition', args[0])
+
+    def localgroupby(self, *args):
+        _check_functions('groupby', args, 2, ('extractor ', 'reducer '))
+        return self._add('localgroupby', args[0], args[1])
+
+    def groupby(self, *args):
+        _check_functions('groupby', args, 2, ('extractor ', 'reducer '))
+        return self._add('localgroupby', args[0], args[1])
+
+    def batchgroupby(self, *args):
+        if len(args) != 2:
+            raise error('wrong number of args to batchgroupby function')
+        if type(args[0]) is not _FunctionType:
+            raise error('batchgroupby extractor argument must be a function')
+        return self._add('batchgroupby', args[0], args[1])
+
+    def collect(self, *args):
+        if args:
+            raise error('wrong number of args to collect function')
+        return self._add('collect')
+
+    def limit(self, *args):
+        if len(args) not in (1, 2):
+            raise error('wrong number of args to limit function')
+        for n in args:
+            if type(n) is not int:
+                raise error('limit argument must be a number')
+        offset = args[1] if len(args) == 2 else 0
+        return self._add('limit', args[0], offset)
+
+    # Sugar: expressed with the operations above, as RedisGears does.
+
+    def aggregate(self, zero, seqOp, combOp):
+        self.accumulate(lambda a, r: seqOp(_zero(a, zero), r))
+        self.collect()
+        return self.accumulate(lambda a, r: combOp(_zero(a, zero), r))
+
+    def aggregateby(self, extractor, zero, seqOp, combOp):
+        self.localgroupby(lambda r: extractor(r), lambda k, a, r: seqOp(k, _zero(a, zero), r))
+        return self.groupby(lambda r: r['key'], lambda k, a, r: combOp(k, _zero(a, zero), r['value']))
+
+    def count(self):
+        return self.aggregate(0, lambda a, r: 1 + a, lambda a, r: a + r)
+
+    def countby(self, extractor=lambda x: x):
+        return self.aggregateby(extractor, 0, lambda k, a, r: 1 + a, lambda k, a, r: r + a)
+
+    def sort(self, reverse=True):
+        def add(a, r):
+            a.append(r)
+            return a
+
+        def merge(a, r):
+            a.extend(r)
+            return a
+
+        self.aggregate([], add, merge)
+        self.map(lambda r: sorted(r, reverse=reverse))
+        return self.flatmap(lambda r: r)
+
+    def distinct(self):
+        def add(a, r):
+            a.add(r)
+            return a
+
+        def merge(a, r):
+            a.update(r)
+            return a
+
+        self.aggregate(set(), add, merge)
+        return self.flatmap(lambda s: list(s))
+
+    def avg(self, extractor=lambda x: float(x)):
+        self.map(extractor)
+        self.aggregate((0, 0), lambda a, r: (a[0] + r, a[1] + 1), lambda a, r: (a[0] + r[0], a[1] + r[1]))
+        return self.map(lambda x: x[0] / x[1])
+
+    def run(self, arg=None, convertToStr=True, collect=True, **kwargs):
+        steps = list(self.steps)
+        if convertToStr:
+            steps.append(('map', str))
+        if collect:
+            steps.append(('collect',))
+        if not arg:
+            arg = self.defaultArg
+        mode = kwargs.get('mode', 'async')
+        if not isinstance(mode, str):
+            raise error('execution mode must be a string')
+        if mode not in ('async', 'async_local'):
+            raise error('unknown execution mode')
+        options = _reader_options(self.reader, arg, kwargs)
+        return _redisgears.run(self.reader, arg, steps, options)
+
+
+def _reader_options(reader, arg, kwargs):
+    if reader == 'KeysReader':
+        if not isinstance(arg, str):
+            raise error('regex argument must be a string')
+        noScan = kwargs.get('noScan', False)
+        if type(noScan) is not bool:
+            raise error('exactMatch value is not boolean')
+        readValue = kwargs.get('readValue', True)
+        if type(readValue) is not bool:
+            raise error('readValue value is not boolean')
+        return {'noScan': noScan, 'readValue': readValue}
+    if reader == 'PythonReader':
+        if arg is None:
+            raise error('python reader function is not given')
+        if type(arg) is not _FunctionType:
+            raise error('pyreader argument must be a function')
+        return {}
+    if reader == 'ShardsIDReader':
+        return {}
+    raise error('Given reader do not support run or not exists')
+
+
+GB = GearsBuilder
+
+
+def execute(command, *args):
+    return _redisgears.execute(command, *args)
+
+
+_LEVELS = ('debug', 'verbose', 'notice', 'warning')
+
+
+def log(*args, **kwargs):
+    if 'level' in kwargs:
+        args = args + (kwargs.pop('level'),)
+    if len(args) == 0 or len(args) > 2:
+        raise error('log function must get a log message as input')
+    msg, level = (args + ('notice',))[:2]
+    if len(args) == 2 and msg in _LEVELS and level not in _LEVELS:
+        # The legacy log(level, msg) form.
+        _redisgears.log('log(level, msg) is deprecated, use log(msg, level) instead', 'warning')
+        msg, level = level, msg
+    if not isinstance(msg, str):
+        raise error('Log message must be a string')
+    if not isinstance(level, str):
+        raise error('Log level must be a sting (debug/verbose/notice/warning)')
+    if level not in _LEVELS:
+        raise error('Log level should be one of the following : debug,verbose,notice,warning')
+    _redisgears.log('GEARS: ' + msg, level)
+
+
+class _LogWriter:
+    """sys.stdout and sys.stderr: print() output goes to the Redis log, a line at a time."""
+
+    def __init__(self):
+        self._pending = ''
+
+    def write(self, text):
+        text = str(text)
+        lines = (self._pending + text).split('\n')
+        self._pending = lines.pop()
+        for line in lines:
+            _redisgears.log(line, 'notice')
+        return len(text)
+
+    def flush(self):
+        if self._pending:
+            _redisgears.log(self._pending, 'notice')
+            self._pending = ''
+
+    def isatty(self):
+        return False
+
+
+def format_exception(exc):
+    """SPEC 1.8 form 2: the repr of traceback.format_exception's list of lines."""
+    lines = []
+    _chain(exc, lines, set())
+    return repr(lines)
+
+
+def _chain(exc, lines, seen):
+    seen.add(id(exc))
+    cause = exc.__cause__
+    context = exc.__context__
+    if cause is not None and id(cause) not in seen:
+        _chain(cause, lines, seen)
+        lines.append('\nThe above exception was the direct cause of the following exception:\n\n')
+    elif context is not None and not exc.__suppress_context__ and id(context) not in seen:
+        _chain(context, lines, seen)
+        lines.append('\nDuring handling of the above exception, another exception occurred:\n\n')
+    tb = exc.__traceback__
+    if tb is not None:
+        lines.append('Traceback (most recent call last):\n')
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            lines.append('  File "%s", line %d, in %s\n' % (code.co_filename, tb.tb_lineno, code.co_name))
+            tb = tb.tb_next
+    lines.append(_exception_only(exc))
+
+
+def _exception_only(exc):
+    cls = type(exc)
+    name = cls.__qualname__
+    module = cls.__module__
+    if module not in ('__main__', 'builtins'):
+        name = module + '.' + name
+    try:
+        value = str(exc)
+    except BaseException:
+        value = '<exception str() failed>'
+    return '%s: %s\n' % (name, value) if value else name + '\n'
+
+
+def session_env():
+    """The names every script starts with; each script gets its own copy."""
+    import redisgears
+    env = {
+        '__name__': 'not_main',
+        'GearsBuilder': GearsBuilder,
+        'GB': GB,
+        'execute': execute,
+        'log': log,
+        'flat_error': redisgears.flatError,
+        'configGet': redisgears.config_get,
+        'gearsConfigGet': gearsConfigGet,
+        'hashtag': redisgears.getMyHashTag,
+        'redisgears': redisgears,
+        'rg': redisgears,
+        'Log': _deprecated('Log', 'log', log),
+        'ConfigGet': _deprecated('ConfigGet', 'configGet', redisgears.config_get),
+        'GearsConfigGet': _deprecated('GearsConfigGet', 'gearsConfigGet', gearsConfigGet),
+    }
+    return env
+
+
+def configGet(*args):
+    if len(args) != 1:
+        raise error('get_config function must get a single key input')
+    if not isinstance(args[0], str):
+        raise error('get_config key must be a string')
+    return _redisgears.config_get(args[0])
+
+
+def gearsConfigGet(key, default=None):
+    value = configGet(key)
+    return default if value is None else value
+
+
+def _deprecated(old, new, func):
+    def wrapper(*args, **kwargs):
+        _redisgears.log('%s is deprecated, use %s instead' % (old, new), 'warning')
+        return func(*args, **kwargs)
+    wrapper.__name__ = old
+    return wrapper
+
+
+def hashtag():
+    return '06S'
+
+
+def raise_flat_error(*args):
+    if len(args) != 1:
+        raise error('not enough arguments for time flat error')
+    raise flat_error(args[0])

@@ -1,0 +1,12 @@
+"""The `redisgears` module of RedisGears 1.x: the runtime functions under their native names."""
+
+import gears as _gears
+
+executeCommand = _gears.execute
+log = _gears.log
+config_get = _gears.configGet
+getMyHashTag = _gears.hashtag
+flatError = _gears.raise_flat_error
+GearsError = _gears.error
+GearsForceStopped = _gears.forcestopped
+GearsFlatError = _gears.flat_error
