@@ -15,7 +15,8 @@ pub struct Config {
     pub execution_max_idle_time: i64,
     pub send_msg_retries: i64,
     pub plugins: Vec<String>,
-    pub python_attempt_traceback: bool,
+    pub python_attempt_traceback: i64,
+    pub python_install_req_max_idle_time: i64,
     /// Unknown names and the Python settings, in the order they were given.
     pub extra: Vec<(String, String)>,
 }
@@ -30,7 +31,8 @@ impl Default for Config {
             execution_max_idle_time: 5000,
             send_msg_retries: 3,
             plugins: Vec::new(),
-            python_attempt_traceback: true,
+            python_attempt_traceback: 1,
+            python_install_req_max_idle_time: 30000,
             extra: Vec::new(),
         }
     }
@@ -49,41 +51,106 @@ impl Config {
 
     fn set_load_arg(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
         let invalid = |why| ConfigError::InvalidValue { name: name.to_owned(), value: value.to_owned(), why };
-        let int = || value.trim().parse::<i64>().map_err(|_| invalid("not an integer"));
-        match name.to_ascii_lowercase().as_str() {
-            "maxexecutions" => self.max_executions = int()?,
-            "maxexecutionsperregistration" => self.max_executions_per_registration = int()?,
-            "profileexecutions" => self.profile_executions = int()?,
-            "executionthreads" => {
-                let n = int()?;
-                if n <= 0 || n > 64 {
-                    return Err(invalid("must be between 1 and 64"));
-                }
-                self.execution_threads = n as usize;
-            }
-            "executionmaxidletime" => {
-                let n = int()?;
-                if n <= 0 {
-                    return Err(invalid("must be > 0"));
-                }
-                self.execution_max_idle_time = n;
-            }
-            "sendmsgretries" => {
-                let n = int()?;
-                if n < 0 {
-                    return Err(invalid("must be >= 0"));
-                }
-                self.send_msg_retries = n;
-            }
-            "plugin" => self.plugins.push(value.to_owned()),
-            _ => {
-                if name == "PythonAttemptTraceback" {
-                    self.python_attempt_traceback = int()? != 0;
+        match Builtin::find(name) {
+            Some(Builtin::Plugin) => self.plugins.push(value.to_owned()),
+            Some(builtin) => self.set_builtin(builtin, value).map_err(invalid)?,
+            None => {
+                if let Some(setting) = PythonSetting::find(name) {
+                    self.set_python(setting, value).map_err(invalid)?;
                 }
                 self.set_extra(name, value);
             }
         }
         Ok(())
+    }
+
+    fn set_builtin(&mut self, builtin: Builtin, value: &str) -> Result<(), &'static str> {
+        let n = parse_int(value)?;
+        let check = |ok: bool, why| if ok { Ok(n) } else { Err(why) };
+        match builtin {
+            Builtin::MaxExecutions => self.max_executions = n,
+            Builtin::MaxExecutionsPerRegistration => self.max_executions_per_registration = n,
+            Builtin::ProfileExecutions => self.profile_executions = n,
+            Builtin::ExecutionThreads => {
+                self.execution_threads = check(n > 0 && n <= 64, "must be between 1 and 64")? as usize
+            }
+            Builtin::ExecutionMaxIdleTime => self.execution_max_idle_time = check(n > 0, "must be > 0")?,
+            Builtin::SendMsgRetries => self.send_msg_retries = check(n >= 0, "must be >= 0")?,
+            Builtin::Plugin => return Err("not a number"),
+        }
+        Ok(())
+    }
+
+    fn set_python(&mut self, setting: PythonSetting, value: &str) -> Result<(), &'static str> {
+        match setting {
+            PythonSetting::AttemptTraceback => self.python_attempt_traceback = parse_int(value)?,
+            PythonSetting::InstallReqMaxIdleTime => {
+                let n = parse_int(value)?;
+                if n <= 0 {
+                    return Err("must be > 0");
+                }
+                self.python_install_req_max_idle_time = n;
+            }
+            PythonSetting::Inert { numeric: true, .. } => {
+                parse_int(value)?;
+            }
+            PythonSetting::Inert { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// RG.CONFIGGET's element for one name (SPEC 2.9).
+    pub fn get_element(&self, name: &str) -> ConfigValue {
+        if let Some(builtin) = Builtin::find_exact(name) {
+            return match builtin {
+                Builtin::MaxExecutions => ConfigValue::Int(self.max_executions),
+                Builtin::MaxExecutionsPerRegistration => ConfigValue::Int(self.max_executions_per_registration),
+                Builtin::ProfileExecutions => ConfigValue::Int(self.profile_executions),
+                Builtin::ExecutionThreads => ConfigValue::Int(self.execution_threads as i64),
+                Builtin::ExecutionMaxIdleTime => ConfigValue::Int(self.execution_max_idle_time),
+                Builtin::SendMsgRetries => ConfigValue::Int(self.send_msg_retries),
+                Builtin::Plugin => ConfigValue::List(self.plugins.clone()),
+            };
+        }
+        if let Some(setting) = PythonSetting::find(name) {
+            return match setting {
+                PythonSetting::AttemptTraceback => ConfigValue::Int(self.python_attempt_traceback),
+                PythonSetting::InstallReqMaxIdleTime => ConfigValue::Int(self.python_install_req_max_idle_time),
+                PythonSetting::Inert { numeric: true, default, .. } => {
+                    ConfigValue::Int(self.extra(name).unwrap_or(default).trim().parse().unwrap_or(0))
+                }
+                PythonSetting::Inert { default, .. } => {
+                    ConfigValue::Str(self.extra(name).unwrap_or(default).to_owned())
+                }
+            };
+        }
+        match self.extra(name) {
+            Some(v) => ConfigValue::Str(v.to_owned()),
+            None => ConfigValue::Unsupported,
+        }
+    }
+
+    /// RG.CONFIGSET of one pair (SPEC 2.9).
+    pub fn set_at_runtime(&mut self, name: &str, value: &str) -> SetOutcome {
+        if let Some(builtin) = Builtin::find(name) {
+            if matches!(builtin, Builtin::ExecutionThreads | Builtin::Plugin) {
+                return SetOutcome::NotModifiable;
+            }
+            return match self.set_builtin(builtin, value) {
+                Ok(()) => SetOutcome::Ok,
+                Err(_) => SetOutcome::Failed,
+            };
+        }
+        if let Some(setting) = PythonSetting::find(name) {
+            if matches!(setting, PythonSetting::Inert { .. }) {
+                return SetOutcome::PythonNotConfigurable;
+            }
+            if self.set_python(setting, value).is_err() {
+                return SetOutcome::PythonFailed;
+            }
+        }
+        self.set_extra(name, value);
+        SetOutcome::SavedInExtra
     }
 
     fn set_extra(&mut self, name: &str, value: &str) {
@@ -98,6 +165,88 @@ impl Config {
     }
 }
 
+fn parse_int(value: &str) -> Result<i64, &'static str> {
+    value.trim().parse::<i64>().map_err(|_| "not an integer")
+}
+
+/// The built-in settings: matched case-insensitively at load and by RG.CONFIGSET, exactly by
+/// RG.CONFIGGET (RedisGears' own inconsistency, kept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Builtin {
+    MaxExecutions,
+    MaxExecutionsPerRegistration,
+    ProfileExecutions,
+    ExecutionThreads,
+    ExecutionMaxIdleTime,
+    SendMsgRetries,
+    Plugin,
+}
+
+const BUILTINS: &[(&str, Builtin)] = &[
+    ("MaxExecutions", Builtin::MaxExecutions),
+    ("MaxExecutionsPerRegistration", Builtin::MaxExecutionsPerRegistration),
+    ("ProfileExecutions", Builtin::ProfileExecutions),
+    ("ExecutionThreads", Builtin::ExecutionThreads),
+    ("ExecutionMaxIdleTime", Builtin::ExecutionMaxIdleTime),
+    ("SendMsgRetries", Builtin::SendMsgRetries),
+    ("Plugin", Builtin::Plugin),
+];
+
+impl Builtin {
+    fn find(name: &str) -> Option<Builtin> {
+        BUILTINS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, b)| *b)
+    }
+
+    fn find_exact(name: &str) -> Option<Builtin> {
+        BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+    }
+}
+
+/// The Python settings: matched exactly; stored in the extra configuration as well as applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PythonSetting {
+    AttemptTraceback,
+    InstallReqMaxIdleTime,
+    /// Accepted for compatibility, no effect, not settable at runtime.
+    Inert { numeric: bool, default: &'static str },
+}
+
+const PYTHON_SETTINGS: &[(&str, PythonSetting)] = &[
+    ("PythonAttemptTraceback", PythonSetting::AttemptTraceback),
+    ("PythonInstallReqMaxIdleTime", PythonSetting::InstallReqMaxIdleTime),
+    ("CreateVenv", PythonSetting::Inert { numeric: true, default: "0" }),
+    ("DownloadDeps", PythonSetting::Inert { numeric: true, default: "0" }),
+    ("ForeceDownloadDepsOnEnterprise", PythonSetting::Inert { numeric: true, default: "0" }),
+    ("OverridePythonAllocators", PythonSetting::Inert { numeric: true, default: "1" }),
+    ("DependenciesUrl", PythonSetting::Inert { numeric: false, default: "" }),
+    ("DependenciesSha256", PythonSetting::Inert { numeric: false, default: "" }),
+    ("PythonInstallationDir", PythonSetting::Inert { numeric: false, default: "/var/opt/redislabs/modules/rg" }),
+];
+
+impl PythonSetting {
+    fn find(name: &str) -> Option<PythonSetting> {
+        PYTHON_SETTINGS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigValue {
+    Int(i64),
+    Str(String),
+    List(Vec<String>),
+    Unsupported,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOutcome {
+    Ok,
+    NotModifiable,
+    Failed,
+    PythonNotConfigurable,
+    PythonFailed,
+    SavedInExtra,
+}
+
 static CONFIG: RwLock<Option<Config>> = RwLock::new(None);
 
 pub fn install(config: Config) {
@@ -107,6 +256,11 @@ pub fn install(config: Config) {
 /// A copy of the current configuration (the defaults before the module is loaded).
 pub fn get() -> Config {
     CONFIG.read().unwrap_or_else(PoisonError::into_inner).clone().unwrap_or_default()
+}
+
+pub fn update<R>(f: impl FnOnce(&mut Config) -> R) -> R {
+    let mut guard = CONFIG.write().unwrap_or_else(PoisonError::into_inner);
+    f(guard.get_or_insert_with(Config::default))
 }
 
 /// Reads one value without copying the whole configuration.
@@ -140,6 +294,26 @@ mod tests {
         assert_eq!(c.extra("MyKey"), Some("MyValue"));
         assert_eq!(c.extra("mykey"), None);
         assert_eq!(c.plugins, vec!["/x/gears.so".to_owned()]);
+    }
+
+    #[test]
+    fn runtime_get_and_set_follow_redisgears_rules() {
+        let mut c = Config::from_load_args(&args(&["PythonAttemptTraceback", "0"])).unwrap();
+        assert_eq!(c.get_element("MaxExecutions"), ConfigValue::Int(1000));
+        assert_eq!(c.get_element("maxexecutions"), ConfigValue::Unsupported);
+        assert_eq!(c.get_element("PythonAttemptTraceback"), ConfigValue::Int(0));
+        assert_eq!(c.get_element("CreateVenv"), ConfigValue::Int(0));
+        assert_eq!(c.set_at_runtime("maxEXECUTIONS", "5"), SetOutcome::Ok);
+        assert_eq!(c.max_executions, 5);
+        assert_eq!(c.set_at_runtime("ExecutionThreads", "5"), SetOutcome::NotModifiable);
+        assert_eq!(c.set_at_runtime("MaxExecutions", "x"), SetOutcome::Failed);
+        assert_eq!(c.set_at_runtime("CreateVenv", "1"), SetOutcome::PythonNotConfigurable);
+        assert_eq!(c.set_at_runtime("PythonAttemptTraceback", "x"), SetOutcome::PythonFailed);
+        assert_eq!(c.set_at_runtime("PythonAttemptTraceback", "1"), SetOutcome::SavedInExtra);
+        assert_eq!(c.python_attempt_traceback, 1);
+        assert_eq!(c.set_at_runtime("pythonattempttraceback", "7"), SetOutcome::SavedInExtra);
+        assert_eq!(c.python_attempt_traceback, 1);
+        assert_eq!(c.get_element("pythonattempttraceback"), ConfigValue::Str("7".into()));
     }
 
     #[test]

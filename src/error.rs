@@ -22,6 +22,12 @@ pub enum GearsError {
     UnknownArgument(String),
     #[error("execution plan does not exist")]
     NoSuchExecution,
+    #[error("execution does not exist")]
+    NoSuchAbortTarget,
+    #[error("unknown subcommand")]
+    UnknownSubcommand,
+    #[error("no cluster detected - use `RG.GETEXECUTION <id> [SHARD]` instead")]
+    NoCluster,
     #[error("execution is still running")]
     StillRunning,
     #[error("can not drop a not yet finished execution, abort it first.")]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod executions;
+pub mod memory;
 pub mod pool;
 pub mod python;
 pub mod redis;
@@ -14,6 +15,7 @@ pub mod redis;
 use redis_module::{Context, RedisString, Status, redis_module};
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
+    redis::log::init(ctx);
     redis::panic_hook::install();
     redis::gil::mark_main_thread();
     let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_slice().to_vec()).collect();
@@ -38,7 +40,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
 redis_module! {
     name: "rg",
     version: 10213,
-    allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
+    allocator: (memory::Accounting, memory::Accounting),
     data_types: [],
     init: init,
     commands: [
@@ -47,5 +49,18 @@ redis_module! {
         ["rg.getresultsblocking", commands::executions::rg_getresultsblocking, "readonly", 0, 0, 0, ""],
         ["rg.dumpexecutions", commands::executions::rg_dumpexecutions, "readonly", 0, 0, 0, ""],
         ["rg.dropexecution", commands::executions::rg_dropexecution, "readonly", 0, 0, 0, ""],
+        ["rg.getexecution", commands::executions::rg_getexecution, "readonly", 0, 0, 0, ""],
+        ["rg.abortexecution", commands::management::rg_abortexecution, "readonly", 0, 0, 0, ""],
+        ["rg.configget", commands::management::rg_configget, "readonly", 0, 0, 0, ""],
+        ["rg.configset", commands::management::rg_configset, "readonly", 0, 0, 0, ""],
+        ["rg.pystats", commands::management::rg_pystats, "readonly", 0, 0, 0, ""],
+        ["rg.dumpplugins", commands::management::rg_fixed, "readonly", 0, 0, 0, ""],
+        ["rg.pyexecuteremote", commands::management::rg_fixed, "readonly", 0, 0, 0, ""],
+        ["rg.pyfreeinterpreter", commands::management::rg_fixed, "readonly", 0, 0, 0, ""],
+        ["rg.infocluster", commands::management::rg_fixed, "readonly", 0, 0, 0, ""],
+        ["rg.refreshcluster", commands::management::rg_fixed, "readonly", 0, 0, 0, ""],
+        ["rg.pydumpreqs", commands::management::rg_fixed, "readonly", 0, 0, 0, ""],
+        ["rg.pyexportreq", commands::management::rg_fixed, "readonly", 0, 0, 0, ""],
+        ["rg.pyimportreq", commands::management::rg_fixed, "readonly", 0, 0, 0, ""],
     ],
 }

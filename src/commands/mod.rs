@@ -2,6 +2,7 @@
 //! `dispatch`, which contains panics and writes the reply.
 
 pub mod executions;
+pub mod management;
 pub mod pyexecute;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -3,31 +3,49 @@
 
 mod plan;
 mod readers;
+pub mod report;
 mod steps;
 pub mod store;
+
+use std::time::{Duration, Instant};
 
 use rustpython_vm::VirtualMachine;
 
 pub use plan::Plan;
+pub use report::Report;
 
-use crate::python::{RawPlan, Runtime, to_reply};
+use crate::memory;
+use crate::python::{RawPlan, Runtime, error_text, interrupt, to_reply};
 use crate::redis::reply::Reply;
 use store::Store;
 
-/// Runs one execution to its end and returns its `[results, errors]` reply.
-pub fn run(runtime: &Runtime, raw: RawPlan, store: &dyn Store) -> Reply {
-    runtime.enter(|vm| run_in(vm, raw, store))
+/// Runs one execution to its end: its `[results, errors]` reply and its report.
+pub fn run(runtime: &Runtime, raw: RawPlan, store: &dyn Store) -> (Reply, Report) {
+    let profile = crate::config::with(|c| c.profile_executions != 0);
+    runtime.enter(|vm| run_in(vm, raw, store, profile))
 }
 
-fn run_in(vm: &VirtualMachine, raw: RawPlan, store: &dyn Store) -> Reply {
+fn run_in(vm: &VirtualMachine, raw: RawPlan, store: &dyn Store, profile: bool) -> (Reply, Report) {
+    let started = Instant::now();
     let plan = match Plan::parse(vm, raw) {
         Ok(plan) => plan,
-        Err(text) => return Reply::results(Vec::new(), &[text]),
+        Err(text) => {
+            let errors = vec![text];
+            return (Reply::results(Vec::new(), &errors), Report { errors, ..Report::default() });
+        }
     };
     let mut reader = readers::open(plan.reader, store);
-    let mut pipeline = steps::Pipeline::new(plan.steps);
+    let mut pipeline = steps::Pipeline::new(plan.steps, profile);
+    let mut reading = Duration::ZERO;
     while !pipeline.should_stop() {
-        match reader.next(vm) {
+        if interrupt::aborted() {
+            pipeline.errors.push(error_text(vm, &interrupt::forcestopped(vm)));
+            break;
+        }
+        let read_started = Instant::now();
+        let next = reader.next(vm);
+        reading += read_started.elapsed();
+        match next {
             Ok(Some(record)) => pipeline.push(vm, record),
             Ok(None) => break,
             Err(text) => {
@@ -36,7 +54,20 @@ fn run_in(vm: &VirtualMachine, raw: RawPlan, store: &dyn Store) -> Reply {
             }
         }
     }
-    pipeline.flush(vm);
-    let results = pipeline.results.iter().map(|r| to_reply(r, vm)).collect();
-    Reply::results(results, &pipeline.errors)
+    // An aborted execution emits what it has, without running more Python.
+    if !interrupt::aborted() {
+        pipeline.flush(vm);
+    }
+    // What leaves the worker is freed on the main thread: not the interpreter's memory.
+    memory::uncounted(|| {
+        let results: Vec<Reply> = pipeline.results.iter().map(|r| to_reply(r, vm)).collect();
+        let report = Report {
+            results: results.len(),
+            errors: pipeline.errors.clone(),
+            total_ms: report::millis(started.elapsed()),
+            read_ms: report::millis(reading),
+            steps: pipeline.describe(vm),
+        };
+        (Reply::results(results, &pipeline.errors), report)
+    })
 }

@@ -7,6 +7,7 @@ use crate::python::RawPlan;
 
 pub enum ReaderSpec {
     Keys { pattern: Vec<u8>, no_scan: bool, read_value: bool },
+    Stream { key: Vec<u8>, from_id: Vec<u8> },
     ShardsId,
     Python(PyObjectRef),
 }
@@ -17,7 +18,8 @@ pub enum Step {
     ForEach(PyObjectRef),
     FlatMap(PyObjectRef),
     Accumulate(PyObjectRef),
-    LocalGroupBy { extractor: PyObjectRef, reducer: PyObjectRef },
+    /// `repartition`: declared as `groupby` (moves records between shards in a cluster).
+    LocalGroupBy { extractor: PyObjectRef, reducer: PyObjectRef, repartition: bool },
     BatchGroupBy { extractor: PyObjectRef, reducer: PyObjectRef },
     Repartition(PyObjectRef),
     Collect,
@@ -35,19 +37,17 @@ impl Plan {
     pub fn parse(vm: &VirtualMachine, raw: RawPlan) -> Result<Plan, String> {
         let reader = match raw.reader.as_str() {
             "KeysReader" => {
-                let pattern = raw
-                    .arg
-                    .downcast_ref::<PyStr>()
-                    .ok_or("regex argument must be a string")?
-                    .as_wtf8()
-                    .as_bytes()
-                    .to_vec();
+                let pattern = text_arg(&raw.arg, "regex argument must be a string")?;
                 ReaderSpec::Keys {
                     pattern,
                     no_scan: option(vm, &raw.options, "noScan", false),
                     read_value: option(vm, &raw.options, "readValue", true),
                 }
             }
+            "StreamReader" => ReaderSpec::Stream {
+                key: text_arg(&raw.arg, "regex argument must be a string")?,
+                from_id: option_text(vm, &raw.options, "fromId").unwrap_or_else(|| b"0-0".to_vec()),
+            },
             "ShardsIDReader" => ReaderSpec::ShardsId,
             "PythonReader" => ReaderSpec::Python(raw.arg),
             other => return Err(format!("reader {other} can not run")),
@@ -59,11 +59,20 @@ impl Plan {
     }
 }
 
+fn text_arg(arg: &PyObjectRef, error: &str) -> Result<Vec<u8>, String> {
+    Ok(arg.downcast_ref::<PyStr>().ok_or(error)?.as_wtf8().as_bytes().to_vec())
+}
+
+fn option_value(vm: &VirtualMachine, options: &PyObjectRef, name: &str) -> Option<PyObjectRef> {
+    options.downcast_ref::<PyDict>().and_then(|d| d.get_item_opt(name, vm).ok().flatten())
+}
+
 fn option(vm: &VirtualMachine, options: &PyObjectRef, name: &str, default: bool) -> bool {
-    options
-        .downcast_ref::<PyDict>()
-        .and_then(|d| d.get_item_opt(name, vm).ok().flatten())
-        .map_or(default, |v| v.is(&vm.ctx.true_value))
+    option_value(vm, options, name).map_or(default, |v| v.is(&vm.ctx.true_value))
+}
+
+fn option_text(vm: &VirtualMachine, options: &PyObjectRef, name: &str) -> Option<Vec<u8>> {
+    option_value(vm, options, name).and_then(|v| text_arg(&v, "").ok())
 }
 
 fn step(vm: &VirtualMachine, obj: &PyObjectRef) -> Result<Step, String> {
@@ -84,7 +93,8 @@ fn step(vm: &VirtualMachine, obj: &PyObjectRef) -> Result<Step, String> {
         "foreach" => Step::ForEach(arg(1)?),
         "flatmap" => Step::FlatMap(arg(1)?),
         "accumulate" => Step::Accumulate(arg(1)?),
-        "localgroupby" => Step::LocalGroupBy { extractor: arg(1)?, reducer: arg(2)? },
+        "localgroupby" => Step::LocalGroupBy { extractor: arg(1)?, reducer: arg(2)?, repartition: false },
+        "groupby" => Step::LocalGroupBy { extractor: arg(1)?, reducer: arg(2)?, repartition: true },
         "batchgroupby" => Step::BatchGroupBy { extractor: arg(1)?, reducer: arg(2)? },
         "repartition" => Step::Repartition(arg(1)?),
         "collect" => Step::Collect,

@@ -9,6 +9,7 @@ use rustpython_vm::{PyObjectRef, VirtualMachine};
 use super::plan::ReaderSpec;
 use super::store::{KeyEntry, KeyValue, Store};
 use crate::python::{error_text, redis_string};
+use crate::redis::reply::Reply;
 
 /// Keys per SCAN page: one page is read under one Redis lock.
 const SCAN_COUNT: usize = 1000;
@@ -29,6 +30,9 @@ pub fn open<'s>(spec: ReaderSpec, store: &'s dyn Store) -> Box<dyn Reader + 's> 
             buffer: VecDeque::new(),
             done: false,
         }),
+        ReaderSpec::Stream { key, from_id } => {
+            Box::new(StreamReader { store, key, last_id: from_id, buffer: VecDeque::new(), done: false })
+        }
         ReaderSpec::ShardsId => Box::new(ShardsIdReader { done: false }),
         ReaderSpec::Python(function) => Box::new(PythonReader { function: Some(function), iterator: None }),
     }
@@ -97,6 +101,71 @@ fn key_record(entry: KeyEntry, vm: &VirtualMachine) -> rustpython_vm::PyResult<P
     }
     dict.set_item("event", vm.ctx.none(), vm)?;
     Ok(dict.into())
+}
+
+/// `XREAD STREAMS <key> <fromId>`, a page at a time: every entry after `fromId`.
+struct StreamReader<'s> {
+    store: &'s dyn Store,
+    key: Vec<u8>,
+    last_id: Vec<u8>,
+    buffer: VecDeque<(Vec<u8>, Vec<Reply>)>,
+    done: bool,
+}
+
+/// Entries per XREAD: one page is read under one Redis lock.
+const XREAD_COUNT: &[u8] = b"1000";
+
+impl StreamReader<'_> {
+    fn fill(&mut self) -> Result<(), String> {
+        if !self.buffer.is_empty() || self.done {
+            return Ok(());
+        }
+        let args: [&[u8]; 5] = [b"COUNT", XREAD_COUNT, b"STREAMS", &self.key, &self.last_id];
+        let entries = match self.store.call("XREAD", &args) {
+            Reply::Error(e) => return Err(e),
+            // [[key, [[id, [field, value, ...]], ...]]]
+            Reply::Array(mut streams) => match streams.pop() {
+                Some(Reply::Array(mut stream)) if stream.len() == 2 => match stream.pop() {
+                    Some(Reply::Array(entries)) => entries,
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        self.done = entries.is_empty();
+        for entry in entries {
+            if let Reply::Array(mut parts) = entry {
+                if let (Some(Reply::Array(fields)), Some(Reply::Bulk(id))) = (parts.pop(), parts.pop()) {
+                    self.last_id = id.clone();
+                    self.buffer.push_back((id, fields));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Reader for StreamReader<'_> {
+    fn next(&mut self, vm: &VirtualMachine) -> Result<Option<PyObjectRef>, String> {
+        self.fill()?;
+        let Some((id, fields)) = self.buffer.pop_front() else { return Ok(None) };
+        stream_record(vm, &self.key, id, fields).map(Some).map_err(|e| error_text(vm, &e))
+    }
+}
+
+/// `{'key': stream, 'id': 'ms-seq', 'value': {field: value, ...}}`.
+fn stream_record(vm: &VirtualMachine, key: &[u8], id: Vec<u8>, fields: Vec<Reply>) -> rustpython_vm::PyResult<PyObjectRef> {
+    let value = vm.ctx.new_dict();
+    let mut fields = fields.into_iter();
+    while let (Some(Reply::Bulk(f)), Some(Reply::Bulk(v))) = (fields.next(), fields.next()) {
+        value.set_item(&*redis_string(f, vm), redis_string(v, vm), vm)?;
+    }
+    let record = vm.ctx.new_dict();
+    record.set_item("key", redis_string(key.to_vec(), vm), vm)?;
+    record.set_item("id", redis_string(id, vm), vm)?;
+    record.set_item("value", value.into(), vm)?;
+    Ok(record.into())
 }
 
 struct ShardsIdReader {

@@ -5,11 +5,13 @@
 //! order, so that what one emits still flows through the steps after it.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use rustpython_vm::builtins::{PyList, PyStr};
 use rustpython_vm::{PyObjectRef, PyResult, VirtualMachine};
 
 use super::plan::Step;
+use super::report::{self, StepReport};
 use crate::python::error_text;
 
 /// Groups in first-seen order. A group whose reducer failed is discarded (`None`) until another
@@ -47,13 +49,15 @@ enum StepState {
 pub struct Pipeline {
     steps: Vec<Step>,
     states: Vec<StepState>,
+    /// Time spent in each step, measured only when ProfileExecutions is on.
+    durations: Option<Vec<Duration>>,
     pub results: Vec<PyObjectRef>,
     pub errors: Vec<String>,
     limit_reached: bool,
 }
 
 impl Pipeline {
-    pub fn new(steps: Vec<Step>) -> Pipeline {
+    pub fn new(steps: Vec<Step>, profile: bool) -> Pipeline {
         let states = steps
             .iter()
             .map(|s| match s {
@@ -64,7 +68,8 @@ impl Pipeline {
                 _ => StepState::None,
             })
             .collect();
-        Pipeline { steps, states, results: Vec::new(), errors: Vec::new(), limit_reached: false }
+        let durations = profile.then(|| vec![Duration::ZERO; steps.len()]);
+        Pipeline { steps, states, durations, results: Vec::new(), errors: Vec::new(), limit_reached: false }
     }
 
     /// The reader stops once an error has reached the end of the plan or a limit is satisfied.
@@ -108,72 +113,99 @@ impl Pipeline {
         }
     }
 
-    fn push_from(&mut self, vm: &VirtualMachine, mut record: PyObjectRef, from: usize) {
+    /// The steps as RG.GETEXECUTION reports them, with their measured durations.
+    pub fn describe(&self, vm: &VirtualMachine) -> Vec<StepReport> {
+        let mut reports = vec![report::reader_step()];
+        for (i, step) in self.steps.iter().enumerate() {
+            let duration = self.durations.as_ref().map_or(Duration::ZERO, |d| d[i]);
+            reports.extend(report::describe(vm, step, duration));
+        }
+        reports
+    }
+
+    fn push_from(&mut self, vm: &VirtualMachine, record: PyObjectRef, from: usize) {
+        let mut record = record;
         for i in from..self.steps.len() {
-            let outcome = match &self.steps[i] {
-                Step::Map(f) => f.call((record,), vm).map(Some),
-                Step::Filter(f) => {
-                    f.call((record.clone(),), vm).and_then(|keep| keep.try_to_bool(vm)).map(|keep| keep.then_some(record))
-                }
-                Step::ForEach(f) => f.call((record.clone(),), vm).map(|_| Some(record)),
-                Step::Repartition(f) => f.call((record.clone(),), vm).map(|_| Some(record)),
-                Step::Collect => Ok(Some(record)),
-                Step::FlatMap(f) => match f.call((record,), vm) {
-                    Ok(value) => match value.downcast_ref::<PyList>() {
-                        Some(list) => {
-                            // RedisGears emits a returned list last element first.
-                            let items: Vec<PyObjectRef> = list.borrow_vec().iter().rev().cloned().collect();
-                            for item in items {
-                                self.push_from(vm, item, i + 1);
-                            }
-                            return;
-                        }
-                        None => Ok(Some(value)),
-                    },
-                    Err(e) => Err(e),
-                },
-                Step::Accumulate(f) => {
-                    let StepState::Accumulator(acc) = &mut self.states[i] else { return };
-                    let previous = acc.take().unwrap_or_else(|| vm.ctx.none());
-                    match f.call((previous, record), vm) {
-                        Ok(value) => *acc = Some(value),
-                        Err(e) => self.errors.push(error_text(vm, &e)),
-                    }
-                    return;
-                }
-                Step::LocalGroupBy { extractor, reducer } => {
-                    let (extractor, reducer) = (extractor.clone(), reducer.clone());
-                    if let Err(e) = self.reduce(vm, i, &extractor, &reducer, record) {
-                        self.errors.push(error_text(vm, &e));
-                    }
-                    return;
-                }
-                Step::BatchGroupBy { extractor, .. } => {
-                    let extractor = extractor.clone();
-                    if let Err(e) = self.batch(vm, i, &extractor, record) {
-                        self.errors.push(error_text(vm, &e));
-                    }
-                    return;
-                }
-                Step::Limit { length, offset } => {
-                    let (length, offset) = (*length, *offset);
-                    let StepState::Seen(seen) = &mut self.states[i] else { return };
-                    let index = *seen;
-                    *seen += 1;
-                    let end = offset.saturating_add(length);
-                    if index + 1 >= end {
-                        self.limit_reached = true;
-                    }
-                    Ok((index >= offset && index < end).then_some(record))
-                }
-            };
-            match outcome {
-                Ok(Some(next)) => record = next,
-                Ok(None) => return,
-                Err(e) => return self.errors.push(error_text(vm, &e)),
+            let started = self.durations.is_some().then(Instant::now);
+            let next = self.apply(vm, i, record);
+            if let (Some(started), Some(durations)) = (started, self.durations.as_mut()) {
+                durations[i] += started.elapsed();
+            }
+            match next {
+                Some(next) => record = next,
+                None => return,
             }
         }
         self.results.push(record);
+    }
+
+    /// Runs step `i` on one record: the record to pass on, or `None` if it stops here (filtered
+    /// out, failed, absorbed by a stateful step, or already pushed on by flatmap).
+    fn apply(&mut self, vm: &VirtualMachine, i: usize, record: PyObjectRef) -> Option<PyObjectRef> {
+        let outcome = match &self.steps[i] {
+            Step::Map(f) => f.call((record,), vm).map(Some),
+            Step::Filter(f) => {
+                f.call((record.clone(),), vm).and_then(|keep| keep.try_to_bool(vm)).map(|keep| keep.then_some(record))
+            }
+            Step::ForEach(f) => f.call((record.clone(),), vm).map(|_| Some(record)),
+            Step::Repartition(f) => f.call((record.clone(),), vm).map(|_| Some(record)),
+            Step::Collect => Ok(Some(record)),
+            Step::FlatMap(f) => match f.call((record,), vm) {
+                Ok(value) => match value.downcast_ref::<PyList>() {
+                    Some(list) => {
+                        // RedisGears emits a returned list last element first.
+                        let items: Vec<PyObjectRef> = list.borrow_vec().iter().rev().cloned().collect();
+                        for item in items {
+                            self.push_from(vm, item, i + 1);
+                        }
+                        return None;
+                    }
+                    None => Ok(Some(value)),
+                },
+                Err(e) => Err(e),
+            },
+            Step::Accumulate(f) => {
+                let StepState::Accumulator(acc) = &mut self.states[i] else { return None };
+                let previous = acc.take().unwrap_or_else(|| vm.ctx.none());
+                match f.call((previous, record), vm) {
+                    Ok(value) => *acc = Some(value),
+                    Err(e) => self.errors.push(error_text(vm, &e)),
+                }
+                return None;
+            }
+            Step::LocalGroupBy { extractor, reducer, .. } => {
+                let (extractor, reducer) = (extractor.clone(), reducer.clone());
+                if let Err(e) = self.reduce(vm, i, &extractor, &reducer, record) {
+                    self.errors.push(error_text(vm, &e));
+                }
+                return None;
+            }
+            Step::BatchGroupBy { extractor, .. } => {
+                let extractor = extractor.clone();
+                if let Err(e) = self.batch(vm, i, &extractor, record) {
+                    self.errors.push(error_text(vm, &e));
+                }
+                return None;
+            }
+            Step::Limit { length, offset } => {
+                let (length, offset) = (*length, *offset);
+                let StepState::Seen(seen) = &mut self.states[i] else { return None };
+                let index = *seen;
+                *seen += 1;
+                let end = offset.saturating_add(length);
+                if index + 1 >= end {
+                    self.limit_reached = true;
+                }
+                Ok((index >= offset && index < end).then_some(record))
+            }
+        };
+        match outcome {
+            Ok(next) => next,
+            Err(e) => {
+                self.errors.push(error_text(vm, &e));
+                None
+            }
+        }
     }
 
     fn reduce(

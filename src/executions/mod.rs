@@ -2,13 +2,13 @@
 
 mod table;
 
-pub use table::{Dump, ExecutionKey, Lookup, State};
+pub use table::{Dump, ExecutionKey, Lookup, State, Wants};
 
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
-use crate::engine;
+use crate::engine::{self, Report};
 use crate::error::GearsError;
-use crate::python::{RawPlan, Runtime, ScriptOutcome};
+use crate::python::{RawPlan, Runtime, ScriptOutcome, interrupt};
 use crate::redis::blocked::BlockedClient;
 use crate::redis::keyspace::RedisStore;
 use crate::redis::reply::Reply;
@@ -24,21 +24,21 @@ pub const SHARD_ID: &str = "0000000000000000000000000000000000000000";
 
 /// Creates an execution in state `created`. `keep` says whether it stays listed after it ends
 /// (UNBLOCKING runs) or is dropped once its result is delivered (blocking runs).
-pub fn create(keep: bool) -> ExecutionKey {
+fn create(keep: bool) -> ExecutionKey {
     let limit = crate::config::with(|c| c.max_executions);
     table().create(keep, limit)
 }
 
-pub fn start(key: &ExecutionKey) {
-    table().start(key);
-}
-
-/// Ends an execution; every waiter gets the same reply, written outside the table lock.
-pub fn finish(key: &ExecutionKey, reply: Reply) {
+/// Ends an execution; every waiter gets its answer, written outside the table lock.
+fn finish(key: &ExecutionKey, reply: Reply, report: Report) {
     let reply = Arc::new(reply);
-    let waiters = table().finish(key, reply.clone());
+    let waiters = table().finish(key, reply.clone(), Arc::new(report));
+    let ok = Arc::new(Reply::ok());
     for waiter in waiters {
-        waiter.reply(reply.clone());
+        match waiter.wants {
+            Wants::Results => waiter.client.reply(reply.clone()),
+            Wants::Ok => waiter.client.reply(ok.clone()),
+        }
     }
 }
 
@@ -57,10 +57,21 @@ pub fn wait(id: &str, client: impl FnOnce() -> BlockedClient) -> Result<Option<A
         Lookup::Missing => Err(GearsError::NoSuchExecution),
         Lookup::Done(reply) => Ok(Some(reply)),
         Lookup::Pending => {
-            table.add_waiter(id, client());
+            table.add_waiter(id, client(), Wants::Results);
             Ok(None)
         }
     }
+}
+
+/// RG.ABORTEXECUTION. `client` is blocked (and answered `OK` when the execution has stopped)
+/// only if it is still running; `Ok(true)` means the caller answers `OK` now.
+pub fn abort(id: &str, client: impl FnOnce() -> Result<BlockedClient, GearsError>) -> Result<bool, GearsError> {
+    let mut table = table();
+    if !table.abort(id)? {
+        return Ok(true);
+    }
+    table.add_waiter(id, client()?, Wants::Ok);
+    Ok(false)
 }
 
 pub fn drop_execution(id: &str) -> Result<(), GearsError> {
@@ -69,6 +80,11 @@ pub fn drop_execution(id: &str) -> Result<(), GearsError> {
 
 pub fn dump() -> Vec<Dump> {
     table().dump()
+}
+
+/// RG.GETEXECUTION's view of one execution: its state and, once it has ended, its report.
+pub fn report(id: &str) -> Result<(State, Option<Arc<Report>>), GearsError> {
+    table().report(id).ok_or(GearsError::NoSuchExecution)
 }
 
 /// Runs a script on a worker and answers its RG.PYEXECUTE client (SPEC 1.2): the error, `OK`,
@@ -82,7 +98,7 @@ pub fn run_script(runtime: &mut Runtime, script: &str, db: i32, unblocking: bool
             if unblocking {
                 client.reply(Arc::new(Reply::bulk(key.id.as_bytes())));
             } else {
-                table().add_waiter(&key.id, client);
+                table().add_waiter(&key.id, client, Wants::Results);
             }
             run_plan(runtime, plan, db, key);
         }
@@ -95,9 +111,16 @@ fn run_plan(runtime: &mut Runtime, plan: RawPlan, db: i32, key: ExecutionKey) {
     let mut next = Some((plan, key));
     let mut nested = Vec::new();
     while let Some((plan, key)) = next.take() {
-        let running = Running::start(key);
-        let reply = engine::run(runtime, plan, &store);
-        running.finish(reply);
+        let started = table().start(&key, runtime.interrupter());
+        let running = Running(Some(key));
+        let (reply, report) = match started {
+            Some(abort) => {
+                let _armed = interrupt::arm(abort);
+                engine::run(runtime, plan, &store)
+            }
+            None => (Reply::results(Vec::new(), &[]), Report::default()), // aborted before it started
+        };
+        running.finish(reply, report);
         nested.extend(runtime.take_nested());
         next = nested.pop().map(|plan| (plan, create(false)));
     }
@@ -107,14 +130,9 @@ fn run_plan(runtime: &mut Runtime, plan: RawPlan, db: i32, key: ExecutionKey) {
 struct Running(Option<ExecutionKey>);
 
 impl Running {
-    fn start(key: ExecutionKey) -> Running {
-        start(&key);
-        Running(Some(key))
-    }
-
-    fn finish(mut self, reply: Reply) {
+    fn finish(mut self, reply: Reply, report: Report) {
         if let Some(key) = self.0.take() {
-            finish(&key, reply);
+            finish(&key, reply, report);
         }
     }
 }
@@ -122,8 +140,8 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(key) = self.0.take() {
-            let error = GearsError::Internal("the execution's worker failed".to_owned()).to_string();
-            finish(&key, Reply::results(Vec::new(), &[error]));
+            let errors = vec![GearsError::Internal("the execution's worker failed".to_owned()).to_string()];
+            finish(&key, Reply::results(Vec::new(), &errors), Report { errors, ..Report::default() });
         }
     }
 }

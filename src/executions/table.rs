@@ -7,7 +7,9 @@ use std::sync::Arc;
 use slab::Slab;
 
 use super::SHARD_ID;
+use crate::engine::Report;
 use crate::error::GearsError;
+use crate::python::interrupt::{Abort, Interrupter};
 use crate::redis::blocked::BlockedClient;
 use crate::redis::reply::Reply;
 
@@ -38,11 +40,29 @@ pub struct ExecutionKey {
     pub id: String,
 }
 
+/// What a waiting client gets when the execution ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wants {
+    /// `[results, errors]` (RG.PYEXECUTE, RG.GETRESULTSBLOCKING).
+    Results,
+    /// `OK` (RG.ABORTEXECUTION waits for the execution to stop).
+    Ok,
+}
+
+pub struct Waiter {
+    pub client: BlockedClient,
+    pub wants: Wants,
+}
+
 struct Execution {
     id: String,
     state: State,
     reply: Option<Arc<Reply>>,
-    waiters: Vec<BlockedClient>,
+    report: Option<Arc<Report>>,
+    waiters: Vec<Waiter>,
+    abort: Arc<Abort>,
+    /// The worker running it, once started.
+    interrupter: Option<Interrupter>,
     keep: bool,
     /// Still listed (counts towards MaxExecutions). An evicted execution that is still running
     /// stays reachable by id until it ends, then goes.
@@ -87,7 +107,10 @@ impl Table {
             id: id.clone(),
             state: State::Created,
             reply: None,
+            report: None,
             waiters: Vec::new(),
+            abort: Arc::new(Abort::default()),
+            interrupter: None,
             keep,
             listed: true,
         });
@@ -110,17 +133,24 @@ impl Table {
         self.slab.get_mut(key.slot).filter(|e| e.id == key.id)
     }
 
-    pub fn start(&mut self, key: &ExecutionKey) {
-        if let Some(exec) = self.get_mut(key) {
-            exec.state = State::Running;
+    /// Marks the execution running on the worker that `interrupter` reaches. Returns its abort
+    /// flag, or `None` if it was aborted before it started.
+    pub fn start(&mut self, key: &ExecutionKey, interrupter: Interrupter) -> Option<Arc<Abort>> {
+        let exec = self.get_mut(key)?;
+        if exec.abort.requested() {
+            return None;
         }
+        exec.state = State::Running;
+        exec.interrupter = Some(interrupter);
+        Some(exec.abort.clone())
     }
 
-    /// Marks the execution done and returns the clients waiting on it.
-    pub fn finish(&mut self, key: &ExecutionKey, reply: Arc<Reply>) -> Vec<BlockedClient> {
+    /// Ends the execution (done, or aborted if it never ran) and returns the clients waiting on it.
+    pub fn finish(&mut self, key: &ExecutionKey, reply: Arc<Reply>, report: Arc<Report>) -> Vec<Waiter> {
         let Some(exec) = self.get_mut(key) else { return Vec::new() };
-        exec.state = State::Done;
+        exec.state = if exec.state == State::Created { State::Aborted } else { State::Done };
         exec.reply = Some(reply);
+        exec.report = Some(report);
         let waiters = std::mem::take(&mut exec.waiters);
         if !exec.keep || !exec.listed {
             self.remove(key.slot);
@@ -152,10 +182,31 @@ impl Table {
         }
     }
 
-    pub fn add_waiter(&mut self, id: &str, client: BlockedClient) {
+    pub fn add_waiter(&mut self, id: &str, client: BlockedClient, wants: Wants) {
         match self.find(id) {
-            Some((_, exec)) => exec.waiters.push(client),
+            Some((_, exec)) => exec.waiters.push(Waiter { client, wants }),
             None => drop(client), // unblocks it with an error; callers check first
+        }
+    }
+
+    /// RG.ABORTEXECUTION: consumes an execution id (RedisGears does), then asks the execution
+    /// to stop. `Ok(true)` when it is still running and the caller should wait for it.
+    pub fn abort(&mut self, id: &str) -> Result<bool, GearsError> {
+        self.counter += 1;
+        let (_, exec) = self.find(id).ok_or(GearsError::NoSuchAbortTarget)?;
+        match exec.state {
+            State::Done | State::Aborted => Ok(false),
+            State::Created => {
+                exec.abort.request();
+                Ok(true)
+            }
+            State::Running => {
+                match &exec.interrupter {
+                    Some(interrupter) => interrupter.interrupt(&exec.abort),
+                    None => exec.abort.request(),
+                }
+                Ok(true)
+            }
         }
     }
 
@@ -166,6 +217,10 @@ impl Table {
         }
         self.remove(slot);
         Ok(())
+    }
+
+    pub fn report(&mut self, id: &str) -> Option<(State, Option<Arc<Report>>)> {
+        self.find(id).map(|(_, e)| (e.state, e.report.clone()))
     }
 
     pub fn dump(&self) -> Vec<Dump> {
@@ -181,8 +236,12 @@ impl Table {
 mod tests {
     use super::*;
 
+    fn interrupter() -> Interrupter {
+        crate::python::interrupt::channel().0
+    }
+
     fn done(t: &mut Table, k: &ExecutionKey) {
-        let waiters = t.finish(k, Arc::new(Reply::ok()));
+        let waiters = t.finish(k, Arc::new(Reply::ok()), Arc::new(Report::default()));
         assert!(waiters.is_empty());
     }
 
@@ -204,7 +263,7 @@ mod tests {
         let mut t = Table::new();
         let keys: Vec<_> = (0..3).map(|_| t.create(true, 3)).collect();
         done(&mut t, &keys[1]);
-        t.start(&keys[0]); // oldest is still running
+        t.start(&keys[0], interrupter()); // oldest is still running
         let d = t.create(true, 3);
         let listed: Vec<_> = t.dump().into_iter().map(|d| d.id).collect();
         assert_eq!(listed, vec![keys[1].id.clone(), keys[2].id.clone(), d.id.clone()]);
@@ -224,5 +283,18 @@ mod tests {
         done(&mut t, &k);
         assert_eq!(t.drop_finished(&k.id), Ok(()));
         assert_eq!(t.drop_finished(&k.id), Err(GearsError::NoSuchExecution));
+    }
+
+    #[test]
+    fn abort_before_start_ends_aborted_and_counts_an_id() {
+        let mut t = Table::new();
+        let k = t.create(true, 0);
+        assert_eq!(t.abort(&k.id), Ok(true));
+        assert!(t.start(&k, interrupter()).is_none());
+        done(&mut t, &k);
+        assert_eq!(t.dump()[0].state, State::Aborted);
+        assert_eq!(t.abort(&k.id), Ok(false));
+        assert_eq!(t.abort("nope"), Err(GearsError::NoSuchAbortTarget));
+        assert_eq!(t.create(true, 0).id, format!("{SHARD_ID}-4"));
     }
 }

@@ -9,7 +9,7 @@ use std::thread;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::error::GearsError;
-use crate::python::Runtime;
+use crate::python::{Runtime, interrupt};
 use crate::redis::log;
 
 pub type Job = Box<dyn FnOnce(&mut Runtime) + Send>;
@@ -36,12 +36,24 @@ pub fn start(threads: usize) -> Result<(), String> {
     for _ in 0..threads {
         ready_rx.recv().map_err(|_| "a worker thread died while starting".to_owned())??;
     }
+    thread::Builder::new()
+        .name("rg-watchdog".to_owned())
+        .spawn(watch)
+        .map_err(|e| format!("could not start the watchdog thread: {e}"))?;
     JOBS.set(tx).map_err(|_| "the worker pool is already running".to_owned())
 }
 
 pub fn submit(job: Job) -> Result<(), GearsError> {
     let jobs = JOBS.get().ok_or(GearsError::ShuttingDown)?;
     jobs.send(job).map_err(|_| GearsError::ShuttingDown)
+}
+
+/// Keeps stop requests alive until the executions they target have ended.
+fn watch() {
+    loop {
+        thread::sleep(interrupt::REPEAT_EVERY);
+        interrupt::repeat_requests();
+    }
 }
 
 fn build() -> Result<Runtime, String> {

@@ -10,7 +10,7 @@ pub fn error_text(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
     if is_flat {
         return exc.as_object().str(vm).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     }
-    let with_traceback = crate::config::with(|c| c.python_attempt_traceback);
+    let with_traceback = crate::config::with(|c| c.python_attempt_traceback != 0);
     if with_traceback && exc.__traceback__().is_some() {
         if let Some(text) = traceback_text(vm, exc) {
             return text;

@@ -8,7 +8,9 @@ use rustpython_vm::scope::Scope;
 use rustpython_vm::{AsObject, Interpreter, PyObjectRef, PyPayload, PyRef, PyResult, Settings, VirtualMachine};
 
 use super::errors::error_text;
+use super::interrupt::{self, Interrupter};
 use super::session::{self, RawPlan};
+use crate::memory;
 
 /// Native modules of rustpython-stdlib that scripts may import. Left out on purpose: zlib, _bz2,
 /// _lzma, pyexpat, _elementtree (decompression and entity bombs run inside one native call),
@@ -23,6 +25,8 @@ const NATIVE_DENY: &[&str] = &["marshal", "gc", "_interpreters", "_interpchannel
 
 /// The gears shim and the sandbox stand-ins (`os`, ...), frozen into the binary.
 static SHIM: &rustpython_vm::frozen::FrozenLib = rustpython_vm::py_freeze!(dir = "../../stdlib_shim/rg");
+/// The pure-Python standard library subset scripts may import.
+static LIB: &rustpython_vm::frozen::FrozenLib = rustpython_vm::py_freeze!(dir = "../../stdlib_shim/lib");
 
 /// How many compiled scripts a worker keeps, keyed by their text.
 const CODE_CACHE_SIZE: usize = 256;
@@ -40,6 +44,7 @@ pub enum ScriptOutcome {
 pub struct Runtime {
     state: Option<State>,
     interp: Option<Interpreter>,
+    interrupter: Interrupter,
 }
 
 /// Python objects prepared once per interpreter.
@@ -59,11 +64,15 @@ impl Runtime {
             .filter(|def| NATIVE_ALLOW.contains(&def.name.as_str()))
             .collect();
         let gears = super::native::module_def(&builder.ctx);
+        let (interrupter, signals) = interrupt::channel();
         let interp = builder
             .add_native_modules(&stdlib)
             .add_native_module(gears)
+            .add_frozen_modules(LIB)
+            // Last, so that the stand-ins win over any module of the same name.
             .add_frozen_modules(SHIM)
-            .init_hook(|vm| {
+            .init_hook(move |vm| {
+                vm.set_user_signal_channel(signals);
                 if let Some(state) = rustpython_vm::common::rc::PyRc::get_mut(&mut vm.state) {
                     for name in NATIVE_DENY {
                         state.module_defs.remove(name);
@@ -72,12 +81,12 @@ impl Runtime {
             })
             .build();
         let state = interp.enter(|vm| prepare(vm).map_err(|e| error_text(vm, &e)))?;
-        Ok(Runtime { state: Some(state), interp: Some(interp) })
+        Ok(Runtime { state: Some(state), interp: Some(interp), interrupter })
     }
 
     pub fn enter<R>(&self, f: impl FnOnce(&VirtualMachine) -> R) -> R {
         match &self.interp {
-            Some(interp) => interp.enter(f),
+            Some(interp) => memory::counted(|| interp.enter(f)),
             None => unreachable!("the interpreter lives as long as the runtime"),
         }
     }
@@ -88,7 +97,7 @@ impl Runtime {
         let (Some(interp), Some(state)) = (&self.interp, &mut self.state) else {
             return ScriptOutcome::Failed(crate::error::GearsError::ScriptFailed.to_string());
         };
-        interp.enter(|vm| {
+        memory::counted(|| interp.enter(|vm| {
             let result = state.code(vm, script).and_then(|code| {
                 let globals = state.env.copy().into_ref(&vm.ctx);
                 vm.run_code_obj(code, Scope::with_builtins(None, globals, vm)).map(drop)
@@ -100,14 +109,19 @@ impl Runtime {
             });
             match result {
                 Err(exc) if !exc.fast_isinstance(vm.ctx.exceptions.system_exit) => {
-                    ScriptOutcome::Failed(error_text(vm, &exc))
+                    ScriptOutcome::Failed(memory::uncounted(|| error_text(vm, &exc)))
                 }
                 _ => match plan {
                     Some(plan) => ScriptOutcome::Run(plan),
                     None => ScriptOutcome::Done,
                 },
             }
-        })
+        }))
+    }
+
+    /// What other threads use to stop the Python running here.
+    pub fn interrupter(&self) -> Interrupter {
+        self.interrupter.clone()
     }
 
     /// Executions that callbacks asked for with `run()` while the last one ran.
@@ -143,6 +157,8 @@ impl State {
 
     /// Undoes what a script may have changed in interpreter-wide state.
     fn reset(&self, vm: &VirtualMachine) {
+        // A script that left an atomic block open (it can only by not using `with`).
+        crate::redis::gil::release();
         let builtins = vm.builtins.dict();
         if builtins.__len__() != self.builtins.len()
             || self.builtins.iter().any(|(k, v)| !builtins.get_item_opt(&**k, vm).ok().flatten().is_some_and(|c| c.is(v)))
@@ -190,6 +206,9 @@ fn scrub(vm: &VirtualMachine) -> PyResult<()> {
     for name in ["clock_settime", "clock_settime_ns", "tzset"] {
         let _ = time.as_object().del_attr(name, vm);
     }
+    // The VM's sleep ignores aborts; ours wakes every few milliseconds to check.
+    let native = vm.import("_redisgears", 0)?;
+    time.set_attr("sleep", native.get_attr("sleep", vm)?, vm)?;
     let builtins = vm.builtins.as_object();
     for name in ["input", "breakpoint"] {
         let _ = builtins.del_attr(name, vm);

@@ -4,6 +4,7 @@
 mod convert;
 mod errors;
 mod interpreter;
+pub mod interrupt;
 mod native;
 pub mod session;
 

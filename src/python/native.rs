@@ -100,6 +100,29 @@ mod _redisgears {
     }
 
     #[pyfunction]
+    fn atomic_enter(vm: &VirtualMachine) -> PyResult<()> {
+        if !crate::redis::gil::hold(session::db()) {
+            return Err(gears_error(vm, "Already inside an atomic block"));
+        }
+        Ok(())
+    }
+
+    #[pyfunction]
+    fn atomic_exit() {
+        crate::redis::gil::release();
+    }
+
+    #[pyfunction]
+    fn in_atomic() -> bool {
+        crate::redis::gil::holding()
+    }
+
+    #[pyfunction]
+    fn sleep(seconds: rustpython_vm::function::ArgIntoFloat, vm: &VirtualMachine) -> PyResult<()> {
+        crate::python::interrupt::sleep(vm, seconds.into_float())
+    }
+
+    #[pyfunction]
     fn log(message: PyStrRef, level: PyStrRef) {
         let level = match level.to_string_lossy().as_ref() {
             "debug" => Level::Debug,
@@ -108,6 +131,18 @@ mod _redisgears {
             _ => Level::Notice,
         };
         log::log(level, &message.to_string_lossy());
+    }
+
+    /// `os.urandom` for the sandbox's `os` stand-in (uuid, random and hashlib seed from it).
+    #[pyfunction]
+    fn urandom(size: isize, vm: &VirtualMachine) -> PyResult {
+        const MAX: isize = 1 << 20;
+        if !(0..=MAX).contains(&size) {
+            return Err(vm.new_value_error(format!("urandom size must be between 0 and {MAX}")));
+        }
+        let mut buf = vec![0u8; size as usize];
+        getrandom::fill(&mut buf).map_err(|e| vm.new_os_error(e.to_string()))?;
+        Ok(vm.ctx.new_bytes(buf).into())
     }
 
     #[pyfunction]

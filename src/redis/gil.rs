@@ -7,10 +7,14 @@
 
 use std::cell::Cell;
 
-use redis_module::{Context, MODULE_CONTEXT, raw};
+use std::cell::RefCell;
+
+use redis_module::{Context, DetachedContextGuard, MODULE_CONTEXT, raw};
 
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// The lock a worker holds across calls: an `atomic()` block.
+    static HELD: RefCell<Option<DetachedContextGuard>> = const { RefCell::new(None) };
 }
 
 /// Called once from the module's init, which runs on the main thread.
@@ -35,17 +39,52 @@ impl Drop for Depth {
 /// Must not be called on a thread that already holds the lock (the main thread): callers on the
 /// main thread have a command context of their own.
 pub fn with_gil<R>(db: i32, f: impl FnOnce(&Context) -> R) -> R {
+    if holding() {
+        // Inside an atomic() block: this thread already holds the lock.
+        return HELD.with_borrow(|held| match held {
+            Some(guard) => f(guard),
+            None => unreachable!("checked just above"),
+        });
+    }
     debug_assert!(!held(), "the Redis lock is already held on this thread");
     let guard = MODULE_CONTEXT.lock();
     DEPTH.set(DEPTH.get() + 1);
     let _depth = Depth;
     // The shared detached context keeps whatever database the previous section selected.
+    select(&guard, db);
+    f(&guard)
+}
+
+/// Takes the lock until `release`: no other client or thread touches Redis meanwhile, and the
+/// writes made under it replicate as one MULTI/EXEC. Returns false if this thread holds it.
+pub fn hold(db: i32) -> bool {
+    if held() {
+        return false;
+    }
+    let guard = MODULE_CONTEXT.lock();
+    select(&guard, db);
+    DEPTH.set(DEPTH.get() + 1);
+    HELD.set(Some(guard));
+    true
+}
+
+pub fn release() {
+    if let Some(guard) = HELD.take() {
+        DEPTH.set(DEPTH.get() - 1);
+        drop(guard);
+    }
+}
+
+pub fn holding() -> bool {
+    HELD.with_borrow(Option::is_some)
+}
+
+fn select(ctx: &Context, db: i32) {
     unsafe {
         if let Some(select) = raw::RedisModule_SelectDb {
-            select(guard.ctx, db);
+            select(ctx.ctx, db);
         }
     }
-    f(&guard)
 }
 
 /// The database the command's client has selected.

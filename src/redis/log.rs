@@ -3,8 +3,19 @@
 
 use std::ffi::CString;
 use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
-use redis_module::raw;
+use redis_module::{Context, raw};
+
+/// A detached context of the module: RM_Log reads only the module's name from it (for the
+/// `<rg>` prefix), so it is safe on any thread without the lock.
+static LOG_CTX: AtomicPtr<raw::RedisModuleCtx> = AtomicPtr::new(ptr::null_mut());
+
+pub fn init(ctx: &Context) {
+    if let Some(detach) = unsafe { raw::RedisModule_GetDetachedThreadSafeContext } {
+        LOG_CTX.store(unsafe { detach(ctx.ctx) }, Ordering::Release);
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
@@ -30,7 +41,7 @@ pub fn log(level: Level, message: &str) {
         return; // outside Redis (unit tests): nowhere to write
     };
     let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
-    unsafe { log(ptr::null_mut(), level.as_cstr().as_ptr(), c"%s".as_ptr(), text.as_ptr()) };
+    unsafe { log(LOG_CTX.load(Ordering::Acquire), level.as_cstr().as_ptr(), c"%s".as_ptr(), text.as_ptr()) };
 }
 
 pub fn warning(message: &str) {

@@ -90,7 +90,7 @@ class GearsBuilder:
 
     def groupby(self, *args):
         _check_functions('groupby', args, 2, ('extractor ', 'reducer '))
-        return self._add('localgroupby', args[0], args[1])
+        return self._add('groupby', args[0], args[1])
 
     def batchgroupby(self, *args):
         if len(args) != 2:
@@ -173,8 +173,30 @@ class GearsBuilder:
             raise error('execution mode must be a string')
         if mode not in ('async', 'async_local'):
             raise error('unknown execution mode')
+        if self.reader == 'KeysOnlyReader':
+            known = {k: kwargs[k] for k in ('count', 'noScan', 'patternGenerator') if k in kwargs}
+            return _redisgears.run('PythonReader', createKeysOnlyReader(arg, **known), steps, {})
         options = _reader_options(self.reader, arg, kwargs)
         return _redisgears.run(self.reader, arg, steps, options)
+
+
+def createKeysOnlyReader(pattern='*', count=1000, noScan=False, patternGenerator=None):
+    """KeysOnlyReader, as RedisGears builds it: a PythonReader over SCAN (or EXISTS)."""
+    def keysOnlyReader():
+        p, exact = pattern, noScan
+        if patternGenerator is not None:
+            p, exact = patternGenerator()
+        if exact:
+            if execute('EXISTS', p) == 1:
+                yield p
+            return
+        cursor, keys = execute('SCAN', '0', 'MATCH', p, 'COUNT', str(count))
+        while True:
+            yield from keys
+            if cursor == '0':
+                return
+            cursor, keys = execute('SCAN', cursor, 'MATCH', p, 'COUNT', str(count))
+    return keysOnlyReader
 
 
 def _reader_options(reader, arg, kwargs):
@@ -194,6 +216,13 @@ def _reader_options(reader, arg, kwargs):
         if type(arg) is not _FunctionType:
             raise error('pyreader argument must be a function')
         return {}
+    if reader == 'StreamReader':
+        fromId = kwargs.get('fromId', '0-0')
+        if not isinstance(fromId, str):
+            raise error('fromId argument must be a string')
+        if not isinstance(arg, str):
+            raise error('regex argument must be a string')
+        return {'fromId': fromId}
     if reader == 'ShardsIDReader':
         return {}
     raise error('Given reader do not support run or not exists')
@@ -202,8 +231,8 @@ def _reader_options(reader, arg, kwargs):
 GB = GearsBuilder
 
 
-def execute(command, *args):
-    return _redisgears.execute(command, *args)
+# Native, so that its errors carry no shim frame in tracebacks (as in RedisGears, where it is C).
+execute = _redisgears.execute
 
 
 _LEVELS = ('debug', 'verbose', 'notice', 'warning')
@@ -304,6 +333,8 @@ def session_env():
         'configGet': redisgears.config_get,
         'gearsConfigGet': gearsConfigGet,
         'hashtag': redisgears.getMyHashTag,
+        'atomic': atomic,
+        'createKeysOnlyReader': createKeysOnlyReader,
         'redisgears': redisgears,
         'rg': redisgears,
         'Log': _deprecated('Log', 'log', log),
@@ -332,6 +363,18 @@ def _deprecated(old, new, func):
         return func(*args, **kwargs)
     wrapper.__name__ = old
     return wrapper
+
+
+class atomic:
+    """`with atomic():` holds the Redis lock for the block; its writes replicate as one unit."""
+
+    def __enter__(self):
+        _redisgears.atomic_enter()
+        return self
+
+    def __exit__(self, *exc):
+        _redisgears.atomic_exit()
+        return False
 
 
 def hashtag():

@@ -1,0 +1,84 @@
+//! What an execution leaves behind besides its reply: counts, timings and the steps as
+//! RG.GETEXECUTION lists them (RedisGears' step types and names).
+
+use std::time::Duration;
+
+use rustpython_vm::{PyObjectRef, VirtualMachine};
+
+use super::plan::Step;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    pub kind: &'static str,
+    pub name: &'static str,
+    pub arg: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    pub results: usize,
+    pub errors: Vec<String>,
+    pub total_ms: u64,
+    pub read_ms: u64,
+    /// In plan order, the reader's record mapper first.
+    pub steps: Vec<StepReport>,
+}
+
+pub fn millis(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// The reader's implicit first step.
+pub fn reader_step() -> StepReport {
+    report("map", "RedisGearsPy_ToPyRecordMapper", String::new())
+}
+
+fn report(kind: &'static str, name: &'static str, arg: String) -> StepReport {
+    StepReport { kind, name, arg, duration_ms: 0 }
+}
+
+fn callback(vm: &VirtualMachine, f: &PyObjectRef) -> String {
+    f.str(vm).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The RedisGears steps one of our steps stands for; its measured time goes to the first.
+pub fn describe(vm: &VirtualMachine, step: &Step, duration: Duration) -> Vec<StepReport> {
+    let mut steps = match step {
+        Step::Map(f) => vec![report("map", "RedisGearsPy_PyCallbackMapper", callback(vm, f))],
+        Step::FlatMap(f) => vec![
+            report("map", "RedisGearsPy_PyCallbackFlatMapper", callback(vm, f)),
+            report("flatmap", "flatmap", String::new()),
+        ],
+        Step::Filter(f) => vec![report("filter", "RedisGearsPy_PyCallbackFilter", callback(vm, f))],
+        Step::ForEach(f) => vec![report("foreach", "RedisGearsPy_PyCallbackForEach", callback(vm, f))],
+        Step::Accumulate(f) => vec![report("accumulate", "RedisGearsPy_PyCallbackAccumulate", callback(vm, f))],
+        Step::LocalGroupBy { extractor, reducer, repartition } => {
+            let mut steps = vec![report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, extractor))];
+            if *repartition {
+                steps.push(report("repartition", "repartition", String::new()));
+            }
+            steps.push(report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", callback(vm, reducer)));
+            steps.push(report("map", "RedisGearsPy_ToPyRecordMapper", String::new()));
+            steps
+        }
+        Step::BatchGroupBy { extractor, reducer } => vec![
+            report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, extractor)),
+            report("repartition", "repartition", String::new()),
+            report("group", "group", String::new()),
+            report("reduce", "RedisGearsPy_PyCallbackReducer", callback(vm, reducer)),
+            report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
+        ],
+        Step::Repartition(f) => vec![
+            report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, f)),
+            report("repartition", "repartition", String::new()),
+            report("map", "GetValueMapper", String::new()),
+        ],
+        Step::Collect => vec![report("collect", "collect", String::new())],
+        Step::Limit { .. } => vec![report("limit", "limit", String::new())],
+    };
+    if let Some(first) = steps.first_mut() {
+        first.duration_ms = millis(duration);
+    }
+    steps
+}
