@@ -8,6 +8,7 @@ use rustpython_vm::scope::Scope;
 use rustpython_vm::{AsObject, Interpreter, PyObjectRef, PyPayload, PyRef, PyResult, Settings, VirtualMachine};
 
 use super::errors::error_text;
+use super::guard;
 use super::interrupt::{self, Interrupter};
 use super::session::{self, RawPlan};
 use crate::memory;
@@ -50,6 +51,8 @@ pub struct Runtime {
 /// Python objects prepared once per interpreter.
 struct State {
     env: PyDictRef,
+    recursion_limit: usize,
+    int_max_str_digits: usize,
     /// The builtins as they were after start-up; restored after every script so that one
     /// script's changes to builtins never reach the next.
     builtins: Vec<(PyObjectRef, PyObjectRef)>,
@@ -145,6 +148,9 @@ impl State {
         if let Some(code) = self.codes.get(script) {
             return Ok(code.clone());
         }
+        if let Some(msg) = guard::too_large(script.len()) {
+            return Err(vm.new_exception_msg(vm.ctx.exceptions.memory_error.to_owned(), msg.into()));
+        }
         let code = vm
             .compile(script, Mode::Exec, "<string>")
             .map_err(|e| e.into_pyexception(vm, Some(script)))?;
@@ -159,6 +165,9 @@ impl State {
     fn reset(&self, vm: &VirtualMachine) {
         // A script that left an atomic block open (it can only by not using `with`).
         crate::redis::gil::release();
+        vm.recursion_limit.set(self.recursion_limit);
+        // 0 would make int <-> str conversions quadratic inside one native call.
+        vm.state.int_max_str_digits.store(self.int_max_str_digits);
         let builtins = vm.builtins.dict();
         if builtins.__len__() != self.builtins.len()
             || self.builtins.iter().any(|(k, v)| !builtins.get_item_opt(&**k, vm).ok().flatten().is_some_and(|c| c.is(v)))
@@ -186,7 +195,13 @@ fn prepare(vm: &VirtualMachine) -> PyResult<State> {
         .map_err(|_| vm.new_type_error("session_env() must return a dict"))?;
     env.set_item("__builtins__", vm.builtins.clone().into(), vm)?;
     let builtins = vm.builtins.dict().into_iter().collect();
-    Ok(State { env, builtins, codes: HashMap::new() })
+    Ok(State {
+        env,
+        recursion_limit: vm.recursion_limit.get(),
+        int_max_str_digits: vm.state.int_max_str_digits.load(),
+        builtins,
+        codes: HashMap::new(),
+    })
 }
 
 /// Host details that a host_env-free RustPython still exposes (redis-server's command line may
@@ -209,6 +224,7 @@ fn scrub(vm: &VirtualMachine) -> PyResult<()> {
     // The VM's sleep ignores aborts; ours wakes every few milliseconds to check.
     let native = vm.import("_redisgears", 0)?;
     time.set_attr("sleep", native.get_attr("sleep", vm)?, vm)?;
+    guard::install(vm, &native)?;
     let builtins = vm.builtins.as_object();
     for name in ["input", "breakpoint"] {
         let _ = builtins.del_attr(name, vm);

@@ -3,6 +3,7 @@
 
 mod convert;
 mod errors;
+mod guard;
 mod interpreter;
 pub mod interrupt;
 mod native;

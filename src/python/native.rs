@@ -118,6 +118,21 @@ mod _redisgears {
     }
 
     #[pyfunction]
+    fn guarded_compile(args: rustpython_vm::function::FuncArgs, vm: &VirtualMachine) -> PyResult {
+        crate::python::guard::call_checked("compile", args, vm)
+    }
+
+    #[pyfunction]
+    fn guarded_eval(args: rustpython_vm::function::FuncArgs, vm: &VirtualMachine) -> PyResult {
+        crate::python::guard::call_checked("eval", args, vm)
+    }
+
+    #[pyfunction]
+    fn guarded_exec(args: rustpython_vm::function::FuncArgs, vm: &VirtualMachine) -> PyResult {
+        crate::python::guard::call_checked("exec", args, vm)
+    }
+
+    #[pyfunction]
     fn sleep(seconds: rustpython_vm::function::ArgIntoFloat, vm: &VirtualMachine) -> PyResult<()> {
         crate::python::interrupt::sleep(vm, seconds.into_float())
     }

@@ -300,11 +300,35 @@ def _chain(exc, lines, seen):
     tb = exc.__traceback__
     if tb is not None:
         lines.append('Traceback (most recent call last):\n')
-        while tb is not None:
-            code = tb.tb_frame.f_code
-            lines.append('  File "%s", line %d, in %s\n' % (code.co_filename, tb.tb_lineno, code.co_name))
-            tb = tb.tb_next
+        _frames(tb, lines)
     lines.append(_exception_only(exc))
+
+
+_RECURSIVE_CUTOFF = 3
+
+
+def _frames(tb, lines):
+    # As CPython's StackSummary.format: runs of the same frame collapse after three.
+    last = None
+    count = 0
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        frame = (code.co_filename, tb.tb_lineno, code.co_name)
+        if frame != last:
+            _repeated(count, lines)
+            last = frame
+            count = 0
+        count += 1
+        if count <= _RECURSIVE_CUTOFF:
+            lines.append('  File "%s", line %d, in %s\n' % frame)
+        tb = tb.tb_next
+    _repeated(count, lines)
+
+
+def _repeated(count, lines):
+    if count > _RECURSIVE_CUTOFF:
+        count -= _RECURSIVE_CUTOFF
+        lines.append('  [Previous line repeated %d more time%s]\n' % (count, 's' if count > 1 else ''))
 
 
 def _exception_only(exc):

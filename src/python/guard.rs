@@ -1,0 +1,57 @@
+//! Source size bounds for everything that compiles text.
+//!
+//! RustPython's compiler recurses on nesting in the source (`-` chains, `not` chains, lambdas)
+//! and a deep enough chain overflows even a 256 MiB worker stack: a segfault that takes Redis
+//! down. Measured on this build: every 1 MiB shape we tried ends in RecursionError, 10 MiB of
+//! `-` crashes. So nothing larger than `MAX_SOURCE` reaches the compiler, whether it comes as
+//! the RG.PYEXECUTE script or through `compile`, `eval` or `exec`, whose builtins are replaced
+//! by these guarded versions (the originals live only here, out of reach of scripts).
+
+use std::cell::RefCell;
+
+use rustpython_vm::builtins::{PyByteArray, PyBytes, PyStr};
+use rustpython_vm::function::FuncArgs;
+use rustpython_vm::{PyObjectRef, PyResult, VirtualMachine};
+
+pub const MAX_SOURCE: usize = 1 << 20;
+
+thread_local! {
+    static ORIGINALS: RefCell<Vec<(&'static str, PyObjectRef)>> = const { RefCell::new(Vec::new()) };
+}
+
+pub fn too_large(len: usize) -> Option<String> {
+    (len > MAX_SOURCE).then(|| format!("source code of {len} bytes exceeds the limit of {MAX_SOURCE} bytes"))
+}
+
+fn source_len(obj: &PyObjectRef) -> Option<usize> {
+    if let Some(s) = obj.downcast_ref::<PyStr>() {
+        return Some(s.as_wtf8().len());
+    }
+    if let Some(b) = obj.downcast_ref::<PyBytes>() {
+        return Some(b.as_bytes().len());
+    }
+    obj.downcast_ref::<PyByteArray>().map(|b| b.borrow_buf().len())
+}
+
+/// Calls the original builtin `name` after checking the size of its source argument.
+pub fn call_checked(name: &'static str, args: FuncArgs, vm: &VirtualMachine) -> PyResult {
+    let source = args.args.first().cloned().or_else(|| args.kwargs.get("source").cloned());
+    if let Some(msg) = source.as_ref().and_then(source_len).and_then(too_large) {
+        return Err(vm.new_exception_msg(vm.ctx.exceptions.memory_error.to_owned(), msg.into()));
+    }
+    let original = ORIGINALS.with_borrow(|o| o.iter().find(|(n, _)| *n == name).map(|(_, f)| f.clone()));
+    match original {
+        Some(f) => f.call(args, vm),
+        None => Err(vm.new_runtime_error(format!("{name} is not available"))),
+    }
+}
+
+/// Swaps the builtins for the guarded versions of the native module.
+pub fn install(vm: &VirtualMachine, native: &PyObjectRef) -> PyResult<()> {
+    for (name, guarded) in [("compile", "guarded_compile"), ("eval", "guarded_eval"), ("exec", "guarded_exec")] {
+        let original = vm.builtins.get_attr(name, vm)?;
+        ORIGINALS.with_borrow_mut(|o| o.push((name, original)));
+        vm.builtins.set_attr(name, native.get_attr(guarded, vm)?, vm)?;
+    }
+    Ok(())
+}
