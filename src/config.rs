@@ -14,6 +14,10 @@ pub struct Config {
     pub execution_threads: usize,
     pub execution_max_idle_time: i64,
     pub send_msg_retries: i64,
+    /// Ours: wall-time limit of one execution in ms (0 = none).
+    pub execution_time_limit: i64,
+    /// Ours: bytes the Python interpreters may hold together (0 = no limit).
+    pub python_memory_limit: i64,
     pub plugins: Vec<String>,
     pub python_attempt_traceback: i64,
     pub python_install_req_max_idle_time: i64,
@@ -30,6 +34,8 @@ impl Default for Config {
             execution_threads: 3,
             execution_max_idle_time: 5000,
             send_msg_retries: 3,
+            execution_time_limit: 0,
+            python_memory_limit: 1 << 30,
             plugins: Vec::new(),
             python_attempt_traceback: 1,
             python_install_req_max_idle_time: 30000,
@@ -76,6 +82,8 @@ impl Config {
             }
             Builtin::ExecutionMaxIdleTime => self.execution_max_idle_time = check(n > 0, "must be > 0")?,
             Builtin::SendMsgRetries => self.send_msg_retries = check(n >= 0, "must be >= 0")?,
+            Builtin::ExecutionTimeLimit => self.execution_time_limit = check(n >= 0, "must be >= 0")?,
+            Builtin::PythonMemoryLimit => self.python_memory_limit = check(n >= 0, "must be >= 0")?,
             Builtin::Plugin => return Err("not a number"),
         }
         Ok(())
@@ -109,6 +117,8 @@ impl Config {
                 Builtin::ExecutionThreads => ConfigValue::Int(self.execution_threads as i64),
                 Builtin::ExecutionMaxIdleTime => ConfigValue::Int(self.execution_max_idle_time),
                 Builtin::SendMsgRetries => ConfigValue::Int(self.send_msg_retries),
+                Builtin::ExecutionTimeLimit => ConfigValue::Int(self.execution_time_limit),
+                Builtin::PythonMemoryLimit => ConfigValue::Int(self.python_memory_limit),
                 Builtin::Plugin => ConfigValue::List(self.plugins.clone()),
             };
         }
@@ -179,6 +189,8 @@ enum Builtin {
     ExecutionThreads,
     ExecutionMaxIdleTime,
     SendMsgRetries,
+    ExecutionTimeLimit,
+    PythonMemoryLimit,
     Plugin,
 }
 
@@ -189,6 +201,8 @@ const BUILTINS: &[(&str, Builtin)] = &[
     ("ExecutionThreads", Builtin::ExecutionThreads),
     ("ExecutionMaxIdleTime", Builtin::ExecutionMaxIdleTime),
     ("SendMsgRetries", Builtin::SendMsgRetries),
+    ("ExecutionTimeLimit", Builtin::ExecutionTimeLimit),
+    ("PythonMemoryLimit", Builtin::PythonMemoryLimit),
     ("Plugin", Builtin::Plugin),
 ];
 
@@ -250,6 +264,7 @@ pub enum SetOutcome {
 static CONFIG: RwLock<Option<Config>> = RwLock::new(None);
 
 pub fn install(config: Config) {
+    crate::memory::set_limit(config.python_memory_limit);
     *CONFIG.write().unwrap_or_else(PoisonError::into_inner) = Some(config);
 }
 
@@ -260,7 +275,10 @@ pub fn get() -> Config {
 
 pub fn update<R>(f: impl FnOnce(&mut Config) -> R) -> R {
     let mut guard = CONFIG.write().unwrap_or_else(PoisonError::into_inner);
-    f(guard.get_or_insert_with(Config::default))
+    let config = guard.get_or_insert_with(Config::default);
+    let r = f(config);
+    crate::memory::set_limit(config.python_memory_limit);
+    r
 }
 
 /// Reads one value without copying the whole configuration.

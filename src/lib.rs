@@ -11,6 +11,7 @@ pub mod memory;
 pub mod pool;
 pub mod python;
 pub mod redis;
+pub mod watchdog;
 
 use redis_module::{Context, RedisString, Status, redis_module};
 
@@ -28,7 +29,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     };
     let threads = config.execution_threads;
     config::install(config);
-    if let Err(err) = pool::start(threads) {
+    if let Err(err) = pool::start(threads).and_then(|()| watchdog::start()) {
         redis::log::warning(&format!("rustgears: module load failed: {err}"));
         return Status::Err;
     }

@@ -4,10 +4,18 @@
 //! Only allocations made while a worker runs Python are counted (`counted`): Rust data that
 //! crosses threads (replies, jobs) is allocated on one thread and freed on another, and would
 //! make the current figure drift.
+//!
+//! The same counters enforce `PythonMemoryLimit`. Most of Rust's allocations cannot fail (a
+//! null return aborts the process, measured: a list growing past a failed realloc took Redis
+//! down), so going over the budget only flags the running execution, which the watchdog then
+//! stops with MemoryError at its next bytecode instruction. The one exception is a single
+//! allocation larger than half the machine's memory: it fails, because RustPython requests
+//! those bombs (`'a' * 2**40`, `[0] * 2**40`, `bytearray(2**40)`) with `try_reserve` and raises
+//! MemoryError, while an infallible request of that size would end in the OOM killer anyway.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 #[cfg(not(test))]
 const INNER: redis_module::alloc::RedisAlloc = redis_module::alloc::RedisAlloc;
@@ -20,8 +28,59 @@ static TOTAL: AtomicI64 = AtomicI64::new(0);
 static CURRENT: AtomicI64 = AtomicI64::new(0);
 static PEAK: AtomicI64 = AtomicI64::new(0);
 
+/// Bytes one interpreter (one worker) may hold; 0 = no limit. Per worker, so that one
+/// script's hoarding is not charged to the executions running beside it.
+static LIMIT: AtomicI64 = AtomicI64::new(0);
+
+/// Single allocations above this fail outright (half the machine's memory, set at load).
+static HUGE: AtomicI64 = AtomicI64::new(i64::MAX);
+
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// What this thread's interpreter holds: Python objects live and die on their worker.
+    static HELD: Cell<i64> = const { Cell::new(0) };
+    /// The over-budget flag of the execution running on this thread.
+    static WATCHED: Cell<*const AtomicBool> = const { Cell::new(std::ptr::null()) };
+}
+
+pub fn set_limit(bytes: i64) {
+    LIMIT.store(bytes.max(0), Ordering::Relaxed);
+    if let Some(total) = physical_memory() {
+        HUGE.store(total / 2, Ordering::Relaxed);
+    }
+}
+
+fn physical_memory() -> Option<i64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// Points the budget check at the running execution's flag. The flag must outlive `unwatch`.
+pub fn watch(flag: &AtomicBool) {
+    let _ = WATCHED.try_with(|w| w.set(flag));
+}
+
+pub fn unwatch() {
+    let _ = WATCHED.try_with(|w| w.set(std::ptr::null()));
+}
+
+/// False when the allocation must fail.
+fn within_budget(size: usize) -> bool {
+    let limit = LIMIT.load(Ordering::Relaxed);
+    if limit == 0 || held().saturating_add(size as i64) <= limit {
+        return true;
+    }
+    if size as i64 > HUGE.load(Ordering::Relaxed).max(limit) {
+        return false;
+    }
+    let flag = WATCHED.try_with(Cell::get).unwrap_or(std::ptr::null());
+    // Safety: `watch` callers keep the flag alive until `unwatch`.
+    if let Some(flag) = unsafe { flag.as_ref() } {
+        flag.store(true, Ordering::Relaxed);
+    }
+    true
 }
 
 fn counting() -> bool {
@@ -29,21 +88,31 @@ fn counting() -> bool {
     COUNTING.try_with(Cell::get).unwrap_or(false)
 }
 
+fn held() -> i64 {
+    HELD.try_with(Cell::get).unwrap_or(0)
+}
+
 fn added(size: usize) {
     let size = size as i64;
+    let _ = HELD.try_with(|h| h.set(h.get() + size));
     TOTAL.fetch_add(size, Ordering::Relaxed);
     let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
     PEAK.fetch_max(now, Ordering::Relaxed);
 }
 
 fn removed(size: usize) {
+    let _ = HELD.try_with(|h| h.set(h.get() - size as i64));
     CURRENT.fetch_sub(size as i64, Ordering::Relaxed);
 }
 
 unsafe impl GlobalAlloc for Accounting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let counted = counting();
+        if counted && !within_budget(layout.size()) {
+            return std::ptr::null_mut();
+        }
         let ptr = unsafe { INNER.alloc(layout) };
-        if !ptr.is_null() && counting() {
+        if !ptr.is_null() && counted {
             added(layout.size());
         }
         ptr
@@ -57,8 +126,12 @@ unsafe impl GlobalAlloc for Accounting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let counted = counting();
+        if counted && new_size > layout.size() && !within_budget(new_size - layout.size()) {
+            return std::ptr::null_mut();
+        }
         let new = unsafe { INNER.realloc(ptr, layout, new_size) };
-        if !new.is_null() && counting() {
+        if !new.is_null() && counted {
             removed(layout.size());
             added(new_size);
         }

@@ -7,6 +7,7 @@ use super::{Response, dispatch, refuse_unblockable, text};
 use crate::error::GearsError;
 use crate::executions;
 use crate::pool;
+use crate::python::interrupt::{Abort, Reason};
 use crate::redis::blocked::BlockedClient;
 use crate::redis::gil::selected_db;
 
@@ -68,8 +69,14 @@ fn pyexecute(ctx: &Context, args: &[RedisString]) -> Result<Response, GearsError
     let options = Options::parse(&rest)?;
     let script = text(script);
     let db = selected_db(ctx);
-    let client = BlockedClient::block(ctx);
-    pool::submit(Box::new(move |runtime| executions::run_script(runtime, &script, db, options.unblocking, client)))?;
+    // A client that leaves a blocking run takes its execution with it (RedisGears cannot).
+    let abort = Abort::new();
+    let on_disconnect = abort.clone();
+    let client = BlockedClient::block_watching(ctx, move || on_disconnect.request(Reason::Aborted));
+    // If the pool is gone the job is dropped, and dropping its client answers it.
+    let _ = pool::submit(Box::new(move |runtime| {
+        executions::run_script(runtime, &script, db, options.unblocking, client, abort)
+    }));
     Ok(Response::Blocked)
 }
 

@@ -38,8 +38,8 @@ fn run_in(vm: &VirtualMachine, raw: RawPlan, store: &dyn Store, profile: bool) -
     let mut pipeline = steps::Pipeline::new(plan.steps, profile);
     let mut reading = Duration::ZERO;
     while !pipeline.should_stop() {
-        if interrupt::aborted() {
-            pipeline.errors.push(error_text(vm, &interrupt::forcestopped(vm)));
+        if let Some(reason) = interrupt::stop_reason() {
+            pipeline.errors.push(error_text(vm, &interrupt::stop_exception(vm, reason)));
             break;
         }
         let read_started = Instant::now();
@@ -55,7 +55,7 @@ fn run_in(vm: &VirtualMachine, raw: RawPlan, store: &dyn Store, profile: bool) -
         }
     }
     // An aborted execution emits what it has, without running more Python.
-    if !interrupt::aborted() {
+    if interrupt::stop_reason().is_none() {
         pipeline.flush(vm);
     }
     // What leaves the worker is freed on the main thread: not the interpreter's memory.

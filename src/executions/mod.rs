@@ -8,7 +8,8 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use crate::engine::{self, Report};
 use crate::error::GearsError;
-use crate::python::{RawPlan, Runtime, ScriptOutcome, interrupt};
+use crate::python::interrupt::{Abort, Reason};
+use crate::python::{RawPlan, Runtime, ScriptOutcome};
 use crate::redis::blocked::BlockedClient;
 use crate::redis::keyspace::RedisStore;
 use crate::redis::reply::Reply;
@@ -23,10 +24,11 @@ fn table() -> MutexGuard<'static, table::Table> {
 pub const SHARD_ID: &str = "0000000000000000000000000000000000000000";
 
 /// Creates an execution in state `created`. `keep` says whether it stays listed after it ends
-/// (UNBLOCKING runs) or is dropped once its result is delivered (blocking runs).
-fn create(keep: bool) -> ExecutionKey {
+/// (UNBLOCKING runs) or is dropped once its result is delivered (blocking runs); `abort` is
+/// what stops it.
+fn create(keep: bool, abort: Arc<Abort>) -> ExecutionKey {
     let limit = crate::config::with(|c| c.max_executions);
-    table().create(keep, limit)
+    table().create(keep, limit, abort)
 }
 
 /// Ends an execution; every waiter gets its answer, written outside the table lock.
@@ -82,6 +84,17 @@ pub fn dump() -> Vec<Dump> {
     table().dump()
 }
 
+/// Ends, with an error, the execution that `abort` stops, because its worker is stuck in native
+/// code: its clients are answered now. Whatever the worker reports later is ignored.
+pub fn abandon(abort: &Arc<Abort>) {
+    let key = table().find_by_abort(abort);
+    if let Some(key) = key {
+        let reason = abort.reason().unwrap_or(Reason::Aborted);
+        let errors = vec![format!("{} (its worker is stuck in native code and was replaced)", reason.message())];
+        finish(&key, Reply::results(Vec::new(), &errors), Report { errors, ..Report::default() });
+    }
+}
+
 /// RG.GETEXECUTION's view of one execution: its state and, once it has ended, its report.
 pub fn report(id: &str) -> Result<(State, Option<Arc<Report>>), GearsError> {
     table().report(id).ok_or(GearsError::NoSuchExecution)
@@ -89,12 +102,22 @@ pub fn report(id: &str) -> Result<(State, Option<Arc<Report>>), GearsError> {
 
 /// Runs a script on a worker and answers its RG.PYEXECUTE client (SPEC 1.2): the error, `OK`,
 /// the execution id (UNBLOCKING), or the execution's `[results, errors]`.
-pub fn run_script(runtime: &mut Runtime, script: &str, db: i32, unblocking: bool, client: BlockedClient) {
-    match runtime.run_script(script, db) {
+///
+/// `abort` stops the script and the execution it starts: RG.ABORTEXECUTION reaches it through
+/// the execution, a disconnecting client directly.
+pub fn run_script(
+    runtime: &mut Runtime,
+    script: &str,
+    db: i32,
+    unblocking: bool,
+    client: BlockedClient,
+    abort: Arc<Abort>,
+) {
+    match runtime.run_script(script, db, abort.clone()) {
         ScriptOutcome::Failed(text) => client.reply(Arc::new(Reply::Error(text))),
         ScriptOutcome::Done => client.reply(Arc::new(Reply::ok())),
         ScriptOutcome::Run(plan) => {
-            let key = create(unblocking);
+            let key = create(unblocking, abort);
             if unblocking {
                 client.reply(Arc::new(Reply::bulk(key.id.as_bytes())));
             } else {
@@ -111,18 +134,18 @@ fn run_plan(runtime: &mut Runtime, plan: RawPlan, db: i32, key: ExecutionKey) {
     let mut next = Some((plan, key));
     let mut nested = Vec::new();
     while let Some((plan, key)) = next.take() {
-        let started = table().start(&key, runtime.interrupter());
+        let started = table().start(&key);
         let running = Running(Some(key));
         let (reply, report) = match started {
             Some(abort) => {
-                let _armed = interrupt::arm(abort);
+                let _armed = runtime.arm(abort);
                 engine::run(runtime, plan, &store)
             }
             None => (Reply::results(Vec::new(), &[]), Report::default()), // aborted before it started
         };
         running.finish(reply, report);
         nested.extend(runtime.take_nested());
-        next = nested.pop().map(|plan| (plan, create(false)));
+        next = nested.pop().map(|plan| (plan, create(false, Abort::new())));
     }
 }
 

@@ -9,7 +9,7 @@ use slab::Slab;
 use super::SHARD_ID;
 use crate::engine::Report;
 use crate::error::GearsError;
-use crate::python::interrupt::{Abort, Interrupter};
+use crate::python::interrupt::{Abort, Reason};
 use crate::redis::blocked::BlockedClient;
 use crate::redis::reply::Reply;
 
@@ -61,8 +61,6 @@ struct Execution {
     report: Option<Arc<Report>>,
     waiters: Vec<Waiter>,
     abort: Arc<Abort>,
-    /// The worker running it, once started.
-    interrupter: Option<Interrupter>,
     keep: bool,
     /// Still listed (counts towards MaxExecutions). An evicted execution that is still running
     /// stays reachable by id until it ends, then goes.
@@ -95,7 +93,7 @@ impl Table {
         Table::default()
     }
 
-    pub fn create(&mut self, keep: bool, limit: i64) -> ExecutionKey {
+    pub fn create(&mut self, keep: bool, limit: i64, abort: Arc<Abort>) -> ExecutionKey {
         let id = format!("{SHARD_ID}-{}", self.counter);
         self.counter += 1;
         if limit > 0 {
@@ -109,8 +107,7 @@ impl Table {
             reply: None,
             report: None,
             waiters: Vec::new(),
-            abort: Arc::new(Abort::default()),
-            interrupter: None,
+            abort,
             keep,
             listed: true,
         });
@@ -133,21 +130,30 @@ impl Table {
         self.slab.get_mut(key.slot).filter(|e| e.id == key.id)
     }
 
-    /// Marks the execution running on the worker that `interrupter` reaches. Returns its abort
-    /// flag, or `None` if it was aborted before it started.
-    pub fn start(&mut self, key: &ExecutionKey, interrupter: Interrupter) -> Option<Arc<Abort>> {
+    /// Marks the execution running. Returns what stops it, or `None` if it was aborted before
+    /// it started.
+    pub fn start(&mut self, key: &ExecutionKey) -> Option<Arc<Abort>> {
         let exec = self.get_mut(key)?;
         if exec.abort.requested() {
             return None;
         }
         exec.state = State::Running;
-        exec.interrupter = Some(interrupter);
         Some(exec.abort.clone())
+    }
+
+    pub fn find_by_abort(&self, abort: &Arc<Abort>) -> Option<ExecutionKey> {
+        self.slab
+            .iter()
+            .find(|(_, e)| Arc::ptr_eq(&e.abort, abort))
+            .map(|(slot, e)| ExecutionKey { slot, id: e.id.clone() })
     }
 
     /// Ends the execution (done, or aborted if it never ran) and returns the clients waiting on it.
     pub fn finish(&mut self, key: &ExecutionKey, reply: Arc<Reply>, report: Arc<Report>) -> Vec<Waiter> {
         let Some(exec) = self.get_mut(key) else { return Vec::new() };
+        if exec.reply.is_some() {
+            return Vec::new(); // already ended (abandoned while its worker was stuck)
+        }
         exec.state = if exec.state == State::Created { State::Aborted } else { State::Done };
         exec.reply = Some(reply);
         exec.report = Some(report);
@@ -196,15 +202,8 @@ impl Table {
         let (_, exec) = self.find(id).ok_or(GearsError::NoSuchAbortTarget)?;
         match exec.state {
             State::Done | State::Aborted => Ok(false),
-            State::Created => {
-                exec.abort.request();
-                Ok(true)
-            }
-            State::Running => {
-                match &exec.interrupter {
-                    Some(interrupter) => interrupter.interrupt(&exec.abort),
-                    None => exec.abort.request(),
-                }
+            State::Created | State::Running => {
+                exec.abort.request(Reason::Aborted);
                 Ok(true)
             }
         }
@@ -236,8 +235,8 @@ impl Table {
 mod tests {
     use super::*;
 
-    fn interrupter() -> Interrupter {
-        crate::python::interrupt::channel().0
+    fn create(t: &mut Table, keep: bool, limit: i64) -> ExecutionKey {
+        t.create(keep, limit, Abort::new())
     }
 
     fn done(t: &mut Table, k: &ExecutionKey) {
@@ -248,12 +247,12 @@ mod tests {
     #[test]
     fn ids_count_from_zero_and_are_never_reused() {
         let mut t = Table::new();
-        let a = t.create(true, 0);
-        let b = t.create(false, 0);
+        let a = create(&mut t, true, 0);
+        let b = create(&mut t, false, 0);
         assert_eq!(a.id, format!("{SHARD_ID}-0"));
         assert_eq!(b.id, format!("{SHARD_ID}-1"));
         done(&mut t, &b); // blocking run: dropped when done
-        let c = t.create(true, 0);
+        let c = create(&mut t, true, 0);
         assert_eq!(c.id, format!("{SHARD_ID}-2"));
         assert!(matches!(t.lookup(&b.id), Lookup::Missing));
     }
@@ -261,24 +260,24 @@ mod tests {
     #[test]
     fn eviction_drops_oldest_finished_and_unlists_running() {
         let mut t = Table::new();
-        let keys: Vec<_> = (0..3).map(|_| t.create(true, 3)).collect();
+        let keys: Vec<_> = (0..3).map(|_| create(&mut t, true, 3)).collect();
         done(&mut t, &keys[1]);
-        t.start(&keys[0], interrupter()); // oldest is still running
-        let d = t.create(true, 3);
+        t.start(&keys[0]); // oldest is still running
+        let d = create(&mut t, true, 3);
         let listed: Vec<_> = t.dump().into_iter().map(|d| d.id).collect();
         assert_eq!(listed, vec![keys[1].id.clone(), keys[2].id.clone(), d.id.clone()]);
         // the running one is still reachable and goes away when it ends
         assert!(matches!(t.lookup(&keys[0].id), Lookup::Pending));
         done(&mut t, &keys[0]);
         assert!(matches!(t.lookup(&keys[0].id), Lookup::Missing));
-        t.create(true, 3);
+        create(&mut t, true, 3);
         assert!(matches!(t.lookup(&keys[1].id), Lookup::Missing));
     }
 
     #[test]
     fn drop_refuses_unfinished() {
         let mut t = Table::new();
-        let k = t.create(true, 0);
+        let k = create(&mut t, true, 0);
         assert_eq!(t.drop_finished(&k.id), Err(GearsError::DropRunning));
         done(&mut t, &k);
         assert_eq!(t.drop_finished(&k.id), Ok(()));
@@ -288,13 +287,13 @@ mod tests {
     #[test]
     fn abort_before_start_ends_aborted_and_counts_an_id() {
         let mut t = Table::new();
-        let k = t.create(true, 0);
+        let k = create(&mut t, true, 0);
         assert_eq!(t.abort(&k.id), Ok(true));
-        assert!(t.start(&k, interrupter()).is_none());
+        assert!(t.start(&k).is_none());
         done(&mut t, &k);
         assert_eq!(t.dump()[0].state, State::Aborted);
         assert_eq!(t.abort(&k.id), Ok(false));
         assert_eq!(t.abort("nope"), Err(GearsError::NoSuchAbortTarget));
-        assert_eq!(t.create(true, 0).id, format!("{SHARD_ID}-4"));
+        assert_eq!(create(&mut t, true, 0).id, format!("{SHARD_ID}-4"));
     }
 }

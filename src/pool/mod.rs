@@ -1,89 +1,141 @@
 //! The worker pool: `ExecutionThreads` OS threads, each owning one sandboxed interpreter for its
 //! whole life. Jobs are closures over plain Rust data; they get the worker's runtime when they
 //! run. A job that panics is contained there, and the worker rebuilds its interpreter.
+//!
+//! A worker stuck in native code (found by the watchdog) is retired: a replacement starts on
+//! the same queue, and the stuck thread exits if its call ever returns. Replacements are capped
+//! so that a stream of such scripts cannot create threads without bound.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::error::GearsError;
-use crate::python::{Runtime, interrupt};
+use crate::python::Runtime;
 use crate::redis::log;
 
 pub type Job = Box<dyn FnOnce(&mut Runtime) + Send>;
-
-static JOBS: OnceLock<Sender<Job>> = OnceLock::new();
 
 /// Deep recursion must end in RecursionError (the VM checks the stack it runs on), and the
 /// compiler recurses on nesting in the source: give workers room for both.
 const WORKER_STACK: usize = 256 * 1024 * 1024;
 
+struct Pool {
+    jobs: Sender<Job>,
+    queue: Receiver<Job>,
+    /// Retirement flags by worker number.
+    workers: Mutex<Vec<Arc<AtomicBool>>>,
+    stuck: AtomicUsize,
+    max_stuck: usize,
+}
+
+static POOL: OnceLock<Pool> = OnceLock::new();
+
 /// Starts the workers; returns once each has built its interpreter (or one failed to).
 pub fn start(threads: usize) -> Result<(), String> {
-    let (tx, rx) = unbounded::<Job>();
+    let (jobs, queue) = unbounded::<Job>();
+    let pool = Pool { jobs, queue, workers: Mutex::new(Vec::new()), stuck: AtomicUsize::new(0), max_stuck: threads * 2 };
+    let pool = POOL.get_or_init(|| pool);
     let (ready_tx, ready_rx) = unbounded::<Result<(), String>>();
-    for n in 0..threads {
-        let rx = rx.clone();
-        let ready = ready_tx.clone();
-        thread::Builder::new()
-            .name(format!("rg-worker-{n}"))
-            .stack_size(WORKER_STACK)
-            .spawn(move || work(rx, ready))
-            .map_err(|e| format!("could not start a worker thread: {e}"))?;
+    for _ in 0..threads {
+        spawn(pool, ready_tx.clone())?;
     }
     for _ in 0..threads {
         ready_rx.recv().map_err(|_| "a worker thread died while starting".to_owned())??;
     }
+    Ok(())
+}
+
+fn spawn(pool: &'static Pool, ready: Sender<Result<(), String>>) -> Result<(), String> {
+    let retired = Arc::new(AtomicBool::new(false));
+    let number = {
+        let mut workers = pool.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        workers.push(retired.clone());
+        workers.len() - 1
+    };
     thread::Builder::new()
-        .name("rg-watchdog".to_owned())
-        .spawn(watch)
-        .map_err(|e| format!("could not start the watchdog thread: {e}"))?;
-    JOBS.set(tx).map_err(|_| "the worker pool is already running".to_owned())
+        .name(format!("rg-worker-{number}"))
+        .stack_size(WORKER_STACK)
+        .spawn(move || work(number, pool.queue.clone(), retired, ready))
+        .map(drop)
+        .map_err(|e| format!("could not start a worker thread: {e}"))
 }
 
 pub fn submit(job: Job) -> Result<(), GearsError> {
-    let jobs = JOBS.get().ok_or(GearsError::ShuttingDown)?;
-    jobs.send(job).map_err(|_| GearsError::ShuttingDown)
+    let pool = POOL.get().ok_or(GearsError::ShuttingDown)?;
+    pool.jobs.send(job).map_err(|_| GearsError::ShuttingDown)
 }
 
-/// Keeps stop requests alive until the executions they target have ended.
-fn watch() {
-    loop {
-        thread::sleep(interrupt::REPEAT_EVERY);
-        interrupt::repeat_requests();
+/// Retires worker `number`, stuck in native code, and starts a replacement on its queue.
+pub fn replace(number: usize) {
+    let Some(pool) = POOL.get() else { return };
+    let flag = pool.workers.lock().unwrap_or_else(PoisonError::into_inner).get(number).cloned();
+    let Some(flag) = flag else { return };
+    if flag.swap(true, Ordering::AcqRel) {
+        return; // already retired
+    }
+    let stuck = pool.stuck.fetch_add(1, Ordering::AcqRel) + 1;
+    if stuck > pool.max_stuck {
+        log::warning(&format!(
+            "rustgears: worker {number} is stuck in native code; {stuck} stuck workers, over the cap of {}: not replaced",
+            pool.max_stuck
+        ));
+        return;
+    }
+    log::warning(&format!("rustgears: worker {number} is stuck in native code; starting a replacement ({stuck} stuck)"));
+    // Nobody waits for the replacement to be ready: it reports failures to the log.
+    let (ready, _) = unbounded();
+    if let Err(e) = spawn(pool, ready) {
+        log::warning(&format!("rustgears: {e}"));
     }
 }
 
-fn build() -> Result<Runtime, String> {
-    catch_unwind(Runtime::new).unwrap_or_else(|_| Err("building the interpreter panicked".to_owned()))
+/// Workers currently stuck in native code (retired, their call not yet returned).
+pub fn stuck_workers() -> usize {
+    POOL.get().map_or(0, |p| p.stuck.load(Ordering::Acquire))
 }
 
-fn work(jobs: Receiver<Job>, ready: Sender<Result<(), String>>) {
-    let mut runtime = match build() {
+fn build(number: usize) -> Result<Runtime, String> {
+    // Counted: the interpreter's own start-up memory is part of what RG.PYSTATS reports.
+    catch_unwind(|| crate::memory::counted(|| Runtime::new(number))).unwrap_or_else(|_| Err("building the interpreter panicked".to_owned()))
+}
+
+fn work(number: usize, jobs: Receiver<Job>, retired: Arc<AtomicBool>, ready: Sender<Result<(), String>>) {
+    let mut runtime = match build(number) {
         Ok(runtime) => {
             let _ = ready.send(Ok(()));
             runtime
         }
         Err(e) => {
-            let _ = ready.send(Err(format!("could not build a Python interpreter: {e}")));
+            let message = format!("could not build a Python interpreter: {e}");
+            log::warning(&format!("rustgears: {message}"));
+            let _ = ready.send(Err(message));
             return;
         }
     };
     drop(ready);
-    for job in jobs {
-        if catch_unwind(AssertUnwindSafe(|| job(&mut runtime))).is_ok() {
-            continue;
-        }
-        log::warning("rustgears: a job panicked; rebuilding this worker's interpreter");
-        match build() {
-            Ok(fresh) => {
-                let old = std::mem::replace(&mut runtime, fresh);
-                // Tearing down a VM left mid-panic may panic again: contain it, leak if so.
-                let _ = catch_unwind(AssertUnwindSafe(move || drop(old)));
+    for job in jobs.iter() {
+        let panicked = catch_unwind(AssertUnwindSafe(|| job(&mut runtime))).is_err();
+        if retired.load(Ordering::Acquire) {
+            if let Some(pool) = POOL.get() {
+                pool.stuck.fetch_sub(1, Ordering::AcqRel);
             }
-            Err(e) => log::warning(&format!("rustgears: could not rebuild the interpreter: {e}")),
+            log::notice(&format!("rustgears: stuck worker {number} returned and exits"));
+            return;
+        }
+        if panicked {
+            log::warning("rustgears: a job panicked; rebuilding this worker's interpreter");
+            match build(number) {
+                Ok(fresh) => {
+                    let old = std::mem::replace(&mut runtime, fresh);
+                    // Tearing down a VM left mid-panic may panic again: contain it, leak if so.
+                    let _ = catch_unwind(AssertUnwindSafe(move || drop(old)));
+                }
+                Err(e) => log::warning(&format!("rustgears: could not rebuild the interpreter: {e}")),
+            }
         }
     }
 }

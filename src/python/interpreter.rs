@@ -1,6 +1,7 @@
 //! Building the sandboxed interpreter of one worker, and running scripts in it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rustpython_vm::builtins::{PyCode, PyDictRef};
 use rustpython_vm::compiler::Mode;
@@ -9,7 +10,7 @@ use rustpython_vm::{AsObject, Interpreter, PyObjectRef, PyPayload, PyRef, PyResu
 
 use super::errors::error_text;
 use super::guard;
-use super::interrupt::{self, Interrupter};
+use super::interrupt::{self, Abort, Armed, Interrupter};
 use super::session::{self, RawPlan};
 use crate::memory;
 
@@ -46,6 +47,7 @@ pub struct Runtime {
     state: Option<State>,
     interp: Option<Interpreter>,
     interrupter: Interrupter,
+    worker: usize,
 }
 
 /// Python objects prepared once per interpreter.
@@ -60,7 +62,7 @@ struct State {
 }
 
 impl Runtime {
-    pub fn new() -> Result<Runtime, String> {
+    pub fn new(worker: usize) -> Result<Runtime, String> {
         let builder = Interpreter::builder(Settings::default());
         let stdlib: Vec<_> = rustpython_stdlib::stdlib_module_defs(&builder.ctx)
             .into_iter()
@@ -84,7 +86,7 @@ impl Runtime {
             })
             .build();
         let state = interp.enter(|vm| prepare(vm).map_err(|e| error_text(vm, &e)))?;
-        Ok(Runtime { state: Some(state), interp: Some(interp), interrupter })
+        Ok(Runtime { state: Some(state), interp: Some(interp), interrupter, worker })
     }
 
     pub fn enter<R>(&self, f: impl FnOnce(&VirtualMachine) -> R) -> R {
@@ -94,9 +96,10 @@ impl Runtime {
         }
     }
 
-    /// Compiles and runs one script in fresh globals.
-    pub fn run_script(&mut self, script: &str, db: i32) -> ScriptOutcome {
+    /// Compiles and runs one script in fresh globals; `abort` stops it.
+    pub fn run_script(&mut self, script: &str, db: i32, abort: Arc<Abort>) -> ScriptOutcome {
         session::begin(db);
+        let _armed = interrupt::arm(abort, self.interrupter.clone(), self.worker);
         let (Some(interp), Some(state)) = (&self.interp, &mut self.state) else {
             return ScriptOutcome::Failed(crate::error::GearsError::ScriptFailed.to_string());
         };
@@ -122,9 +125,9 @@ impl Runtime {
         }))
     }
 
-    /// What other threads use to stop the Python running here.
-    pub fn interrupter(&self) -> Interrupter {
-        self.interrupter.clone()
+    /// Makes `abort` stop what this runtime runs until the guard is dropped.
+    pub fn arm(&self, abort: Arc<Abort>) -> Armed {
+        interrupt::arm(abort, self.interrupter.clone(), self.worker)
     }
 
     /// Executions that callbacks asked for with `run()` while the last one ran.

@@ -1,46 +1,111 @@
-//! Stopping Python that runs on a worker: RG.ABORTEXECUTION (and, later, time limits).
+//! Stopping Python that runs on a worker: RG.ABORTEXECUTION, a client that disconnected, the
+//! wall-time limit and the memory budget all end up here.
 //!
 //! RustPython checks a process-wide "eval breaker" bit before every bytecode instruction and,
 //! when it is set, runs the closures queued on *this* VM's signal channel. Two traps shape this
-//! file: another worker's VM may clear the bit first (so a request is re-sent by the watchdog
-//! until the execution ends), and a script may catch the exception (so a raising closure queues
-//! itself again: the next instruction raises again, even inside an `except BaseException`).
+//! file: another worker's VM may clear the bit first (so the watchdog re-sends a request until
+//! the execution ends), and a script may catch the exception (so a raising closure queues itself
+//! again: the next instruction raises again, even inside an `except BaseException`).
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use rustpython_vm::signal::{UserSignalSender, user_signal_channel};
+use rustpython_vm::builtins::PyBaseExceptionRef;
+use rustpython_vm::signal::{UserSignalReceiver, UserSignalSender, user_signal_channel};
 use rustpython_vm::{PyResult, VirtualMachine};
 
 use super::native::with_types;
 
-/// The message of the `gears.forcestopped` an abort raises.
-pub const ABORTED: &str = "Execution was aborted";
+/// Why an execution is being stopped; decides the exception it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reason {
+    Aborted = 1,
+    TimedOut = 2,
+    OutOfMemory = 3,
+}
+
+impl Reason {
+    fn from_u8(n: u8) -> Option<Reason> {
+        match n {
+            1 => Some(Reason::Aborted),
+            2 => Some(Reason::TimedOut),
+            3 => Some(Reason::OutOfMemory),
+            _ => None,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Reason::Aborted => "Execution was aborted",
+            Reason::TimedOut => "Execution time limit reached",
+            Reason::OutOfMemory => "Python memory limit reached",
+        }
+    }
+}
 
 /// Closures allowed in flight per request: enough to survive crosstalk, bounded while a VM is
 /// stuck in native code and drains nothing.
 const MAX_QUEUED: usize = 4;
 
-/// One execution's stop request, shared by the table (which sets it) and the worker (which
-/// checks it).
+/// The worker running an armed execution.
+struct Runner {
+    interrupter: Interrupter,
+    worker: usize,
+    started: Instant,
+}
+
+/// One execution's stop request. Shared by whoever may stop it (the table, a disconnecting
+/// client, the watchdog) and the worker that runs it.
 #[derive(Default)]
 pub struct Abort {
-    requested: AtomicBool,
+    reason: AtomicU8,
+    requested_at: Mutex<Option<Instant>>,
+    runner: Mutex<Option<Runner>>,
     ended: AtomicBool,
     queued: AtomicUsize,
+    stuck: AtomicBool,
+    over_memory: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Abort {
-    pub fn requested(&self) -> bool {
-        self.requested.load(Ordering::Acquire)
+    pub fn new() -> Arc<Abort> {
+        Arc::new(Abort::default())
     }
 
-    /// Asks without interrupting: for an execution that has not started.
-    pub fn request(&self) {
-        self.requested.store(true, Ordering::Release);
+    pub fn reason(&self) -> Option<Reason> {
+        Reason::from_u8(self.reason.load(Ordering::Acquire))
     }
+
+    pub fn requested(&self) -> bool {
+        self.reason().is_some()
+    }
+
+    /// Asks the execution to stop (the first reason wins). If it runs Python, the Python is
+    /// interrupted; if it has not started, it will not.
+    pub fn request(&self, reason: Reason) {
+        if self.reason.compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            *lock(&self.requested_at) = Some(Instant::now());
+        }
+        self.poke();
+    }
+
+    fn poke(self: &Abort) {
+        if self.ended.load(Ordering::Acquire) || self.queued.load(Ordering::Acquire) >= MAX_QUEUED {
+            return;
+        }
+        if let Some(runner) = lock(&self.runner).as_ref() {
+            self.queued.fetch_add(1, Ordering::AcqRel);
+            runner.interrupter.send(self);
+        }
+    }
+
 }
 
 /// The handle other threads hold to interrupt the VM of one worker.
@@ -50,59 +115,34 @@ pub struct Interrupter {
 }
 
 impl Interrupter {
-    /// Asks the execution to stop; the watchdog keeps asking until it has ended.
-    pub fn interrupt(&self, abort: &Arc<Abort>) {
-        abort.request();
-        self.poke(abort);
-        pending().push((abort.clone(), self.clone()));
-    }
-
-    fn poke(&self, abort: &Arc<Abort>) {
-        if abort.queued.load(Ordering::Acquire) >= MAX_QUEUED {
-            return;
-        }
-        abort.queued.fetch_add(1, Ordering::AcqRel);
-        let target = abort.clone();
-        let _ = self.sender.send(Box::new(move |vm| raise_if_aborted(vm, &target)));
+    fn send(&self, abort: &Abort) {
+        let target = abort as *const Abort as usize;
+        let _ = self.sender.send(Box::new(move |vm| raise_if_current(vm, target)));
     }
 }
 
-type Pending = Vec<(Arc<Abort>, Interrupter)>;
-
-static PENDING: Mutex<Pending> = Mutex::new(Vec::new());
-
-fn pending() -> std::sync::MutexGuard<'static, Pending> {
-    PENDING.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Re-sends every stop request whose execution is still running. Called by the watchdog.
-pub fn repeat_requests() {
-    let mut pending = pending();
-    pending.retain(|(abort, _)| !abort.ended.load(Ordering::Acquire));
-    for (abort, interrupter) in pending.iter() {
-        interrupter.poke(abort);
-    }
-}
-
-/// How often the watchdog re-sends.
-pub const REPEAT_EVERY: Duration = Duration::from_millis(10);
-
-thread_local! {
-    /// The execution running on this worker, and this worker's own sender.
-    static CURRENT: RefCell<Option<Arc<Abort>>> = const { RefCell::new(None) };
-    static SELF: RefCell<Option<UserSignalSender>> = const { RefCell::new(None) };
-}
-
-/// Creates this worker's channel; the receiver goes into the VM, the interrupter to the table.
-pub fn channel() -> (Interrupter, rustpython_vm::signal::UserSignalReceiver) {
+/// Creates a worker's channel; the receiver goes into its VM.
+pub fn channel() -> (Interrupter, UserSignalReceiver) {
     let (sender, receiver) = user_signal_channel();
-    SELF.set(Some(sender.clone()));
     (Interrupter { sender }, receiver)
 }
 
-/// Marks `abort` as the execution this worker runs until the returned guard is dropped.
-pub fn arm(abort: Arc<Abort>) -> Armed {
+static ARMED: Mutex<Vec<Arc<Abort>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// The execution running on this worker.
+    static CURRENT: RefCell<Option<Arc<Abort>>> = const { RefCell::new(None) };
+}
+
+/// Marks `abort` as what this worker runs until the returned guard is dropped.
+pub fn arm(abort: Arc<Abort>, interrupter: Interrupter, worker: usize) -> Armed {
+    *lock(&abort.runner) = Some(Runner { interrupter, worker, started: Instant::now() });
     CURRENT.set(Some(abort.clone()));
+    crate::memory::watch(&abort.over_memory);
+    lock(&ARMED).push(abort.clone());
+    if abort.requested() {
+        abort.poke(); // asked to stop before it got here
+    }
     Armed(abort)
 }
 
@@ -111,52 +151,86 @@ pub struct Armed(Arc<Abort>);
 impl Drop for Armed {
     fn drop(&mut self) {
         self.0.ended.store(true, Ordering::Release);
+        lock(&ARMED).retain(|a| !Arc::ptr_eq(a, &self.0));
+        crate::memory::unwatch();
         CURRENT.set(None);
     }
 }
 
-/// True when the execution running on this thread was asked to stop.
-pub fn aborted() -> bool {
-    CURRENT.with_borrow(|c| c.as_ref().is_some_and(|a| a.requested()))
+/// The execution running on this thread, if it was asked to stop: why.
+pub fn stop_reason() -> Option<Reason> {
+    CURRENT.with_borrow(|c| c.as_ref().and_then(|a| a.reason()))
 }
 
-/// The `gears.forcestopped` exception an abort raises.
-pub fn forcestopped(vm: &VirtualMachine) -> rustpython_vm::builtins::PyBaseExceptionRef {
-    let class = with_types(|t| t.forcestopped.clone()).unwrap_or_else(|| vm.ctx.exceptions.system_exit.to_owned());
-    vm.new_exception_msg(class, ABORTED.into())
+/// The exception that stops an execution for `reason`.
+pub fn stop_exception(vm: &VirtualMachine, reason: Reason) -> PyBaseExceptionRef {
+    let class = match reason {
+        Reason::OutOfMemory => vm.ctx.exceptions.memory_error.to_owned(),
+        _ => with_types(|t| t.forcestopped.clone()).unwrap_or_else(|| vm.ctx.exceptions.system_exit.to_owned()),
+    };
+    vm.new_exception_msg(class, reason.message().into())
 }
 
-fn raise_if_aborted(vm: &VirtualMachine, target: &Arc<Abort>) -> PyResult<()> {
-    target.queued.fetch_sub(1, Ordering::AcqRel);
-    let current = CURRENT.with_borrow(|c| c.as_ref().is_some_and(|a| Arc::ptr_eq(a, target)));
-    if !current || !target.requested() {
-        return Ok(()); // stale: that execution has ended, or this is another VM's request
-    }
+fn raise_if_current(vm: &VirtualMachine, target: usize) -> PyResult<()> {
+    let current = CURRENT.with_borrow(|c| c.as_ref().filter(|a| Arc::as_ptr(a) as usize == target).cloned());
+    // Stale requests (for an execution that has ended) find nothing and do nothing.
+    let Some(abort) = current else { return Ok(()) };
+    abort.queued.fetch_sub(1, Ordering::AcqRel);
+    let Some(reason) = abort.reason() else { return Ok(()) };
     // Queue again, so the next instruction raises again wherever the script caught this one.
-    SELF.with_borrow(|s| {
-        if let Some(sender) = s {
-            target.queued.fetch_add(1, Ordering::AcqRel);
-            let again = target.clone();
-            let _ = sender.send(Box::new(move |vm| raise_if_aborted(vm, &again)));
-        }
-    });
-    Err(forcestopped(vm))
+    abort.poke();
+    Err(stop_exception(vm, reason))
 }
 
-/// `time.sleep` that an abort can cut short.
+/// A worker that did not stop within `STUCK_AFTER` of being asked: it is in native code that
+/// never returns to the bytecode loop (`sum(itertools.repeat(1))`, a huge bigint power).
+pub const STUCK_AFTER: Duration = Duration::from_secs(2);
+
+/// How often the watchdog looks.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// One watchdog pass: applies the time limit and the memory budget, re-sends pending stop
+/// requests, and returns the (worker, execution) pairs newly found stuck.
+pub fn tick(time_limit: Option<Duration>) -> Vec<(usize, Arc<Abort>)> {
+    let armed: Vec<Arc<Abort>> = lock(&ARMED).clone();
+    let mut stuck = Vec::new();
+    for abort in armed {
+        if abort.over_memory.load(Ordering::Relaxed) {
+            abort.request(Reason::OutOfMemory);
+        }
+        let (started, worker) = match lock(&abort.runner).as_ref() {
+            Some(r) => (r.started, r.worker),
+            None => continue,
+        };
+        if time_limit.is_some_and(|limit| started.elapsed() > limit) {
+            abort.request(Reason::TimedOut);
+        }
+        if !abort.requested() {
+            continue;
+        }
+        abort.poke();
+        let asked = *lock(&abort.requested_at);
+        if asked.is_some_and(|t| t.elapsed() > STUCK_AFTER) && !abort.stuck.swap(true, Ordering::AcqRel) {
+            stuck.push((worker, abort));
+        }
+    }
+    stuck
+}
+
+/// `time.sleep` that a stop request can cut short.
 pub fn sleep(vm: &VirtualMachine, seconds: f64) -> PyResult<()> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(vm.new_value_error("sleep length must be non-negative"));
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs_f64(seconds.min(1e9));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds.min(1e9));
     loop {
-        if aborted() {
-            return Err(forcestopped(vm));
+        if let Some(reason) = stop_reason() {
+            return Err(stop_exception(vm, reason));
         }
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         if now >= deadline {
             return Ok(());
         }
-        std::thread::sleep((deadline - now).min(REPEAT_EVERY));
+        std::thread::sleep((deadline - now).min(TICK));
     }
 }

@@ -6,9 +6,10 @@
 //! callback and still calls `free_privdata`, so nothing leaks either way. Every blocked client is
 //! unblocked exactly once: by `reply`, or by `Drop` with an error if its owner went away.
 
+use std::collections::HashMap;
 use std::os::raw::{c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use redis_module::{Context, raw};
 
@@ -21,6 +22,15 @@ pub struct BlockedClient {
 // The handle is only passed to UnblockClient, which Redis documents as thread-safe.
 unsafe impl Send for BlockedClient {}
 
+type OnDisconnect = Box<dyn FnOnce() + Send>;
+
+/// What to do when a blocked client disconnects, by blocked-client handle.
+static ON_DISCONNECT: LazyLock<Mutex<HashMap<usize, OnDisconnect>>> = LazyLock::new(Default::default);
+
+fn on_disconnect() -> MutexGuard<'static, HashMap<usize, OnDisconnect>> {
+    ON_DISCONNECT.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl BlockedClient {
     /// Blocks the client of the running command, with no timeout.
     ///
@@ -32,19 +42,43 @@ impl BlockedClient {
         BlockedClient { bc }
     }
 
+    /// Blocks the client, and runs `f` if it disconnects before it is answered.
+    pub fn block_watching(ctx: &Context, f: impl FnOnce() + Send + 'static) -> BlockedClient {
+        let client = BlockedClient::block(ctx);
+        on_disconnect().insert(client.bc as usize, Box::new(f));
+        unsafe {
+            if let Some(set) = raw::RedisModule_SetDisconnectCallback {
+                set(client.bc, Some(disconnected));
+            }
+        }
+        client
+    }
+
     pub fn reply(self, reply: Arc<Reply>) {
+        self.unblock(reply);
+        std::mem::forget(self);
+    }
+
+    fn unblock(&self, reply: Arc<Reply>) {
+        on_disconnect().remove(&(self.bc as usize));
         let data = Box::into_raw(Box::new(reply)) as *mut c_void;
         unsafe { raw::RedisModule_UnblockClient.unwrap()(self.bc, data) };
-        std::mem::forget(self);
     }
 }
 
 impl Drop for BlockedClient {
     fn drop(&mut self) {
-        let reply = Arc::new(Reply::Error("ERR rustgears: the execution ended without a reply".to_owned()));
-        let data = Box::into_raw(Box::new(reply)) as *mut c_void;
-        unsafe { raw::RedisModule_UnblockClient.unwrap()(self.bc, data) };
+        self.unblock(Arc::new(Reply::Error("ERR rustgears: the execution ended without a reply".to_owned())));
     }
+}
+
+extern "C" fn disconnected(_ctx: *mut raw::RedisModuleCtx, bc: *mut raw::RedisModuleBlockedClient) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let f = on_disconnect().remove(&(bc as usize));
+        if let Some(f) = f {
+            f();
+        }
+    }));
 }
 
 extern "C" fn reply_callback(
