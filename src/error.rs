@@ -18,6 +18,8 @@ pub enum GearsError {
     NoSessionToReplace(String),
     #[error("Could not satisfy requirements, Python package installation is not supported")]
     RequirementsNotSupported,
+    #[error("requirement does not exists")]
+    NoSuchRequirement,
     #[error("Unknown arguments were given: {0}")]
     UnknownArgument(String),
     #[error("execution plan does not exist")]

@@ -1,28 +1,33 @@
-//! Command handlers: parse arguments, call the layer below, reply. Every handler runs inside
-//! `dispatch`, which contains panics and writes the reply.
+//! Command handlers. Every RG.* command enters through `rg_command`: its arguments are parsed
+//! into a `Command` (`parse`, no Redis involved), run by a handler of its family, and the result
+//! is written as the reply. Panics are contained here.
 
-pub mod executions;
-pub mod management;
-pub mod pyexecute;
+mod executions;
+mod management;
+pub mod parse;
+mod pyexecute;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use redis_module::{Context, ContextFlags, RedisResult, RedisString, RedisValue, raw};
 
 use crate::error::GearsError;
 use crate::redis::reply::Reply;
+use parse::Command;
 
 pub enum Response {
     Reply(Reply),
+    Shared(Arc<Reply>),
     /// The client was blocked; it is answered later.
     Blocked,
 }
 
-type Handler = fn(&Context, &[RedisString]) -> Result<Response, GearsError>;
-
-pub fn dispatch(ctx: &Context, args: Vec<RedisString>, handler: Handler) -> RedisResult {
-    match catch_unwind(AssertUnwindSafe(|| handler(ctx, &args))) {
+pub fn rg_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_slice().to_vec()).collect();
+    match catch_unwind(AssertUnwindSafe(|| parse::parse(&args).and_then(|command| run(ctx, command)))) {
         Ok(Ok(Response::Reply(reply))) => reply.write(ctx),
+        Ok(Ok(Response::Shared(reply))) => reply.write(ctx),
         Ok(Ok(Response::Blocked)) => {}
         Ok(Err(GearsError::WrongArity)) => unsafe {
             raw::RedisModule_WrongArity.unwrap()(ctx.ctx);
@@ -33,15 +38,27 @@ pub fn dispatch(ctx: &Context, args: Vec<RedisString>, handler: Handler) -> Redi
     Ok(RedisValue::NoReply)
 }
 
+fn run(ctx: &Context, command: Command) -> Result<Response, GearsError> {
+    match command {
+        Command::PyExecute { script, options } => pyexecute::pyexecute(ctx, script, options),
+        Command::GetResults { id } => executions::get_results(&id),
+        Command::GetResultsBlocking { id } => executions::get_results_blocking(ctx, &id),
+        Command::DumpExecutions => executions::dump(),
+        Command::DropExecution { id } => executions::drop(&id),
+        Command::GetExecution { id } => executions::get_execution(&id),
+        Command::AbortExecution { id } => management::abort(ctx, &id),
+        Command::ConfigGet { names } => management::config_get(&names),
+        Command::ConfigSet { pairs, dangling } => management::config_set(&pairs, dangling.as_deref()),
+        Command::PyStats => management::py_stats(),
+        Command::Fixed(which) => management::fixed(which),
+    }
+}
+
 /// Refuses commands that block where Redis cannot block a client: inside MULTI, from Lua, or
 /// from a module's RM_Call (including a script's own `execute()`). Checked before any side effect.
-pub fn refuse_unblockable(ctx: &Context) -> Result<(), GearsError> {
+fn refuse_unblockable(ctx: &Context) -> Result<(), GearsError> {
     if ctx.get_flags().intersects(ContextFlags::MULTI | ContextFlags::LUA | ContextFlags::DENY_BLOCKING) {
         return Err(GearsError::BlockingNotAllowed);
     }
     Ok(())
-}
-
-fn text(arg: &RedisString) -> String {
-    String::from_utf8_lossy(arg.as_slice()).into_owned()
 }

@@ -114,10 +114,9 @@ impl Runtime {
                 s.body_run.take()
             });
             match result {
-                Err(exc) if !exc.fast_isinstance(vm.ctx.exceptions.system_exit) => {
-                    ScriptOutcome::Failed(memory::uncounted(|| error_text(vm, &exc)))
-                }
-                _ => match plan {
+                // SystemExit too: RedisGears reports it like any exception.
+                Err(exc) => ScriptOutcome::Failed(memory::uncounted(|| error_text(vm, &exc))),
+                Ok(()) => match plan {
                     Some(plan) => ScriptOutcome::Run(plan),
                     None => ScriptOutcome::Done,
                 },

@@ -136,6 +136,8 @@ thread_local! {
 
 /// Marks `abort` as what this worker runs until the returned guard is dropped.
 pub fn arm(abort: Arc<Abort>, interrupter: Interrupter, worker: usize) -> Armed {
+    // The same request may arm twice: a script's body, then the execution it started.
+    abort.ended.store(false, Ordering::Release);
     *lock(&abort.runner) = Some(Runner { interrupter, worker, started: Instant::now() });
     CURRENT.set(Some(abort.clone()));
     crate::memory::watch(&abort.over_memory);

@@ -112,6 +112,12 @@ mod _redisgears {
         crate::redis::gil::release();
     }
 
+    /// True inside an execution's steps, which may go asynchronous; false in a script body.
+    #[pyfunction]
+    fn is_async_allow() -> bool {
+        session::with(|s| !s.in_body)
+    }
+
     #[pyfunction]
     fn in_atomic() -> bool {
         crate::redis::gil::holding()

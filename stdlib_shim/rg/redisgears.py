@@ -8,6 +8,7 @@ config_get = _gears.configGet
 getMyHashTag = _gears.hashtag
 flatError = _gears.raise_flat_error
 atomicCtx = _gears.atomic
+isAsyncAllow = _gears._redisgears.is_async_allow
 isInAtomicBlock = _gears._redisgears.in_atomic
 GearsError = _gears.error
 GearsForceStopped = _gears.forcestopped

@@ -163,7 +163,7 @@ class GearsBuilder:
     def run(self, arg=None, convertToStr=True, collect=True, **kwargs):
         steps = list(self.steps)
         if convertToStr:
-            steps.append(('map', str))
+            steps.append(('map', lambda x: str(x)))
         if collect:
             steps.append(('collect',))
         if not arg:
@@ -358,6 +358,8 @@ def session_env():
         'gearsConfigGet': gearsConfigGet,
         'hashtag': redisgears.getMyHashTag,
         'atomic': atomic,
+        'isAsyncAllow': _redisgears.is_async_allow,
+        'copy': __import__('copy'),
         'createKeysOnlyReader': createKeysOnlyReader,
         'redisgears': redisgears,
         'rg': redisgears,

@@ -1,0 +1,242 @@
+//! Every RG.* command's arguments, parsed into a `Command` without touching Redis, so that the
+//! whole grammar (and its error texts, in RedisGears' order of checks) can be unit-tested and
+//! fuzzed.
+
+use crate::error::GearsError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    PyExecute { script: Vec<u8>, options: ExecuteOptions },
+    GetResults { id: String },
+    GetResultsBlocking { id: String },
+    DumpExecutions,
+    DropExecution { id: String },
+    AbortExecution { id: String },
+    GetExecution { id: String },
+    ConfigGet { names: Vec<String> },
+    /// Pairs, and a last name given without a value.
+    ConfigSet { pairs: Vec<(String, String)>, dangling: Option<String> },
+    PyStats,
+    /// Commands whose reply never depends on state (SPEC 2.11).
+    Fixed(Fixed),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixed {
+    DumpPlugins,
+    PyExecuteRemote,
+    PyFreeInterpreter,
+    InfoCluster,
+    RefreshCluster,
+    PyDumpReqs,
+    PyExportReq,
+    PyImportReq,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExecuteOptions {
+    pub unblocking: bool,
+    pub id: Option<String>,
+    pub description: Option<String>,
+    pub upgrade: bool,
+    pub replace_with: Option<String>,
+    pub requirements: Vec<String>,
+}
+
+/// The names the module registers, in the order it registers them.
+pub const NAMES: &[&str] = &[
+    "rg.pyexecute",
+    "rg.getresults",
+    "rg.getresultsblocking",
+    "rg.dumpexecutions",
+    "rg.dropexecution",
+    "rg.abortexecution",
+    "rg.getexecution",
+    "rg.configget",
+    "rg.configset",
+    "rg.pystats",
+    "rg.dumpplugins",
+    "rg.pyexecuteremote",
+    "rg.pyfreeinterpreter",
+    "rg.infocluster",
+    "rg.refreshcluster",
+    "rg.pydumpreqs",
+    "rg.pyexportreq",
+    "rg.pyimportreq",
+];
+
+fn text(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).into_owned()
+}
+
+/// Parses a whole command line, name first.
+pub fn parse(args: &[Vec<u8>]) -> Result<Command, GearsError> {
+    let name = args.first().map(|n| text(n).to_ascii_lowercase()).unwrap_or_default();
+    let rest = args.get(1..).unwrap_or_default();
+    let one_id = || match rest {
+        [id] => Ok(text(id)),
+        _ => Err(GearsError::WrongArity),
+    };
+    Ok(match name.as_str() {
+        "rg.pyexecute" => {
+            let [script, options @ ..] = rest else { return Err(GearsError::WrongArity) };
+            let options: Vec<String> = options.iter().map(|o| text(o)).collect();
+            Command::PyExecute { script: script.clone(), options: ExecuteOptions::parse(&options)? }
+        }
+        // RedisGears ignores whatever follows the id here.
+        "rg.getresults" => Command::GetResults { id: text(rest.first().ok_or(GearsError::WrongArity)?) },
+        "rg.getresultsblocking" => Command::GetResultsBlocking { id: one_id()? },
+        "rg.dumpexecutions" => Command::DumpExecutions,
+        "rg.dropexecution" => Command::DropExecution { id: one_id()? },
+        "rg.abortexecution" => Command::AbortExecution { id: one_id()? },
+        "rg.getexecution" => {
+            let (id, mode) = match rest {
+                [id] => (id, None),
+                [id, mode] => (id, Some(text(mode).to_ascii_uppercase())),
+                _ => return Err(GearsError::WrongArity),
+            };
+            match mode.as_deref() {
+                None | Some("SHARD") => Command::GetExecution { id: text(id) },
+                Some("CLUSTER") => return Err(GearsError::NoCluster),
+                Some(_) => return Err(GearsError::UnknownSubcommand),
+            }
+        }
+        "rg.configget" if !rest.is_empty() => Command::ConfigGet { names: rest.iter().map(|n| text(n)).collect() },
+        "rg.configset" if !rest.is_empty() => {
+            let mut pairs = Vec::new();
+            let mut chunks = rest.chunks_exact(2);
+            for pair in chunks.by_ref() {
+                pairs.push((text(&pair[0]), text(&pair[1])));
+            }
+            Command::ConfigSet { pairs, dangling: chunks.remainder().first().map(|n| text(n)) }
+        }
+        "rg.pystats" => Command::PyStats,
+        "rg.dumpplugins" => Command::Fixed(Fixed::DumpPlugins),
+        "rg.pyexecuteremote" => Command::Fixed(Fixed::PyExecuteRemote),
+        "rg.pyfreeinterpreter" => Command::Fixed(Fixed::PyFreeInterpreter),
+        "rg.infocluster" => Command::Fixed(Fixed::InfoCluster),
+        "rg.refreshcluster" => Command::Fixed(Fixed::RefreshCluster),
+        "rg.pydumpreqs" => Command::Fixed(Fixed::PyDumpReqs),
+        "rg.pyexportreq" if rest.len() == 1 => Command::Fixed(Fixed::PyExportReq),
+        "rg.pyimportreq" if !rest.is_empty() => Command::Fixed(Fixed::PyImportReq),
+        _ => return Err(GearsError::WrongArity),
+    })
+}
+
+impl ExecuteOptions {
+    /// Parses what follows the script. Every token is read first, then the checks run in
+    /// RedisGears' order (SPEC 1.2): a missing value, a bad ID, an unknown token, ...
+    pub fn parse(args: &[String]) -> Result<ExecuteOptions, GearsError> {
+        let mut options = ExecuteOptions::default();
+        let mut missing = None;
+        let mut unknown = None;
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let mut value = |name: &'static str| {
+                let value = args.next().cloned();
+                if value.is_none() {
+                    missing.get_or_insert(name);
+                }
+                value
+            };
+            match arg.to_ascii_uppercase().as_str() {
+                "UNBLOCKING" => options.unblocking = true,
+                "UPGRADE" => options.upgrade = true,
+                "FORCE_REINSTALL_REQUIREMENTS" => {}
+                "ID" => options.id = value("ID"),
+                "DESCRIPTION" => options.description = value("DESCRIPTION"),
+                "REPLACE_WITH" => options.replace_with = value("REPLACE_WITH"),
+                "REQUIREMENTS" => {
+                    options.requirements = args.cloned().collect();
+                    break;
+                }
+                _ => {
+                    unknown.get_or_insert_with(|| arg.clone());
+                }
+            }
+        }
+        if let Some(name) = missing {
+            return Err(GearsError::MissingValue(name.to_owned()));
+        }
+        if let Some(id) = &options.id {
+            if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(GearsError::BadSessionId);
+            }
+        }
+        if let Some(token) = unknown {
+            return Err(GearsError::UnknownArgument(token));
+        }
+        // No session is ever kept before registrations exist, so there is nothing to replace.
+        if let Some(old) = &options.replace_with {
+            return Err(GearsError::NoSessionToReplace(old.clone()));
+        }
+        if !options.requirements.is_empty() {
+            return Err(GearsError::RequirementsNotSupported);
+        }
+        Ok(options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(args: &[&str]) -> Vec<Vec<u8>> {
+        args.iter().map(|a| a.as_bytes().to_vec()).collect()
+    }
+
+    fn options(args: &[&str]) -> Result<ExecuteOptions, GearsError> {
+        ExecuteOptions::parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn options_in_any_order_and_case() {
+        let o = options(&["unblocking", "Id", "my_id-1", "DESCRIPTION", "d", "upgrade", "requirements"]).unwrap();
+        assert!(o.unblocking && o.upgrade);
+        assert_eq!(o.id.as_deref(), Some("my_id-1"));
+        assert_eq!(o.description.as_deref(), Some("d"));
+    }
+
+    #[test]
+    fn option_errors_in_redisgears_order() {
+        assert_eq!(options(&["ID"]), Err(GearsError::MissingValue("ID".into())));
+        assert_eq!(options(&["ID", "a b"]), Err(GearsError::BadSessionId));
+        assert_eq!(options(&["NOPE"]), Err(GearsError::UnknownArgument("NOPE".into())));
+        assert_eq!(options(&["NOPE", "ID", "a.b"]), Err(GearsError::BadSessionId));
+        assert_eq!(options(&["NOPE", "ID"]), Err(GearsError::MissingValue("ID".into())));
+        assert_eq!(options(&["REPLACE_WITH", "x"]), Err(GearsError::NoSessionToReplace("x".into())));
+        assert_eq!(options(&["REQUIREMENTS", "redis"]), Err(GearsError::RequirementsNotSupported));
+    }
+
+    #[test]
+    fn arities() {
+        assert_eq!(parse(&line(&["RG.PYEXECUTE"])), Err(GearsError::WrongArity));
+        assert_eq!(parse(&line(&["rg.getresults", "x", "ignored"])), Ok(Command::GetResults { id: "x".into() }));
+        assert_eq!(parse(&line(&["rg.getresultsblocking", "x", "y"])), Err(GearsError::WrongArity));
+        assert_eq!(parse(&line(&["rg.dumpexecutions", "ignored"])), Ok(Command::DumpExecutions));
+        assert_eq!(parse(&line(&["rg.configget"])), Err(GearsError::WrongArity));
+        assert_eq!(parse(&line(&["rg.pyexportreq"])), Err(GearsError::WrongArity));
+        assert_eq!(parse(&[]), Err(GearsError::WrongArity));
+    }
+
+    #[test]
+    fn getexecution_modes() {
+        assert_eq!(parse(&line(&["rg.getexecution", "x", "shard"])), Ok(Command::GetExecution { id: "x".into() }));
+        assert_eq!(parse(&line(&["rg.getexecution", "x", "cluster"])), Err(GearsError::NoCluster));
+        assert_eq!(parse(&line(&["rg.getexecution", "x", "y"])), Err(GearsError::UnknownSubcommand));
+    }
+
+    #[test]
+    fn configset_pairs_and_a_dangling_name() {
+        let c = parse(&line(&["rg.configset", "a", "1", "b"])).unwrap();
+        assert_eq!(c, Command::ConfigSet { pairs: vec![("a".into(), "1".into())], dangling: Some("b".into()) });
+    }
+
+    #[test]
+    fn every_registered_name_parses_with_an_argument() {
+        for name in NAMES {
+            let result = parse(&line(&[name, "x"]));
+            assert_ne!(result, Err(GearsError::WrongArity), "{name}");
+        }
+    }
+}
