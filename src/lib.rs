@@ -13,55 +13,60 @@ pub mod python;
 pub mod redis;
 pub mod watchdog;
 
-use redis_module::{Context, RedisString, Status, redis_module};
+/// The Redis entry point. Left out of unit tests and fuzz targets, which run without Redis.
+#[cfg(all(feature = "module", not(test)))]
+mod entry {
+    use redis_module::{Context, RedisString, Status, redis_module};
 
-fn init(ctx: &Context, args: &[RedisString]) -> Status {
-    redis::log::init(ctx);
-    redis::panic_hook::install();
-    redis::gil::mark_main_thread();
-    let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_slice().to_vec()).collect();
-    let config = match config::Config::from_load_args(&args) {
-        Ok(config) => config,
-        Err(err) => {
+    use crate::{commands, config, memory, pool, redis, watchdog};
+
+    fn init(ctx: &Context, args: &[RedisString]) -> Status {
+        redis::log::init(ctx);
+        redis::panic_hook::install();
+        redis::gil::mark_main_thread();
+        let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_slice().to_vec()).collect();
+        let config = match config::Config::from_load_args(&args) {
+            Ok(config) => config,
+            Err(err) => {
+                redis::log::warning(&format!("rustgears: module load failed: {err}"));
+                return Status::Err;
+            }
+        };
+        let threads = config.execution_threads;
+        config::install(config);
+        if let Err(err) = pool::start(threads).and_then(|()| watchdog::start()) {
             redis::log::warning(&format!("rustgears: module load failed: {err}"));
             return Status::Err;
         }
-    };
-    let threads = config.execution_threads;
-    config::install(config);
-    if let Err(err) = pool::start(threads).and_then(|()| watchdog::start()) {
-        redis::log::warning(&format!("rustgears: module load failed: {err}"));
-        return Status::Err;
+        ctx.log_notice(&format!("rustgears: {threads} execution threads ready"));
+        Status::Ok
     }
-    ctx.log_notice(&format!("rustgears: {threads} execution threads ready"));
-    Status::Ok
-}
 
-#[cfg(not(test))]
-redis_module! {
-    name: "rg",
-    version: 10213,
-    allocator: (memory::Accounting, memory::Accounting),
-    data_types: [],
-    init: init,
-    commands: [
-        ["rg.pyexecute", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.getresults", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.getresultsblocking", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.dumpexecutions", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.dropexecution", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.getexecution", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.abortexecution", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.configget", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.configset", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.pystats", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.dumpplugins", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.pyexecuteremote", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.pyfreeinterpreter", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.infocluster", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.refreshcluster", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.pydumpreqs", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.pyexportreq", commands::rg_command, "readonly", 0, 0, 0, ""],
-        ["rg.pyimportreq", commands::rg_command, "readonly", 0, 0, 0, ""],
-    ],
+    redis_module! {
+        name: "rg",
+        version: 10213,
+        allocator: (memory::Accounting, memory::Accounting),
+        data_types: [],
+        init: init,
+        commands: [
+            ["rg.pyexecute", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.getresults", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.getresultsblocking", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.dumpexecutions", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.dropexecution", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.getexecution", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.abortexecution", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.configget", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.configset", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.pystats", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.dumpplugins", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.pyexecuteremote", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.pyfreeinterpreter", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.infocluster", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.refreshcluster", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.pydumpreqs", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.pyexportreq", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.pyimportreq", commands::rg_command, "readonly", 0, 0, 0, ""],
+        ],
+    }
 }

@@ -17,9 +17,9 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-#[cfg(not(test))]
+#[cfg(all(feature = "module", not(test)))]
 const INNER: redis_module::alloc::RedisAlloc = redis_module::alloc::RedisAlloc;
-#[cfg(test)]
+#[cfg(not(all(feature = "module", not(test))))]
 const INNER: std::alloc::System = std::alloc::System;
 
 pub struct Accounting;

@@ -118,7 +118,7 @@ fn work(number: usize, jobs: Receiver<Job>, retired: Arc<AtomicBool>, ready: Sen
     };
     drop(ready);
     for job in jobs.iter() {
-        let panicked = catch_unwind(AssertUnwindSafe(|| job(&mut runtime))).is_err();
+        let panicked = catch_unwind(AssertUnwindSafe(|| job(&mut runtime))).is_err() || runtime.poisoned();
         if retired.load(Ordering::Acquire) {
             if let Some(pool) = POOL.get() {
                 pool.stuck.fetch_sub(1, Ordering::AcqRel);

@@ -6,6 +6,11 @@ use rustpython_vm::{AsObject, VirtualMachine};
 use super::native::with_types;
 
 pub fn error_text(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
+    // Formatting runs Python; a stop request must not cut it short (it is the stop's own text).
+    super::interrupt::shielded(|| format(vm, exc))
+}
+
+fn format(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
     let is_flat = with_types(|t| exc.fast_isinstance(&t.flat_error)).unwrap_or(false);
     if is_flat {
         return exc.as_object().str(vm).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();

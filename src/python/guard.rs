@@ -7,7 +7,8 @@
 //! the RG.PYEXECUTE script or through `compile`, `eval` or `exec`, whose builtins are replaced
 //! by these guarded versions (the originals live only here, out of reach of scripts).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use rustpython_vm::builtins::{PyByteArray, PyBytes, PyStr};
 use rustpython_vm::function::FuncArgs;
@@ -17,6 +18,12 @@ pub const MAX_SOURCE: usize = 1 << 20;
 
 thread_local! {
     static ORIGINALS: RefCell<Vec<(&'static str, PyObjectRef)>> = const { RefCell::new(Vec::new()) };
+    static POISONED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a panic was contained on this thread's VM since it was built.
+pub fn poisoned() -> bool {
+    POISONED.get()
 }
 
 pub fn too_large(len: usize) -> Option<String> {
@@ -40,14 +47,24 @@ pub fn call_checked(name: &'static str, args: FuncArgs, vm: &VirtualMachine) -> 
         return Err(vm.new_exception_msg(vm.ctx.exceptions.memory_error.to_owned(), msg.into()));
     }
     let original = ORIGINALS.with_borrow(|o| o.iter().find(|(n, _)| *n == name).map(|(_, f)| f.clone()));
-    match original {
-        Some(f) => f.call(args, vm),
-        None => Err(vm.new_runtime_error(format!("{name} is not available"))),
+    let Some(f) = original else { return Err(vm.new_runtime_error(format!("{name} is not available"))) };
+    // The compiler panics on some malformed sources. Contained here, the script gets an
+    // exception, and the worker rebuilds its VM after the job since the panic may have left
+    // it half-way through something.
+    match catch_unwind(AssertUnwindSafe(|| f.call(args, vm))) {
+        Ok(result) => result,
+        Err(_) => {
+            POISONED.set(true);
+            Err(vm.new_exception_msg(vm.ctx.exceptions.syntax_error.to_owned(), "invalid syntax".into()))
+        }
     }
 }
 
-/// Swaps the builtins for the guarded versions of the native module.
+/// Swaps the builtins for the guarded versions of the native module. Called once per VM built
+/// on this thread; forgets the previous VM's originals.
 pub fn install(vm: &VirtualMachine, native: &PyObjectRef) -> PyResult<()> {
+    ORIGINALS.with_borrow_mut(Vec::clear);
+    POISONED.set(false);
     for (name, guarded) in [("compile", "guarded_compile"), ("eval", "guarded_eval"), ("exec", "guarded_exec")] {
         let original = vm.builtins.get_attr(name, vm)?;
         ORIGINALS.with_borrow_mut(|o| o.push((name, original)));

@@ -1,6 +1,7 @@
 //! Building the sandboxed interpreter of one worker, and running scripts in it.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use rustpython_vm::builtins::{PyCode, PyDictRef};
@@ -124,6 +125,11 @@ impl Runtime {
         }))
     }
 
+    /// True once the VM panicked inside a call it survived (see `guard`): rebuild it.
+    pub fn poisoned(&self) -> bool {
+        guard::poisoned()
+    }
+
     /// Makes `abort` stop what this runtime runs until the guard is dropped.
     pub fn arm(&self, abort: Arc<Abort>) -> Armed {
         interrupt::arm(abort, self.interrupter.clone(), self.worker)
@@ -153,9 +159,13 @@ impl State {
         if let Some(msg) = guard::too_large(script.len()) {
             return Err(vm.new_exception_msg(vm.ctx.exceptions.memory_error.to_owned(), msg.into()));
         }
-        let code = vm
-            .compile(script, Mode::Exec, "<string>")
-            .map_err(|e| e.into_pyexception(vm, Some(script)))?;
+        // The 0.6 compiler panics on some malformed sources (an unterminated string ending in a
+        // multi-byte character): that is a syntax error, not a reason to lose the worker.
+        let compiled = catch_unwind(AssertUnwindSafe(|| vm.compile(script, Mode::Exec, "<string>")));
+        let code = match compiled {
+            Ok(result) => result.map_err(|e| e.into_pyexception(vm, Some(script)))?,
+            Err(_) => return Err(vm.new_exception_msg(vm.ctx.exceptions.syntax_error.to_owned(), "invalid syntax".into())),
+        };
         if self.codes.len() >= CODE_CACHE_SIZE {
             self.codes.clear();
         }

@@ -92,6 +92,9 @@ mod _redisgears {
         let command = command.to_string_lossy().into_owned();
         let rest = rest.iter().map(|a| command_arg(a, vm)).collect::<PyResult<Vec<Vec<u8>>>>()?;
         let rest: Vec<&[u8]> = rest.iter().map(Vec::as_slice).collect();
+        if !crate::redis::gil::available() {
+            return Err(gears_error(vm, "Failed executing command"));
+        }
         let reply = with_gil(session::db(), |ctx| crate::redis::call::call(ctx, &command, &rest));
         match reply {
             Reply::Error(text) => Err(gears_error(vm, text)),

@@ -22,6 +22,11 @@ pub fn mark_main_thread() {
     DEPTH.set(1);
 }
 
+/// False outside Redis (fuzz targets and unit tests link the library without a server).
+pub fn available() -> bool {
+    unsafe { raw::RedisModule_ThreadSafeContextLock }.is_some()
+}
+
 pub fn held() -> bool {
     DEPTH.get() > 0
 }
@@ -58,7 +63,7 @@ pub fn with_gil<R>(db: i32, f: impl FnOnce(&Context) -> R) -> R {
 /// Takes the lock until `release`: no other client or thread touches Redis meanwhile, and the
 /// writes made under it replicate as one MULTI/EXEC. Returns false if this thread holds it.
 pub fn hold(db: i32) -> bool {
-    if held() {
+    if held() || !available() {
         return false;
     }
     let guard = MODULE_CONTEXT.lock();
