@@ -8,7 +8,16 @@ MODULE := $(CARGO_TARGET_DIR)/release/librustgears.so
 PORT ?= 6379
 PYTHON ?= python3
 
-.PHONY: all deps build run test unit-test integration-test lint clean
+FUZZ_TARGET_DIR ?= $(HOME)/.cache/rustgears/fuzz-target
+FUZZ_TARGETS := commands records scripts
+# `make fuzz`: how long each target runs; `make test` runs each for FUZZ_SMOKE_SECONDS.
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 10
+# The cargo wrapper in fuzz/bin adds --ignore-rust-version, which cargo-fuzz cannot pass.
+FUZZ_CARGO := cd fuzz && PATH=$(CURDIR)/fuzz/bin:$$PATH cargo fuzz
+FUZZ_FLAGS := -O --sanitizer none --target-dir $(FUZZ_TARGET_DIR)
+
+.PHONY: all deps build run test lint clean fuzz fuzz-build fuzz-smoke bench soak
 
 all: build
 
@@ -30,10 +39,36 @@ build: deps
 run: build
 	redis-server --port $(PORT) --loadmodule $(MODULE) --save '' --appendonly no
 
-test: build
+test: build fuzz-smoke
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 	cargo test --release --lib $(CARGO_FLAGS)
-	RUSTGEARS_MODULE=$(MODULE) $(PYTHON) -m pytest tests -q
+	RUSTGEARS_MODULE=$(MODULE) $(PYTHON) -m pytest tests -q -p no:cacheprovider
+
+fuzz-build: deps
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	$(FUZZ_CARGO) build $(FUZZ_FLAGS)
+
+# Each target briefly, from its committed seed corpus, so CI keeps them building and green.
+fuzz-smoke: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		scratch=$$(mktemp -d); \
+		( $(FUZZ_CARGO) run $(FUZZ_FLAGS) $$t $$scratch corpus/$$t -- -max_total_time=$(FUZZ_SMOKE_SECONDS) -timeout=30 ) || exit 1; \
+		rm -rf $$scratch; \
+	done
+
+# Long runs; new inputs are added to the committed corpora.
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		$(FUZZ_CARGO) run $(FUZZ_FLAGS) $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=30 || exit 1; \
+	done
+
+bench: build
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+	RUSTGEARS_MODULE=$(MODULE) $(PYTHON) bench/run.py
+
+soak: build
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+	RUSTGEARS_MODULE=$(MODULE) $(PYTHON) bench/soak.py
 
 lint:
 	cargo clippy --release $(CARGO_FLAGS) --all-targets

@@ -38,6 +38,12 @@ mod entry {
             redis::log::warning(&format!("rustgears: module load failed: {err}"));
             return Status::Err;
         }
+        // Replaces the empty handler redis_module! registers (one info function per module).
+        unsafe {
+            if let Some(register) = redis_module::raw::RedisModule_RegisterInfoFunc {
+                register(ctx.ctx, Some(commands::info::info));
+            }
+        }
         ctx.log_notice(&format!("rustgears: {threads} execution threads ready"));
         Status::Ok
     }

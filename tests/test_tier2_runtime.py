@@ -8,25 +8,7 @@ import re
 
 import pytest
 
-from conftest import Error, Status, dump_executions, pyexecute, status_of, wait_status, wait_until
-
-TB_START = "['Traceback (most recent call last):\\n'"
-
-
-def tb_end(line):
-    return repr(line + "\n") + "]"
-
-
-def script_error(raw, script):
-    res = raw.call("RG.PYEXECUTE", script)
-    assert type(res) is Error, res
-    return str(res)
-
-
-def assert_gears_error(raw, script, msg):
-    text = script_error(raw, script)
-    assert text.startswith(TB_START), text
-    assert text.endswith(tb_end("gears.error: " + msg)), text
+from conftest import Error, Status, TB_START, assert_gears_error, dump_executions, pyexecute, script_error, status_of, tb_end, wait_status, wait_until
 
 
 def one(r, expr, prelude=""):

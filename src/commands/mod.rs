@@ -3,6 +3,7 @@
 //! is written as the reply. Panics are contained here.
 
 mod executions;
+pub mod info;
 mod management;
 pub mod parse;
 mod pyexecute;
@@ -25,7 +26,14 @@ pub enum Response {
 
 pub fn rg_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_slice().to_vec()).collect();
-    match catch_unwind(AssertUnwindSafe(|| parse::parse(&args).and_then(|command| run(ctx, command)))) {
+    let handle = || {
+        // RG.PYEXECUTE refuses an unblockable context before it looks at its arguments.
+        if args.first().is_some_and(|name| name.eq_ignore_ascii_case(b"rg.pyexecute")) {
+            refuse_unblockable(ctx)?;
+        }
+        parse::parse(&args).and_then(|command| run(ctx, command))
+    };
+    match catch_unwind(AssertUnwindSafe(handle)) {
         Ok(Ok(Response::Reply(reply))) => reply.write(ctx),
         Ok(Ok(Response::Shared(reply))) => reply.write(ctx),
         Ok(Ok(Response::Blocked)) => {}

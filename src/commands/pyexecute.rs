@@ -3,7 +3,7 @@
 use redis_module::Context;
 
 use super::parse::ExecuteOptions;
-use super::{Response, refuse_unblockable};
+use super::Response;
 use crate::error::GearsError;
 use crate::executions;
 use crate::pool;
@@ -11,8 +11,8 @@ use crate::python::interrupt::{Abort, Reason};
 use crate::redis::blocked::BlockedClient;
 use crate::redis::gil::selected_db;
 
+/// The caller has refused unblockable contexts (before parsing, as RedisGears does).
 pub fn pyexecute(ctx: &Context, script: Vec<u8>, options: ExecuteOptions) -> Result<Response, GearsError> {
-    refuse_unblockable(ctx)?;
     let script = String::from_utf8_lossy(&script).into_owned();
     let db = selected_db(ctx);
     // A client that leaves a blocking run takes its execution with it (RedisGears cannot).

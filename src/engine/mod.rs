@@ -34,9 +34,19 @@ fn run_in(vm: &VirtualMachine, raw: RawPlan, store: &dyn Store, profile: bool) -
             return (Reply::results(Vec::new(), &errors), Report { errors, ..Report::default() });
         }
     };
-    let mut reader = readers::open(plan.reader, store);
+    let count_only = matches!(plan.steps.first(), Some(plan::Step::Count { .. }));
+    let mut reader = readers::open(plan.reader, store, count_only);
     let mut pipeline = steps::Pipeline::new(plan.steps, profile);
     let mut reading = Duration::ZERO;
+    if count_only {
+        let read_started = Instant::now();
+        match reader.count_rest(&|| interrupt::stop_reason().is_some()) {
+            Some(Ok(n)) => pipeline.add_to_count(n),
+            Some(Err(text)) => pipeline.errors.push(text),
+            None => {}
+        }
+        reading += read_started.elapsed();
+    }
     while !pipeline.should_stop() {
         if let Some(reason) = interrupt::stop_reason() {
             pipeline.errors.push(error_text(vm, &interrupt::stop_exception(vm, reason)));

@@ -24,6 +24,11 @@ pub enum Step {
     Repartition(PyObjectRef),
     Collect,
     Limit { length: usize, offset: usize },
+    /// `count()`: RedisGears' aggregate of `1 + a`, counted in Rust. `shown`: the shim's
+    /// equivalent callbacks, reported by RG.GETEXECUTION but never called.
+    Count { shown: Vec<PyObjectRef> },
+    /// `countby(e)`: RedisGears' aggregateby of `1 + a` per key, counted in Rust.
+    CountBy { extractor: PyObjectRef, shown: Vec<PyObjectRef> },
 }
 
 pub struct Plan {
@@ -99,6 +104,8 @@ fn step(vm: &VirtualMachine, obj: &PyObjectRef) -> Result<Step, String> {
         "repartition" => Step::Repartition(arg(1)?),
         "collect" => Step::Collect,
         "limit" => Step::Limit { length: count(1)?, offset: count(2)? },
+        "count" => Step::Count { shown: parts[1..].to_vec() },
+        "countby" => Step::CountBy { extractor: arg(1)?, shown: parts[2..].to_vec() },
         other => return Err(format!("unknown step {other}")),
     })
 }

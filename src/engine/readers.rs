@@ -17,15 +17,22 @@ const SCAN_COUNT: usize = 1000;
 pub trait Reader {
     /// The next record, `None` at the end, or the error text that ends the reader.
     fn next(&mut self, vm: &VirtualMachine) -> Result<Option<PyObjectRef>, String>;
+
+    /// Counts the records left without making them, where the reader can; `stop` is asked
+    /// between batches. `None`: this reader cannot, use `next`.
+    fn count_rest(&mut self, _stop: &dyn Fn() -> bool) -> Option<Result<usize, String>> {
+        None
+    }
 }
 
-pub fn open<'s>(spec: ReaderSpec, store: &'s dyn Store) -> Box<dyn Reader + 's> {
+/// `count_only`: the plan only counts records, so values need not be read.
+pub fn open<'s>(spec: ReaderSpec, store: &'s dyn Store, count_only: bool) -> Box<dyn Reader + 's> {
     match spec {
         ReaderSpec::Keys { pattern, no_scan, read_value } => Box::new(KeysReader {
             store,
             pattern,
             no_scan,
-            read_value,
+            read_value: read_value && !count_only,
             cursor: 0,
             buffer: VecDeque::new(),
             done: false,
@@ -73,13 +80,27 @@ impl Reader for KeysReader<'_> {
             None => Ok(None),
         }
     }
+
+    fn count_rest(&mut self, stop: &dyn Fn() -> bool) -> Option<Result<usize, String>> {
+        let mut n = 0;
+        loop {
+            if let Err(e) = self.fill() {
+                return Some(Err(e));
+            }
+            if self.buffer.is_empty() || stop() {
+                return Some(Ok(n));
+            }
+            n += self.buffer.len();
+            self.buffer.clear();
+        }
+    }
 }
 
 /// The KeysReader record `{'key', 'value', 'type', 'event'}`, or `{'key', 'event'}` when values
 /// are not read.
 fn key_record(entry: KeyEntry, vm: &VirtualMachine) -> rustpython_vm::PyResult<PyObjectRef> {
     let dict = vm.ctx.new_dict();
-    dict.set_item("key", redis_string(entry.key, vm), vm)?;
+    dict.set_item(vm.ctx.intern_str("key"), redis_string(entry.key, vm), vm)?;
     if let Some(value) = entry.value {
         let type_name = value.type_name();
         let value = match value {
@@ -96,10 +117,10 @@ fn key_record(entry: KeyEntry, vm: &VirtualMachine) -> rustpython_vm::PyResult<P
             }
             _ => vm.ctx.none(),
         };
-        dict.set_item("value", value, vm)?;
-        dict.set_item("type", vm.ctx.new_str(type_name).into(), vm)?;
+        dict.set_item(vm.ctx.intern_str("value"), value, vm)?;
+        dict.set_item(vm.ctx.intern_str("type"), vm.ctx.intern_str(type_name).to_owned().into(), vm)?;
     }
-    dict.set_item("event", vm.ctx.none(), vm)?;
+    dict.set_item(vm.ctx.intern_str("event"), vm.ctx.none(), vm)?;
     Ok(dict.into())
 }
 
@@ -162,9 +183,9 @@ fn stream_record(vm: &VirtualMachine, key: &[u8], id: Vec<u8>, fields: Vec<Reply
         value.set_item(&*redis_string(f, vm), redis_string(v, vm), vm)?;
     }
     let record = vm.ctx.new_dict();
-    record.set_item("key", redis_string(key.to_vec(), vm), vm)?;
-    record.set_item("id", redis_string(id, vm), vm)?;
-    record.set_item("value", value.into(), vm)?;
+    record.set_item(vm.ctx.intern_str("key"), redis_string(key.to_vec(), vm), vm)?;
+    record.set_item(vm.ctx.intern_str("id"), redis_string(id, vm), vm)?;
+    record.set_item(vm.ctx.intern_str("value"), value.into(), vm)?;
     Ok(record.into())
 }
 

@@ -76,6 +76,27 @@ pub fn describe(vm: &VirtualMachine, step: &Step, duration: Duration) -> Vec<Ste
         ],
         Step::Collect => vec![report("collect", "collect", String::new())],
         Step::Limit { .. } => vec![report("limit", "limit", String::new())],
+        // The steps RedisGears' sugar expands to.
+        Step::Count { shown } => {
+            let shown = |i: usize| shown.get(i).map(|f| callback(vm, f)).unwrap_or_default();
+            vec![
+                report("accumulate", "RedisGearsPy_PyCallbackAccumulate", shown(0)),
+                report("collect", "collect", String::new()),
+                report("accumulate", "RedisGearsPy_PyCallbackAccumulate", shown(1)),
+            ]
+        }
+        Step::CountBy { extractor, shown } => {
+            let shown = |i: usize| shown.get(i).map(|f| callback(vm, f)).unwrap_or_default();
+            vec![
+                report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, extractor)),
+                report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", shown(0)),
+                report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
+                report("extractkey", "RedisGearsPy_PyCallbackExtractor", shown(1)),
+                report("repartition", "repartition", String::new()),
+                report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", shown(2)),
+                report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
+            ]
+        }
     };
     if let Some(first) = steps.first_mut() {
         first.duration_ms = millis(duration);

@@ -44,6 +44,9 @@ enum StepState {
     Reduced(Groups),
     Batched(Groups),
     Seen(usize),
+    Counted(usize),
+    /// Counts per group key, in first-seen order.
+    CountedBy { index: HashMap<Vec<u8>, usize>, counts: Vec<(PyObjectRef, i64)> },
 }
 
 pub struct Pipeline {
@@ -65,6 +68,8 @@ impl Pipeline {
                 Step::LocalGroupBy { .. } => StepState::Reduced(Groups::default()),
                 Step::BatchGroupBy { .. } => StepState::Batched(Groups::default()),
                 Step::Limit { .. } => StepState::Seen(0),
+                Step::Count { .. } => StepState::Counted(0),
+                Step::CountBy { .. } => StepState::CountedBy { index: HashMap::new(), counts: Vec::new() },
                 _ => StepState::None,
             })
             .collect();
@@ -87,6 +92,14 @@ impl Pipeline {
             let state = std::mem::replace(&mut self.states[i], StepState::None);
             let records = match (state, &self.steps[i]) {
                 (StepState::Accumulator(Some(acc)), _) => vec![acc],
+                (StepState::Counted(n), _) if n > 0 => vec![vm.ctx.new_int(n).into()],
+                (StepState::CountedBy { counts, .. }, _) => {
+                    let counts = counts.into_iter().map(|(key, n)| (key, vm.ctx.new_int(n).into()));
+                    match group_records(vm, counts) {
+                        Ok(records) => records,
+                        Err(e) => return self.errors.push(error_text(vm, &e)),
+                    }
+                }
                 (StepState::Reduced(groups), _) => match group_records(vm, groups.into_values()) {
                     Ok(records) => records,
                     Err(e) => return self.errors.push(error_text(vm, &e)),
@@ -187,6 +200,19 @@ impl Pipeline {
                 }
                 return None;
             }
+            Step::Count { .. } => {
+                if let StepState::Counted(n) = &mut self.states[i] {
+                    *n += 1;
+                }
+                return None;
+            }
+            Step::CountBy { extractor, .. } => {
+                let extractor = extractor.clone();
+                if let Err(e) = self.count_by(vm, i, &extractor, record) {
+                    self.errors.push(error_text(vm, &e));
+                }
+                return None;
+            }
             Step::Limit { length, offset } => {
                 let (length, offset) = (*length, *offset);
                 let StepState::Seen(seen) = &mut self.states[i] else { return None };
@@ -224,6 +250,26 @@ impl Pipeline {
         Ok(())
     }
 
+    fn count_by(&mut self, vm: &VirtualMachine, i: usize, extractor: &PyObjectRef, record: PyObjectRef) -> PyResult<()> {
+        let (key, id) = group_key(vm, extractor.call((record,), vm)?)?;
+        if let StepState::CountedBy { index, counts } = &mut self.states[i] {
+            let next = counts.len();
+            let slot = *index.entry(id).or_insert(next);
+            if slot == next {
+                counts.push((key, 0));
+            }
+            counts[slot].1 += 1;
+        }
+        Ok(())
+    }
+
+    /// Records counted by the reader itself, for a plan that starts with `count()`.
+    pub fn add_to_count(&mut self, n: usize) {
+        if let Some(StepState::Counted(count)) = self.states.first_mut() {
+            *count += n;
+        }
+    }
+
     fn batch(&mut self, vm: &VirtualMachine, i: usize, extractor: &PyObjectRef, record: PyObjectRef) -> PyResult<()> {
         let (key, id) = group_key(vm, extractor.call((record.clone(),), vm)?)?;
         let StepState::Batched(groups) = &mut self.states[i] else { return Ok(()) };
@@ -255,8 +301,8 @@ fn group_records(
         .into_iter()
         .map(|(key, value)| {
             let dict = vm.ctx.new_dict();
-            dict.set_item("key", key, vm)?;
-            dict.set_item("value", value, vm)?;
+            dict.set_item(vm.ctx.intern_str("key"), key, vm)?;
+            dict.set_item(vm.ctx.intern_str("value"), value, vm)?;
             Ok(dict.into())
         })
         .collect()

@@ -30,6 +30,7 @@ struct Pool {
     workers: Mutex<Vec<Arc<AtomicBool>>>,
     stuck: AtomicUsize,
     max_stuck: usize,
+    alive: AtomicUsize,
 }
 
 static POOL: OnceLock<Pool> = OnceLock::new();
@@ -37,7 +38,7 @@ static POOL: OnceLock<Pool> = OnceLock::new();
 /// Starts the workers; returns once each has built its interpreter (or one failed to).
 pub fn start(threads: usize) -> Result<(), String> {
     let (jobs, queue) = unbounded::<Job>();
-    let pool = Pool { jobs, queue, workers: Mutex::new(Vec::new()), stuck: AtomicUsize::new(0), max_stuck: threads * 2 };
+    let pool = Pool { jobs, queue, workers: Mutex::new(Vec::new()), stuck: AtomicUsize::new(0), max_stuck: threads * 2, alive: AtomicUsize::new(0) };
     let pool = POOL.get_or_init(|| pool);
     let (ready_tx, ready_rx) = unbounded::<Result<(), String>>();
     for _ in 0..threads {
@@ -56,12 +57,19 @@ fn spawn(pool: &'static Pool, ready: Sender<Result<(), String>>) -> Result<(), S
         workers.push(retired.clone());
         workers.len() - 1
     };
+    pool.alive.fetch_add(1, Ordering::AcqRel);
     thread::Builder::new()
         .name(format!("rg-worker-{number}"))
         .stack_size(WORKER_STACK)
-        .spawn(move || work(number, pool.queue.clone(), retired, ready))
+        .spawn(move || {
+            work(number, pool.queue.clone(), retired, ready);
+            pool.alive.fetch_sub(1, Ordering::AcqRel);
+        })
         .map(drop)
-        .map_err(|e| format!("could not start a worker thread: {e}"))
+        .map_err(|e| {
+            pool.alive.fetch_sub(1, Ordering::AcqRel);
+            format!("could not start a worker thread: {e}")
+        })
 }
 
 pub fn submit(job: Job) -> Result<(), GearsError> {
@@ -91,6 +99,11 @@ pub fn replace(number: usize) {
     if let Err(e) = spawn(pool, ready) {
         log::warning(&format!("rustgears: {e}"));
     }
+}
+
+/// Worker threads alive (stuck ones included).
+pub fn workers() -> usize {
+    POOL.get().map_or(0, |p| p.alive.load(Ordering::Acquire))
 }
 
 /// Workers currently stuck in native code (retired, their call not yet returned).

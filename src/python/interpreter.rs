@@ -29,7 +29,7 @@ const NATIVE_DENY: &[&str] = &["marshal", "gc", "_interpreters", "_interpchannel
 /// The gears shim and the sandbox stand-ins (`os`, ...), frozen into the binary.
 static SHIM: &rustpython_vm::frozen::FrozenLib = rustpython_vm::py_freeze!(dir = "../../stdlib_shim/rg");
 /// The pure-Python standard library subset scripts may import.
-static LIB: &rustpython_vm::frozen::FrozenLib = rustpython_vm::py_freeze!(dir = "../../stdlib_shim/lib");
+static LIB: &rustpython_vm::frozen::FrozenLib = rustpython_vm::py_freeze!(dir = "../../stdlib_shim/vendor");
 
 /// How many compiled scripts a worker keeps, keyed by their text.
 const CODE_CACHE_SIZE: usize = 256;

@@ -124,11 +124,14 @@ class GearsBuilder:
         self.localgroupby(lambda r: extractor(r), lambda k, a, r: seqOp(k, _zero(a, zero), r))
         return self.groupby(lambda r: r['key'], lambda k, a, r: combOp(k, _zero(a, zero), r['value']))
 
+    # count and countby are RedisGears' aggregate(0, 1 + a, a + r) and aggregateby(e, 0, ...).
+    # The engine counts in Rust; the functions passed along say what it computes and are what
+    # RG.GETEXECUTION shows for these steps, as it shows RedisGears' own lambdas.
     def count(self):
-        return self.aggregate(0, lambda a, r: 1 + a, lambda a, r: a + r)
+        return self._add('count', lambda a, r: 1 + a, lambda a, r: a + r)
 
     def countby(self, extractor=lambda x: x):
-        return self.aggregateby(extractor, 0, lambda k, a, r: 1 + a, lambda k, a, r: r + a)
+        return self._add('countby', extractor, lambda k, a, r: 1 + a, lambda r: r['key'], lambda k, a, r: r + a)
 
     def sort(self, reverse=True):
         def add(a, r):

@@ -1,0 +1,462 @@
+"""Test harness for rustgears: a real redis-server with the module loaded, one per test.
+
+Module path: $RUSTGEARS_MODULE, else $CARGO_TARGET_DIR/release/librustgears.so, where
+CARGO_TARGET_DIR defaults to $HOME/.cache/rustgears/target.
+
+Fixtures
+  server          a fresh redis-server for this test (module args from @pytest.mark.module_args)
+  start_server    factory: start_server(*module_args) -> Server (e.g. for a replica);
+                  start_server(*module_args, expect_exit=True) -> Server whose process is expected to die
+  r               redis-py client (decode_responses=True) of `server`
+  raw             RawConnection of `server` (exact RESP types: Status / Error / bytes / int / list)
+
+Nothing here asserts speed: every wait is a polling loop with a generous deadline.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+import redis
+
+SHARD0 = "0" * 40
+BLOCK_ERR = "Can not run gears inside a multi exec, lua, or when blocking is not allowed"
+NO_EXEC = "execution plan does not exist"
+STILL_RUNNING = "execution is still running"
+DROP_RUNNING = "can not drop a not yet finished execution, abort it first."
+
+# Generous deadlines: these are upper bounds for waiting, never speed assertions.
+START_DEADLINE = 10.0
+WAIT_DEADLINE = 120.0
+SOCKET_TIMEOUT = 300.0
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def module_path():
+    path = os.environ.get("RUSTGEARS_MODULE")
+    if path:
+        return path
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "rustgears", "target"
+    )
+    return os.path.join(target, "release", "librustgears.so")
+
+
+def exec_id(n):
+    return f"{SHARD0}-{n}"
+
+
+def id_number(eid):
+    shard, _, n = eid.rpartition("-")
+    assert shard == SHARD0, eid
+    return int(n)
+
+
+def wait_until(pred, timeout=WAIT_DEADLINE, interval=0.05, what="condition"):
+    """Poll pred() until it returns a truthy value; return that value. Fails after the deadline."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = pred()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+        time.sleep(interval)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny RESP client that keeps the exact reply types (redis-py folds status into str and
+# strips error prefixes such as "ERR ").
+# --------------------------------------------------------------------------------------------
+
+
+class Status(str):
+    """A RESP simple string (+...)."""
+
+    def __repr__(self):
+        return f"Status({str.__repr__(self)})"
+
+
+class Error(str):
+    """A RESP error reply (-...), full text without the leading '-'."""
+
+    def __repr__(self):
+        return f"Error({str.__repr__(self)})"
+
+
+class Double(float):
+    """A RESP3 double (,...)."""
+
+
+class RawConnection:
+    def __init__(self, port, timeout=SOCKET_TIMEOUT):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.f = self.sock.makefile("rb")
+
+    @staticmethod
+    def _enc(a):
+        if isinstance(a, (bytes, bytearray)):
+            return bytes(a)
+        return str(a).encode("utf-8")
+
+    def send(self, *args):
+        parts = [b"*%d\r\n" % len(args)]
+        for a in args:
+            b = self._enc(a)
+            parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        self.sock.sendall(b"".join(parts))
+
+    def _line(self):
+        line = self.f.readline()
+        if not line:
+            raise ConnectionError("connection closed by server")
+        assert line.endswith(b"\r\n"), line
+        return line[:-2]
+
+    def read(self):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return Status(rest.decode("utf-8", "surrogateescape"))
+        if t == b"-":
+            return Error(rest.decode("utf-8", "surrogateescape"))
+        if t == b":":
+            return int(rest)
+        if t in (b"$", b"=", b"!"):
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.f.read(n + 2)[:-2]
+            if t == b"!":
+                return Error(data.decode("utf-8", "surrogateescape"))
+            return data
+        if t in (b"*", b"~", b">"):
+            n = int(rest)
+            if n < 0:
+                return None
+            return [self.read() for _ in range(n)]
+        if t == b"%":
+            n = int(rest)
+            return [(self.read(), self.read()) for _ in range(n)]
+        if t == b"_":
+            return None
+        if t == b",":
+            return Double(float(rest))
+        if t == b"#":
+            return rest == b"t"
+        if t == b"(":
+            return int(rest)
+        if t == b"|":
+            n = int(rest)
+            for _ in range(2 * n):
+                self.read()
+            return self.read()
+        raise AssertionError(f"unknown RESP type in {line!r}")
+
+    def call(self, *args):
+        self.send(*args)
+        return self.read()
+
+    def close(self):
+        try:
+            self.f.close()
+        finally:
+            self.sock.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Server management
+# --------------------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, so, module_args, workdir, expect_exit=False):
+        self.so = so
+        self.module_args = [str(a) for a in module_args]
+        self.dir = workdir
+        self.logfile = os.path.join(workdir, "redis.log")
+        self.expect_exit = expect_exit
+        self.proc = None
+        self.port = None
+        self._clients = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self):
+        for _attempt in range(5):
+            self.port = free_port()
+            if os.path.exists(self.logfile):
+                os.unlink(self.logfile)
+            cmd = [
+                REDIS_SERVER,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--loadmodule", self.so, *self.module_args,
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", self.dir,
+                "--enable-debug-command", "yes",
+                "--logfile", self.logfile,
+                "--daemonize", "no",
+            ]
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            if self.expect_exit:
+                return self
+            if self._wait_ping():
+                return self
+            if self.proc.poll() is not None and "Address already in use" in self.log():
+                continue  # lost a port race, try another port
+            tail = self.log_tail()
+            self.kill()
+            pytest.fail(f"redis-server with the module did not answer PING within "
+                        f"{START_DEADLINE}s (exit code {self.proc.returncode}); log tail:\n{tail}")
+        pytest.fail("could not find a free port for redis-server")
+
+    def _wait_ping(self):
+        deadline = time.monotonic() + START_DEADLINE
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                c = redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2)
+                try:
+                    if c.ping():
+                        return True
+                finally:
+                    c.close()
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                pass
+            time.sleep(0.05)
+        return False
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_health(self):
+        """None if the server is alive and answers PING; else a description of what went wrong.
+        The PING also makes sure that a command a test sent last has been processed."""
+        if not self.alive():
+            return f"died during the test (exit code {self.proc.returncode})"
+        try:
+            c = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=60, socket_connect_timeout=10)
+            try:
+                c.ping()
+            finally:
+                c.close()
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            if not self.alive():
+                return f"died during the test (exit code {self.proc.returncode})"
+            return f"did not answer PING at the end of the test ({e!r})"
+        return None
+
+    def wait_exit(self, timeout=30):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self):
+        for c in self._clients:
+            try:
+                c.close()
+            except Exception:
+                pass
+        self._clients = []
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    # -- clients ---------------------------------------------------------------------------
+    def client(self, decode=True, **kw):
+        kw.setdefault("socket_timeout", SOCKET_TIMEOUT)
+        kw.setdefault("protocol", 2)
+        c = redis.Redis(host="127.0.0.1", port=self.port, decode_responses=decode, **kw)
+        self._clients.append(c)
+        return c
+
+    def raw(self):
+        c = RawConnection(self.port)
+        self._clients.append(c)
+        return c
+
+    # -- log -------------------------------------------------------------------------------
+    def log(self):
+        try:
+            with open(self.logfile, "r", encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, n=80):
+        return "\n".join(self.log().splitlines()[-n:])
+
+    def wait_log(self, text, timeout=WAIT_DEADLINE):
+        return wait_until(lambda: text in self.log(), timeout=timeout, what=f"{text!r} in the server log")
+
+
+@pytest.fixture(scope="session")
+def so_path():
+    path = module_path()
+    if not os.path.isfile(path):
+        pytest.fail(
+            f"rustgears module not found at {path!r}. Build it (make build / cargo build --release) "
+            f"or point RUSTGEARS_MODULE at librustgears.so.",
+            pytrace=False,
+        )
+    return os.path.abspath(path)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "module_args(*args): module load arguments for the per-test redis-server"
+    )
+
+
+@pytest.fixture
+def start_server(so_path, request):
+    servers = []
+    dirs = []
+
+    def start(*module_args, expect_exit=False):
+        d = tempfile.mkdtemp(prefix="rustgears-test-")
+        dirs.append(d)
+        s = Server(so_path, module_args, d, expect_exit=expect_exit)
+        servers.append(s)
+        return s.start()
+
+    yield start
+
+    crashed = []
+    for s in servers:
+        if not s.expect_exit:
+            problem = s.check_health()
+            if problem:
+                crashed.append(f"redis-server on port {s.port} {problem}; log tail:\n{s.log_tail()}")
+        s.kill()
+    if not crashed:
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+    if crashed:
+        pytest.fail("\n\n".join(crashed), pytrace=False)
+
+
+@pytest.fixture
+def server(start_server, request):
+    marker = request.node.get_closest_marker("module_args")
+    args = marker.args if marker else ()
+    return start_server(*args)
+
+
+@pytest.fixture
+def r(server):
+    return server.client()
+
+
+@pytest.fixture
+def raw(server):
+    return server.raw()
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers for tests
+# --------------------------------------------------------------------------------------------
+
+
+def pyexecute(client, script, *args):
+    return client.execute_command("RG.PYEXECUTE", script, *args)
+
+
+def error_text(client, *cmd):
+    """Run a command that must fail; return the error message as redis-py gives it."""
+    with pytest.raises(redis.ResponseError) as ei:
+        client.execute_command(*cmd)
+    return str(ei.value)
+
+
+def dump_executions(client):
+    """RG.DUMPEXECUTIONS as a list of (id, status, registered)."""
+    out = []
+    for entry in client.execute_command("RG.DUMPEXECUTIONS"):
+        assert len(entry) == 6, entry
+        assert entry[0] == "executionId" and entry[2] == "status" and entry[4] == "registered", entry
+        out.append((entry[1], entry[3], entry[5]))
+    return out
+
+
+def status_of(client, eid):
+    for i, st, _reg in dump_executions(client):
+        if i == eid:
+            return st
+    return None
+
+
+def gate_script(gate, result="released", max_polls=12000):
+    """A PythonReader execution that keeps running until key `gate` exists (polling every 10 ms,
+    bounded so it always ends), then yields `result`. Deterministic: the test decides when it ends."""
+    return (
+        "import time\n"
+        "def gen():\n"
+        "    n = 0\n"
+        f"    while execute('EXISTS', {gate!r}) == 0 and n < {max_polls}:\n"
+        "        time.sleep(0.01)\n"
+        "        n += 1\n"
+        f"    yield {result!r}\n"
+        "GB('PythonReader').run(gen)\n"
+    )
+
+
+def wait_status(client, eid, statuses, what=None):
+    if isinstance(statuses, str):
+        statuses = (statuses,)
+    return wait_until(lambda: status_of(client, eid) in statuses,
+                      what=what or f"execution {eid} to reach {statuses}")
+
+
+def blocked_clients(client):
+    return int(client.info("clients")["blocked_clients"])
+
+
+# SPEC 1.8 error texts ----------------------------------------------------------------------
+
+TB_START = "['Traceback (most recent call last):\\n'"
+
+
+def tb_end(line):
+    """How a SPEC 1.8 form-2 error text ends when its last line is `line`."""
+    return repr(line + "\n") + "]"
+
+
+def script_error(raw, script):
+    res = raw.call("RG.PYEXECUTE", script)
+    assert type(res) is Error, res
+    return str(res)
+
+
+def assert_gears_error(raw, script, msg):
+    """The script must fail with gears.error(msg), formatted as a traceback (SPEC 1.8 form 2)."""
+    text = script_error(raw, script)
+    assert text.startswith(TB_START), text
+    assert text.endswith(tb_end("gears.error: " + msg)), text
