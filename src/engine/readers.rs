@@ -7,12 +7,9 @@ use rustpython_vm::protocol::{PyIter, PyIterReturn};
 use rustpython_vm::{PyObjectRef, VirtualMachine};
 
 use super::plan::ReaderSpec;
-use super::store::{KeyEntry, KeyValue, Store};
+use super::store::{KeyEntry, KeyPages, KeyValue, Store};
 use crate::python::{error_text, redis_string};
 use crate::redis::reply::Reply;
-
-/// Keys per SCAN page: one page is read under one Redis lock.
-const SCAN_COUNT: usize = 1000;
 
 pub trait Reader {
     /// The next record, `None` at the end, or the error text that ends the reader.
@@ -28,15 +25,15 @@ pub trait Reader {
 /// `count_only`: the plan only counts records, so values need not be read.
 pub fn open<'s>(spec: ReaderSpec, store: &'s dyn Store, count_only: bool) -> Box<dyn Reader + 's> {
     match spec {
-        ReaderSpec::Keys { pattern, no_scan, read_value } => Box::new(KeysReader {
-            store,
-            pattern,
-            no_scan,
-            read_value: read_value && !count_only,
-            cursor: 0,
-            buffer: VecDeque::new(),
-            done: false,
-        }),
+        ReaderSpec::Keys { pattern, no_scan, read_value } => {
+            let read_value = read_value && !count_only;
+            let source = if no_scan {
+                KeySource::Exact(Some(store.read(&pattern, read_value)))
+            } else {
+                KeySource::Scan(store.keys(&pattern, read_value))
+            };
+            Box::new(KeysReader { source, buffer: VecDeque::new() })
+        }
         ReaderSpec::Stream { key, from_id } => {
             Box::new(StreamReader { store, key, last_id: from_id, buffer: VecDeque::new(), done: false })
         }
@@ -45,27 +42,28 @@ pub fn open<'s>(spec: ReaderSpec, store: &'s dyn Store, count_only: bool) -> Box
     }
 }
 
+enum KeySource<'s> {
+    /// `noScan`: the one key, read even if absent.
+    Exact(Option<KeyEntry>),
+    Scan(Box<dyn KeyPages + 's>),
+}
+
 struct KeysReader<'s> {
-    store: &'s dyn Store,
-    pattern: Vec<u8>,
-    no_scan: bool,
-    read_value: bool,
-    cursor: u64,
+    source: KeySource<'s>,
     buffer: VecDeque<KeyEntry>,
-    done: bool,
 }
 
 impl KeysReader<'_> {
+    /// Refills the buffer; it stays empty only at the end.
     fn fill(&mut self) -> Result<(), String> {
-        while self.buffer.is_empty() && !self.done {
-            if self.no_scan {
-                self.buffer.push_back(self.store.read(&self.pattern, self.read_value));
-                self.done = true;
-            } else {
-                let page = self.store.scan(self.cursor, &self.pattern, SCAN_COUNT, self.read_value)?;
-                self.cursor = page.cursor;
-                self.done = page.cursor == 0;
-                self.buffer.extend(page.entries);
+        while self.buffer.is_empty() {
+            let next = match &mut self.source {
+                KeySource::Exact(entry) => entry.take().map(|e| vec![e]),
+                KeySource::Scan(pages) => pages.next_page()?,
+            };
+            match next {
+                Some(page) => self.buffer.extend(page),
+                None => return Ok(()),
             }
         }
         Ok(())

@@ -39,15 +39,16 @@ pub struct KeyEntry {
     pub value: Option<KeyValue>,
 }
 
-/// One SCAN page: the keys found, and the cursor to continue from (0 when the scan is complete).
-pub struct Page {
-    pub entries: Vec<KeyEntry>,
-    pub cursor: u64,
+/// A scan of the keyspace, a page at a time; each page is read under one Redis lock, so Redis
+/// serves other clients between pages.
+pub trait KeyPages {
+    /// The next page (possibly empty), or `None` when the scan is complete.
+    fn next_page(&mut self) -> Result<Option<Vec<KeyEntry>>, String>;
 }
 
 pub trait Store {
-    /// One SCAN page of keys matching `pattern`, values read under the same lock.
-    fn scan(&self, cursor: u64, pattern: &[u8], count: usize, read_value: bool) -> Result<Page, String>;
+    /// Every key matching the glob `pattern`, values read with the key.
+    fn keys<'s>(&'s self, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages + 's>;
     /// One key, present or not.
     fn read(&self, key: &[u8], read_value: bool) -> KeyEntry;
     /// Runs a command (replicated), returning its reply; errors come back as `Reply::Error`.
@@ -60,16 +61,24 @@ pub struct MemoryStore {
     pub keys: std::collections::BTreeMap<Vec<u8>, KeyValue>,
 }
 
+/// The whole keyspace in one page.
+struct OnePage(Option<Vec<KeyEntry>>);
+
+impl KeyPages for OnePage {
+    fn next_page(&mut self) -> Result<Option<Vec<KeyEntry>>, String> {
+        Ok(self.0.take())
+    }
+}
+
 impl Store for MemoryStore {
-    /// The whole keyspace in one page.
-    fn scan(&self, _cursor: u64, pattern: &[u8], _count: usize, read_value: bool) -> Result<Page, String> {
+    fn keys<'s>(&'s self, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages + 's> {
         let entries = self
             .keys
             .iter()
             .filter(|(key, _)| glob_match(pattern, key))
             .map(|(key, value)| KeyEntry { key: key.clone(), value: read_value.then(|| value.clone()) })
             .collect();
-        Ok(Page { entries, cursor: 0 })
+        Box::new(OnePage(Some(entries)))
     }
 
     fn read(&self, key: &[u8], read_value: bool) -> KeyEntry {

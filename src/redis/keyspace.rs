@@ -1,51 +1,36 @@
 //! `engine::Store` against the live keyspace: every method is one locked section, so Redis keeps
 //! serving clients between the pages of a long scan.
 
-use redis_module::{Context, KeyType, RedisString};
+use std::cell::RefCell;
+
+use redis_module::key::RedisKey;
+use redis_module::{Context, KeyType, KeysCursor, RedisString};
 
 use super::call::call;
 use super::gil::with_gil;
 use super::reply::Reply;
-use crate::engine::store::{KeyEntry, KeyValue, Page, Store};
+use crate::engine::store::{KeyEntry, KeyPages, KeyValue, Store, glob_match};
 
 pub struct RedisStore {
     pub db: i32,
 }
 
+/// Keys per page: one page is read under one Redis lock.
+const PAGE: usize = 1000;
+
 impl Store for RedisStore {
-    fn scan(&self, cursor: u64, pattern: &[u8], count: usize, read_value: bool) -> Result<Page, String> {
-        with_gil(self.db, |ctx| {
-            let cursor = cursor.to_string();
-            let count = count.to_string();
-            let args: [&[u8]; 5] = [cursor.as_bytes(), b"MATCH", pattern, b"COUNT", count.as_bytes()];
-            let (cursor, keys) = match call(ctx, "SCAN", &args) {
-                Reply::Array(mut parts) if parts.len() == 2 => {
-                    let keys = parts.pop();
-                    let cursor = parts.pop();
-                    match (cursor, keys) {
-                        (Some(Reply::Bulk(c)), Some(Reply::Array(keys))) => (c, keys),
-                        _ => return Err("ERR unexpected SCAN reply".to_owned()),
-                    }
-                }
-                Reply::Error(e) => return Err(e),
-                _ => return Err("ERR unexpected SCAN reply".to_owned()),
-            };
-            let cursor = std::str::from_utf8(&cursor).ok().and_then(|c| c.parse().ok()).unwrap_or(0);
-            let entries = keys
-                .into_iter()
-                .filter_map(|k| match k {
-                    Reply::Bulk(key) => Some(read_entry(ctx, key, read_value)),
-                    _ => None,
-                })
-                // A key found by SCAN but gone by now (expired on access) is not reported.
-                .filter(|e| !matches!(e.value, Some(KeyValue::Missing)))
-                .collect();
-            Ok(Page { entries, cursor })
-        })
+    fn keys<'s>(&'s self, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages + 's> {
+        Box::new(RedisPages { db: self.db, cursor: KeysCursor::new(), pattern: pattern.to_vec(), read_value, done: false })
     }
 
     fn read(&self, key: &[u8], read_value: bool) -> KeyEntry {
-        with_gil(self.db, |ctx| read_entry(ctx, key.to_vec(), read_value))
+        with_gil(self.db, |ctx| {
+            let value = read_value.then(|| {
+                let name = RedisString::create_from_slice(std::ptr::null_mut(), key);
+                read_value_of(ctx, key, &ctx.open_key(&name))
+            });
+            KeyEntry { key: key.to_vec(), value }
+        })
     }
 
     fn call(&self, command: &str, args: &[&[u8]]) -> Reply {
@@ -53,17 +38,51 @@ impl Store for RedisStore {
     }
 }
 
-fn read_entry(ctx: &Context, key: Vec<u8>, read_value: bool) -> KeyEntry {
-    if !read_value {
-        return KeyEntry { key, value: None };
-    }
-    let value = read_value_of(ctx, &key);
-    KeyEntry { key, value: Some(value) }
+/// A scan with the module API's cursor (RM_Scan): keys come with their key handle already
+/// open, and the cursor survives between lock sections. Like SCAN, a key may be seen twice.
+struct RedisPages {
+    db: i32,
+    cursor: KeysCursor,
+    pattern: Vec<u8>,
+    read_value: bool,
+    done: bool,
 }
 
-fn read_value_of(ctx: &Context, key: &[u8]) -> KeyValue {
-    let name = RedisString::create_from_slice(std::ptr::null_mut(), key);
-    let handle = ctx.open_key(&name);
+impl KeyPages for RedisPages {
+    fn next_page(&mut self) -> Result<Option<Vec<KeyEntry>>, String> {
+        if self.done {
+            return Ok(None);
+        }
+        let match_all = self.pattern == b"*";
+        let page = RefCell::new(Vec::with_capacity(PAGE));
+        let visit = |ctx: &Context, name: &RedisString, key: Option<&RedisKey>| {
+            let name = name.as_slice();
+            if !match_all && !glob_match(&self.pattern, name) {
+                return;
+            }
+            let value = self.read_value.then(|| match key {
+                Some(key) => read_value_of(ctx, name, key),
+                None => read_value_of(ctx, name, &ctx.open_key(&RedisString::create_from_slice(std::ptr::null_mut(), name))),
+            });
+            // A key that expired on access is not reported.
+            if !matches!(value, Some(KeyValue::Missing)) {
+                page.borrow_mut().push(KeyEntry { key: name.to_vec(), value });
+            }
+        };
+        with_gil(self.db, |ctx| {
+            // Each step visits one bucket of the keyspace.
+            while page.borrow().len() < PAGE {
+                if !self.cursor.scan(ctx, &visit) {
+                    self.done = true;
+                    break;
+                }
+            }
+        });
+        Ok(Some(page.into_inner()))
+    }
+}
+
+fn read_value_of(ctx: &Context, key: &[u8], handle: &RedisKey) -> KeyValue {
     match handle.key_type() {
         KeyType::Empty => KeyValue::Missing,
         KeyType::String => match handle.read() {
@@ -71,7 +90,6 @@ fn read_value_of(ctx: &Context, key: &[u8]) -> KeyValue {
             _ => KeyValue::String(Vec::new()),
         },
         KeyType::Hash => {
-            drop(handle);
             let flat = bulk_items(call(ctx, "HGETALL", &[key]));
             let mut pairs = Vec::with_capacity(flat.len() / 2);
             let mut it = flat.into_iter();
@@ -81,7 +99,6 @@ fn read_value_of(ctx: &Context, key: &[u8]) -> KeyValue {
             KeyValue::Hash(pairs)
         }
         KeyType::List => {
-            drop(handle);
             KeyValue::List(bulk_items(call(ctx, "LRANGE", &[key, b"0", b"-1"])))
         }
         KeyType::Set => KeyValue::Set,
