@@ -44,7 +44,7 @@ mod entry {
                 register(ctx.ctx, Some(commands::info::info));
             }
         }
-        ctx.log_notice(&format!("rustgears: {threads} execution threads ready"));
+        ctx.log_notice(&format!("rustgears: {threads} execution threads starting"));
         Status::Ok
     }
 

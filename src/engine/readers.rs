@@ -80,17 +80,16 @@ impl Reader for KeysReader<'_> {
     }
 
     fn count_rest(&mut self, stop: &dyn Fn() -> bool) -> Option<Result<usize, String>> {
-        let mut n = 0;
-        loop {
-            if let Err(e) = self.fill() {
-                return Some(Err(e));
+        let mut n = std::mem::take(&mut self.buffer).len();
+        let KeySource::Scan(pages) = &mut self.source else { return None };
+        while !stop() {
+            match pages.count_page() {
+                Ok(Some(page)) => n += page,
+                Ok(None) => break,
+                Err(e) => return Some(Err(e)),
             }
-            if self.buffer.is_empty() || stop() {
-                return Some(Ok(n));
-            }
-            n += self.buffer.len();
-            self.buffer.clear();
         }
+        Some(Ok(n))
     }
 }
 

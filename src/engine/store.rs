@@ -44,6 +44,11 @@ pub struct KeyEntry {
 pub trait KeyPages {
     /// The next page (possibly empty), or `None` when the scan is complete.
     fn next_page(&mut self) -> Result<Option<Vec<KeyEntry>>, String>;
+
+    /// How many keys the next page holds, without copying them out.
+    fn count_page(&mut self) -> Result<Option<usize>, String> {
+        Ok(self.next_page()?.map(|page| page.len()))
+    }
 }
 
 pub trait Store {

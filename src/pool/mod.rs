@@ -35,22 +35,26 @@ struct Pool {
 
 static POOL: OnceLock<Pool> = OnceLock::new();
 
-/// Starts the workers; returns once each has built its interpreter (or one failed to).
+/// Starts the workers. Each builds its interpreter on its own thread, so the module loads
+/// without waiting for them; jobs queue until a worker is ready.
 pub fn start(threads: usize) -> Result<(), String> {
     let (jobs, queue) = unbounded::<Job>();
-    let pool = Pool { jobs, queue, workers: Mutex::new(Vec::new()), stuck: AtomicUsize::new(0), max_stuck: threads * 2, alive: AtomicUsize::new(0) };
+    let pool = Pool {
+        jobs,
+        queue,
+        workers: Mutex::new(Vec::new()),
+        stuck: AtomicUsize::new(0),
+        max_stuck: threads * 2,
+        alive: AtomicUsize::new(0),
+    };
     let pool = POOL.get_or_init(|| pool);
-    let (ready_tx, ready_rx) = unbounded::<Result<(), String>>();
     for _ in 0..threads {
-        spawn(pool, ready_tx.clone())?;
-    }
-    for _ in 0..threads {
-        ready_rx.recv().map_err(|_| "a worker thread died while starting".to_owned())??;
+        spawn(pool)?;
     }
     Ok(())
 }
 
-fn spawn(pool: &'static Pool, ready: Sender<Result<(), String>>) -> Result<(), String> {
+fn spawn(pool: &'static Pool) -> Result<(), String> {
     let retired = Arc::new(AtomicBool::new(false));
     let number = {
         let mut workers = pool.workers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -62,7 +66,7 @@ fn spawn(pool: &'static Pool, ready: Sender<Result<(), String>>) -> Result<(), S
         .name(format!("rg-worker-{number}"))
         .stack_size(WORKER_STACK)
         .spawn(move || {
-            work(number, pool.queue.clone(), retired, ready);
+            work(number, pool.queue.clone(), retired);
             pool.alive.fetch_sub(1, Ordering::AcqRel);
         })
         .map(drop)
@@ -94,9 +98,7 @@ pub fn replace(number: usize) {
         return;
     }
     log::warning(&format!("rustgears: worker {number} is stuck in native code; starting a replacement ({stuck} stuck)"));
-    // Nobody waits for the replacement to be ready: it reports failures to the log.
-    let (ready, _) = unbounded();
-    if let Err(e) = spawn(pool, ready) {
+    if let Err(e) = spawn(pool) {
         log::warning(&format!("rustgears: {e}"));
     }
 }
@@ -116,20 +118,16 @@ fn build(number: usize) -> Result<Runtime, String> {
     catch_unwind(|| crate::memory::counted(|| Runtime::new(number))).unwrap_or_else(|_| Err("building the interpreter panicked".to_owned()))
 }
 
-fn work(number: usize, jobs: Receiver<Job>, retired: Arc<AtomicBool>, ready: Sender<Result<(), String>>) {
+fn work(number: usize, jobs: Receiver<Job>, retired: Arc<AtomicBool>) {
     let mut runtime = match build(number) {
-        Ok(runtime) => {
-            let _ = ready.send(Ok(()));
-            runtime
-        }
+        Ok(runtime) => runtime,
         Err(e) => {
-            let message = format!("could not build a Python interpreter: {e}");
-            log::warning(&format!("rustgears: {message}"));
-            let _ = ready.send(Err(message));
+            log::warning(&format!("rustgears: worker {number} could not build a Python interpreter: {e}"));
+            // Still take jobs, so none waits forever: dropping one answers its client with an error.
+            jobs.iter().for_each(drop);
             return;
         }
     };
-    drop(ready);
     for job in jobs.iter() {
         let panicked = catch_unwind(AssertUnwindSafe(|| job(&mut runtime))).is_err() || runtime.poisoned();
         if retired.load(Ordering::Acquire) {

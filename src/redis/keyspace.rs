@@ -1,7 +1,7 @@
 //! `engine::Store` against the live keyspace: every method is one locked section, so Redis keeps
 //! serving clients between the pages of a long scan.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use redis_module::key::RedisKey;
 use redis_module::{Context, KeyType, KeysCursor, RedisString};
@@ -48,37 +48,64 @@ struct RedisPages {
     done: bool,
 }
 
-impl KeyPages for RedisPages {
-    fn next_page(&mut self) -> Result<Option<Vec<KeyEntry>>, String> {
+impl RedisPages {
+    /// Visits up to a page of matching keys under one lock section.
+    fn page(&mut self, mut visit: impl FnMut(&Context, &[u8], Option<&RedisKey>) -> bool) -> Option<()> {
         if self.done {
-            return Ok(None);
+            return None;
         }
         let match_all = self.pattern == b"*";
-        let page = RefCell::new(Vec::with_capacity(PAGE));
-        let visit = |ctx: &Context, name: &RedisString, key: Option<&RedisKey>| {
+        let pattern = &self.pattern;
+        let taken = Cell::new(0);
+        let visit = RefCell::new(|ctx: &Context, name: &RedisString, key: Option<&RedisKey>| {
             let name = name.as_slice();
-            if !match_all && !glob_match(&self.pattern, name) {
-                return;
+            if (match_all || glob_match(pattern, name)) && visit(ctx, name, key) {
+                taken.set(taken.get() + 1);
             }
-            let value = self.read_value.then(|| match key {
+        });
+        let cursor = &self.cursor;
+        let done = with_gil(self.db, |ctx| {
+            // Each step visits one bucket of the keyspace.
+            while taken.get() < PAGE {
+                if !cursor.scan(ctx, &|ctx: &Context, name: &RedisString, key: Option<&RedisKey>| {
+                    (visit.borrow_mut())(ctx, name, key)
+                }) {
+                    return true;
+                }
+            }
+            false
+        });
+        self.done = done;
+        Some(())
+    }
+}
+
+impl KeyPages for RedisPages {
+    fn count_page(&mut self) -> Result<Option<usize>, String> {
+        let mut n = 0;
+        Ok(self.page(|_, _, _| {
+            n += 1;
+            true
+        })
+        .map(|()| n))
+    }
+
+    fn next_page(&mut self) -> Result<Option<Vec<KeyEntry>>, String> {
+        let read_value = self.read_value;
+        let mut page = Vec::with_capacity(PAGE);
+        let visited = self.page(|ctx, name, key| {
+            let value = read_value.then(|| match key {
                 Some(key) => read_value_of(ctx, name, key),
                 None => read_value_of(ctx, name, &ctx.open_key(&RedisString::create_from_slice(std::ptr::null_mut(), name))),
             });
             // A key that expired on access is not reported.
-            if !matches!(value, Some(KeyValue::Missing)) {
-                page.borrow_mut().push(KeyEntry { key: name.to_vec(), value });
+            let keep = !matches!(value, Some(KeyValue::Missing));
+            if keep {
+                page.push(KeyEntry { key: name.to_vec(), value });
             }
-        };
-        with_gil(self.db, |ctx| {
-            // Each step visits one bucket of the keyspace.
-            while page.borrow().len() < PAGE {
-                if !self.cursor.scan(ctx, &visit) {
-                    self.done = true;
-                    break;
-                }
-            }
+            keep
         });
-        Ok(Some(page.into_inner()))
+        Ok(visited.map(|()| page))
     }
 }
 
