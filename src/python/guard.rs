@@ -1,4 +1,4 @@
-//! Source size bounds for everything that compiles text.
+//! Source size bounds for everything that compiles text, and a way around a compiler panic.
 //!
 //! RustPython's compiler recurses on nesting in the source (`-` chains, `not` chains, lambdas)
 //! and a deep enough chain overflows even a 256 MiB worker stack: a segfault that takes Redis
@@ -7,14 +7,33 @@
 //! the RG.PYEXECUTE script or through `compile`, `eval` or `exec`, whose builtins are replaced
 //! by these guarded versions (the originals live only here, out of reach of scripts).
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use rustpython_vm::builtins::{PyByteArray, PyBytes, PyStr};
 use rustpython_vm::function::FuncArgs;
+use ruff_python_parser::ParseOptions;
 use rustpython_vm::{PyObjectRef, PyResult, VirtualMachine};
 
 pub const MAX_SOURCE: usize = 1 << 20;
+
+/// The source to hand to the compiler. RustPython 0.6 scans string literals for invalid escapes
+/// before parsing, assuming each ends with its quote; in an unterminated one (`'é`, `f'{0:é'`)
+/// it slices inside a multi-byte character and panics (fuzz-found). Only sources that fail to
+/// parse can hold such a literal, and an all-ASCII one cannot split a character, so a failing
+/// non-ASCII source is compiled with every non-ASCII character masked by as many `?` bytes:
+/// byte offsets, and so the SyntaxError's position and message, stay the same.
+pub fn compilable(source: &str) -> Cow<'_, str> {
+    if source.is_ascii() {
+        return Cow::Borrowed(source);
+    }
+    let parsed = ruff_python_parser::parse_unchecked(source, ParseOptions::from(ruff_python_parser::Mode::Module));
+    if parsed.has_valid_syntax() {
+        return Cow::Borrowed(source);
+    }
+    Cow::Owned(source.chars().flat_map(|c| std::iter::repeat_n(if c.is_ascii() { c } else { '?' }, c.len_utf8())).collect())
+}
 
 thread_local! {
     static ORIGINALS: RefCell<Vec<(&'static str, PyObjectRef)>> = const { RefCell::new(Vec::new()) };
@@ -41,10 +60,23 @@ fn source_len(obj: &PyObjectRef) -> Option<usize> {
 }
 
 /// Calls the original builtin `name` after checking the size of its source argument.
-pub fn call_checked(name: &'static str, args: FuncArgs, vm: &VirtualMachine) -> PyResult {
+pub fn call_checked(name: &'static str, mut args: FuncArgs, vm: &VirtualMachine) -> PyResult {
     let source = args.args.first().cloned().or_else(|| args.kwargs.get("source").cloned());
     if let Some(msg) = source.as_ref().and_then(source_len).and_then(too_large) {
         return Err(vm.new_exception_msg(vm.ctx.exceptions.memory_error.to_owned(), msg.into()));
+    }
+    if let Some(text) = source.as_ref().and_then(|s| s.downcast_ref::<PyStr>()).and_then(|s| s.to_str()) {
+        if let Cow::Owned(masked) = compilable(text) {
+            let masked: PyObjectRef = vm.ctx.new_str(masked).into();
+            match args.args.first_mut() {
+                Some(first) => *first = masked,
+                None => {
+                    // Given as `source=`: no positional argument came before it.
+                    args.kwargs.swap_remove("source");
+                    args.args.push(masked);
+                }
+            }
+        }
     }
     let original = ORIGINALS.with_borrow(|o| o.iter().find(|(n, _)| *n == name).map(|(_, f)| f.clone()));
     let Some(f) = original else { return Err(vm.new_runtime_error(format!("{name} is not available"))) };

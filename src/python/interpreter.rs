@@ -161,9 +161,10 @@ impl State {
         }
         // The 0.6 compiler panics on some malformed sources (an unterminated string ending in a
         // multi-byte character): that is a syntax error, not a reason to lose the worker.
-        let compiled = catch_unwind(AssertUnwindSafe(|| vm.compile(script, Mode::Exec, "<string>")));
+        let source = guard::compilable(script);
+        let compiled = catch_unwind(AssertUnwindSafe(|| vm.compile(&source, Mode::Exec, "<string>")));
         let code = match compiled {
-            Ok(result) => result.map_err(|e| e.into_pyexception(vm, Some(script)))?,
+            Ok(result) => result.map_err(|e| e.into_pyexception(vm, Some(&source)))?,
             Err(_) => return Err(vm.new_exception_msg(vm.ctx.exceptions.syntax_error.to_owned(), "invalid syntax".into())),
         };
         if self.codes.len() >= CODE_CACHE_SIZE {
