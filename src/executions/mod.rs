@@ -139,7 +139,10 @@ fn run_plan(runtime: &mut Runtime, plan: RawPlan, db: i32, key: ExecutionKey) {
         let (reply, report) = match started {
             Some(abort) => {
                 let _armed = runtime.arm(abort);
-                engine::run(runtime, plan, &store)
+                let outcome = engine::run(runtime, plan, &store);
+                // A step that entered atomic() without leaving it must not keep Redis locked.
+                crate::redis::gil::release();
+                outcome
             }
             None => (Reply::results(Vec::new(), &[]), Report::default()), // aborted before it started
         };

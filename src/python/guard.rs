@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use rustpython_vm::builtins::{PyByteArray, PyBytes, PyStr};
+use rustpython_vm::builtins::{PyByteArray, PyBytes, PyMemoryView, PyStr};
 use rustpython_vm::function::FuncArgs;
 use ruff_python_parser::ParseOptions;
 use rustpython_vm::{PyObjectRef, PyResult, VirtualMachine};
@@ -49,20 +49,24 @@ pub fn too_large(len: usize) -> Option<String> {
     (len > MAX_SOURCE).then(|| format!("source code of {len} bytes exceeds the limit of {MAX_SOURCE} bytes"))
 }
 
-fn source_len(obj: &PyObjectRef) -> Option<usize> {
+fn source_len(obj: &PyObjectRef, vm: &VirtualMachine) -> Option<usize> {
     if let Some(s) = obj.downcast_ref::<PyStr>() {
         return Some(s.as_wtf8().len());
     }
     if let Some(b) = obj.downcast_ref::<PyBytes>() {
         return Some(b.as_bytes().len());
     }
-    obj.downcast_ref::<PyByteArray>().map(|b| b.borrow_buf().len())
+    if let Some(b) = obj.downcast_ref::<PyByteArray>() {
+        return Some(b.borrow_buf().len());
+    }
+    obj.downcast_ref::<PyMemoryView>()?;
+    obj.get_attr("nbytes", vm).ok()?.try_into_value::<usize>(vm).ok()
 }
 
 /// Calls the original builtin `name` after checking the size of its source argument.
 pub fn call_checked(name: &'static str, mut args: FuncArgs, vm: &VirtualMachine) -> PyResult {
     let source = args.args.first().cloned().or_else(|| args.kwargs.get("source").cloned());
-    if let Some(msg) = source.as_ref().and_then(source_len).and_then(too_large) {
+    if let Some(msg) = source.as_ref().and_then(|s| source_len(s, vm)).and_then(too_large) {
         return Err(vm.new_exception_msg(vm.ctx.exceptions.memory_error.to_owned(), msg.into()));
     }
     if let Some(text) = source.as_ref().and_then(|s| s.downcast_ref::<PyStr>()).and_then(|s| s.to_str()) {

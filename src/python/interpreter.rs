@@ -24,7 +24,9 @@ const NATIVE_ALLOW: &[&str] = &[
 ];
 
 /// Modules of the vm itself that reach host state or let scripts forge code objects.
-const NATIVE_DENY: &[&str] = &["marshal", "gc", "_interpreters", "_interpchannels", "_interpqueues", "_testinternalcapi"];
+/// `_symtable` compiles source text outside the size guard of `compile`.
+const NATIVE_DENY: &[&str] =
+    &["marshal", "gc", "_symtable", "_interpreters", "_interpchannels", "_interpqueues", "_testinternalcapi"];
 
 /// The gears shim and the sandbox stand-ins (`os`, ...), frozen into the binary.
 static SHIM: &rustpython_vm::frozen::FrozenLib = rustpython_vm::py_freeze!(dir = "../../stdlib_shim/rg");
@@ -238,6 +240,14 @@ fn scrub(vm: &VirtualMachine) -> PyResult<()> {
     let native = vm.import("_redisgears", 0)?;
     time.set_attr("sleep", native.get_attr("sleep", vm)?, vm)?;
     guard::install(vm, &native)?;
+    // Hand-made code objects crash the VM (its eval loop trusts compiler output): scripts may
+    // neither build one (`types.CodeType(...)`) nor derive one (`code.replace(co_code=...)`).
+    let code_type = vm.ctx.types.code_type;
+    for name in ["replace", "__replace__", "__new__"] {
+        code_type.attributes.remove(vm.ctx.intern_str(name));
+    }
+    code_type.slots.new.store(None);
+    code_type.modified();
     let builtins = vm.builtins.as_object();
     for name in ["input", "breakpoint"] {
         let _ = builtins.del_attr(name, vm);

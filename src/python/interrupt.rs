@@ -132,16 +132,6 @@ static ARMED: Mutex<Vec<Arc<Abort>>> = Mutex::new(Vec::new());
 thread_local! {
     /// The execution running on this worker.
     static CURRENT: RefCell<Option<Arc<Abort>>> = const { RefCell::new(None) };
-    /// Set while the module runs Python of its own (formatting an error) that must finish.
-    static SHIELDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f` with stop requests held back: the watchdog delivers them again afterwards.
-pub fn shielded<R>(f: impl FnOnce() -> R) -> R {
-    let outer = SHIELDED.replace(true);
-    let r = f();
-    SHIELDED.set(outer);
-    r
 }
 
 /// Marks `abort` as what this worker runs until the returned guard is dropped.
@@ -189,9 +179,6 @@ fn raise_if_current(vm: &VirtualMachine, target: usize) -> PyResult<()> {
     let Some(abort) = current else { return Ok(()) };
     abort.queued.fetch_sub(1, Ordering::AcqRel);
     let Some(reason) = abort.reason() else { return Ok(()) };
-    if SHIELDED.get() {
-        return Ok(());
-    }
     // Queue again, so the next instruction raises again wherever the script caught this one.
     abort.poke();
     Err(stop_exception(vm, reason))
