@@ -89,14 +89,14 @@ impl Abort {
 
     /// Asks the execution to stop (the first reason wins). If it runs Python, the Python is
     /// interrupted; if it has not started, it will not.
-    pub fn request(&self, reason: Reason) {
+    pub fn request(self: &Arc<Abort>, reason: Reason) {
         if self.reason.compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             *lock(&self.requested_at) = Some(Instant::now());
         }
         self.poke();
     }
 
-    fn poke(self: &Abort) {
+    fn poke(self: &Arc<Abort>) {
         if self.ended.load(Ordering::Acquire) || self.queued.load(Ordering::Acquire) >= MAX_QUEUED {
             return;
         }
@@ -115,9 +115,9 @@ pub struct Interrupter {
 }
 
 impl Interrupter {
-    fn send(&self, abort: &Abort) {
-        let target = abort as *const Abort as usize;
-        let _ = self.sender.send(Box::new(move |vm| raise_if_current(vm, target)));
+    fn send(&self, abort: &Arc<Abort>) {
+        let target = abort.clone();
+        let _ = self.sender.send(Box::new(move |vm| raise_if_current(vm, &target)));
     }
 }
 
@@ -173,11 +173,15 @@ pub fn stop_exception(vm: &VirtualMachine, reason: Reason) -> PyBaseExceptionRef
     vm.new_exception_msg(class, reason.message().into())
 }
 
-fn raise_if_current(vm: &VirtualMachine, target: usize) -> PyResult<()> {
-    let current = CURRENT.with_borrow(|c| c.as_ref().filter(|a| Arc::as_ptr(a) as usize == target).cloned());
-    // Stale requests (for an execution that has ended) find nothing and do nothing.
-    let Some(abort) = current else { return Ok(()) };
+fn raise_if_current(vm: &VirtualMachine, abort: &Arc<Abort>) -> PyResult<()> {
+    // Counted off whatever happens next: a request drained while its execution was not running
+    // (between a script body and its execution) must not use up the allowance for good.
     abort.queued.fetch_sub(1, Ordering::AcqRel);
+    let current = CURRENT.with_borrow(|c| c.as_ref().is_some_and(|a| Arc::ptr_eq(a, abort)));
+    // Stale requests (for an execution that has ended) do nothing.
+    if !current {
+        return Ok(());
+    }
     let Some(reason) = abort.reason() else { return Ok(()) };
     // Queue again, so the next instruction raises again wherever the script caught this one.
     abort.poke();
