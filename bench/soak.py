@@ -226,6 +226,10 @@ class Client:
         # Aborted while running: one "Execution was aborted" error; before it started: none.
         if errors and not (len(errors) == 1 and "Execution was aborted" in errors[0]):
             return f"aborted execution gave errors {errors!r}"
+        if errors and "stuck in native code" in errors[0]:
+            # Not a lost result, but pure bytecode must be interrupted, not abandoned: the
+            # watchdog retired a worker for it (counted, and failed on via the log check).
+            self.stats.error("pure-Python spin abandoned as stuck in native code")
         if dropped != "OK":
             return f"RG.DROPEXECUTION gave {dropped!r}"
         return None

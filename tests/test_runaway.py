@@ -100,6 +100,22 @@ def test_abort_endless_loop_in_step(server, r, spin):
     assert_sane(server, times=4)
 
 
+def test_abort_spin_many_times_never_abandons_the_worker(server, r):
+    """Pure bytecode is always interruptible: no abort of a spinning step may end up treated as a
+    worker stuck in native code (each such false alarm costs a replacement worker)."""
+    for i in range(50):
+        r.delete("spinning")
+        eid = start_unblocking(server, SPIN_PLAIN + "GB('ShardsIDReader').map(spin).run()\n")
+        wait_until(lambda: r.get("spinning") == "1", what="the step to start spinning")
+        assert call(server, "RG.ABORTEXECUTION", eid) == Status("OK")
+        errors = error_strings(results(server, eid))
+        assert len(errors) == 1 and "Execution was aborted" in errors[0], (i, errors)
+        assert "stuck in native code" not in errors[0], (i, errors)
+        assert call(server, "RG.DROPEXECUTION", eid) == Status("OK")
+    assert "is stuck in native code" not in server.log(), server.log_tail(10)
+    assert_sane(server)
+
+
 def test_abort_sleep(server, r):
     eid = start_unblocking(
         server,

@@ -468,6 +468,52 @@ CORPUS = [
          "('LOAD_SMALL_INT', 3), ('MAP_ADD', 1), ('RETURN_VALUE', 0)), (), (), (), '<x>', 'x', 'x', 1, b'', b'', (), ())\n"
          "exec(code)\n",
          any_python_error),
+    Case("code_via_object_new_and_copy_replace",
+         "import copy\n"
+         "c = (lambda: 0).__code__\n"
+         "got = []\n"
+         "for make in (lambda: object.__new__(type(c)), lambda: copy.replace(c, co_consts=()),\n"
+         "             lambda: type(c).__new__(type(c))):\n"
+         "    try:\n"
+         "        got.append(type(make()).__name__)\n"
+         "    except (TypeError, AttributeError, ValueError):\n"
+         "        pass\n" + store("repr(got)"),
+         result("[]")),
+    Case("function_with_forged_closure",
+         # A closure of the wrong length or of non-cells would make LOAD_DEREF read garbage.
+         "import types\n"
+         "def outer():\n"
+         "    x = 1\n"
+         "    def g():\n"
+         "        return x\n"
+         "    return g\n"
+         "g = outer()\n"
+         "got = []\n"
+         "for make in (lambda: types.FunctionType(g.__code__, {}, 'x', None, (1,)),\n"
+         "             lambda: types.FunctionType(g.__code__, {}, 'x', None, ()),\n"
+         "             lambda: setattr((lambda: 0), '__code__', g.__code__)):\n"
+         "    try:\n"
+         "        make()\n"
+         "        got.append('made')\n"
+         "    except (TypeError, ValueError):\n"
+         "        pass\n" + store("repr(got)"),
+         result("[]")),
+    Case("malformed_ast_compile",
+         # AST nodes the parser never makes (Store context in an expression, unbalanced Compare).
+         "import ast\n"
+         "L = dict(lineno=1, col_offset=0, end_lineno=1, end_col_offset=1)\n"
+         "trees = [ast.Expression(ast.BinOp(ast.Name('x', ast.Store(), **L), ast.Add(), ast.Constant(1, **L), **L)),\n"
+         "         ast.Expression(ast.Compare(ast.Constant(1, **L), [ast.Lt(), ast.Lt()], [ast.Constant(2, **L)], **L)),\n"
+         "         ast.Expression(ast.Dict([ast.Constant(1, **L)], [], **L)),\n"
+         "         ast.Expression(ast.Constant(object(), **L))]\n"
+         "got = []\n"
+         "for t in trees:\n"
+         "    try:\n"
+         "        compile(t, '<ast>', 'eval')\n"
+         "        got.append('compiled')\n"
+         "    except (ValueError, TypeError, SyntaxError):\n"
+         "        pass\n" + store("repr(got)"),
+         result("[]")),
     # --- source size cap (1 MiB) and compiler depth --------------------------------------------
     Case("exec_over_1MiB", "exec('x = 1\\n' * 200000)\n", raises("MemoryError", "exceeds the limit")),
     Case("eval_minus_chain_10M", "eval('-' * 10**7 + '1')\n", raises("MemoryError", "exceeds the limit")),
@@ -525,8 +571,8 @@ CORPUS = [
          result("entered")),
     Case("atomic_entered_in_step_not_exited",
          # A step that takes the Redis lock and never gives it back must not freeze Redis.
-         "GB('ShardsIDReader').map(lambda x: str(atomic().__enter__())).run()\n",
-         reply_is([[b"None"], []]), deadline=30),
+         "GB('ShardsIDReader').map(lambda x: (atomic().__enter__(), 'entered')[1]).run()\n",
+         reply_is([[b"entered"], []]), deadline=30),
     # --- state left for the next script (same worker) ------------------------------------------
     Case("sys_modules_replace_stdlib",
          "import sys, types\n"
@@ -629,7 +675,6 @@ CRASHES_REDIS = {
 }
 OPEN_FINDINGS = {
     "regex_bomb_in_script_body": "a native loop in a script body: the worker is replaced but the RG.PYEXECUTE client is not answered",
-    "atomic_entered_in_step_not_exited": "atomic() entered in a step and never exited",
     "sys_modules_replace_stdlib": "sys.modules changes persist into later scripts on the same worker",
     "stdlib_function_monkeypatch": "patched stdlib functions persist into later scripts on the same worker",
     "meta_path_finder_persists": "sys.meta_path changes persist into later scripts on the same worker",
