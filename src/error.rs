@@ -3,6 +3,8 @@
 
 use thiserror::Error;
 
+use crate::python::interrupt::Reason;
+
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum GearsError {
     /// Answered with Redis's own wrong-arity error, not with this text.
@@ -41,6 +43,9 @@ pub enum GearsError {
     Python(String),
     #[error("Execution was stopped because the module is shutting down")]
     ShuttingDown,
+    /// The watchdog gave up on a worker stuck in native code while it ran this script.
+    #[error("{} (its worker is stuck in native code and was replaced)", .0.message())]
+    StuckWorker(Reason),
     #[error("rustgears internal error: {0}")]
     Internal(String),
 }

@@ -548,6 +548,21 @@ CORPUS = [
          "    it = filter(None, it)\n"
          "list(it)\n",
          raises("RecursionError")),
+    Case("nested_itertools_mix",
+         "import itertools\n"
+         "it = iter([1])\n"
+         "for i in range(10**6):\n"
+         "    it = itertools.chain(zip(enumerate(itertools.islice(it, 5))))\n"
+         "sum(1 for _ in it)\n",
+         raises("RecursionError")),
+    Case("nested_unnamed_iterators",
+         # groupby's _grouper, tee's _tee and iter(callable, sentinel) have no public name.
+         "import itertools\n"
+         "it = iter([1])\n"
+         "for i in range(10**6):\n"
+         "    it = itertools.groupby(itertools.tee(iter(it.__next__, 5))[0])\n"
+         "list(it)\n",
+         raises("RecursionError")),
     Case("nested_tuple_hash",
          # deep enough for the native stack guard, not only the recursion counter
         "t = ()\nfor i in range(2 * 10**6):\n    t = (t,)\nhash(t)\n", raises("RecursionError")),
@@ -574,17 +589,20 @@ CORPUS = [
          "GB('ShardsIDReader').map(lambda x: (atomic().__enter__(), 'entered')[1]).run()\n",
          reply_is([[b"entered"], []]), deadline=30),
     # --- state left for the next script (same worker) ------------------------------------------
-    Case("sys_modules_replace_stdlib",
+    # Imported modules are shared between scripts (SPEC 2.1: one sys.modules; json.dumps patched
+    # by one script is seen by the next, see test_tier2_runtime). The module's own machinery is
+    # not: builtins, sys and the gears shim are put back after every job.
+    Case("sys_modules_replace_shim",
          "import sys, types\n"
-         "fake = types.ModuleType('json')\n"
-         "fake.dumps = lambda *a, **k: 'HIJACKED'\n"
-         "sys.modules['json'] = fake\n",
-         result("[1]"),
-         then="import json\n" + store("json.dumps([1])")),
-    Case("stdlib_function_monkeypatch",
-         "import json\njson.dumps = lambda *a, **k: 'HIJACKED'\n",
-         result("[1]"),
-         then="import json\n" + store("json.dumps([1])")),
+         "fake = types.ModuleType('redisgears')\n"
+         "fake.executeCommand = lambda *a, **k: 'HIJACKED'\n"
+         "sys.modules['redisgears'] = fake\n",
+         result("PONG"),
+         then="import redisgears\n" + store("redisgears.executeCommand('PING')")),
+    Case("shim_function_monkeypatch",
+         "import redisgears\nredisgears.executeCommand = lambda *a, **k: 'HIJACKED'\n",
+         result("PONG"),
+         then="import redisgears\n" + store("redisgears.executeCommand('PING')")),
     Case("meta_path_finder_persists",
          "import sys, types\n"
          "class Evil:\n"
@@ -655,6 +673,17 @@ CORPUS = [
          "import _redisgears\n_redisgears.register_types(KeyError, KeyError, KeyError)\n",
          raises("gears.error: ERR unknown command"),
          then="execute('NOSUCHCOMMAND')\n"),
+    Case("shim_patched_inside_a_step",
+         # The patch comes from a callback of the execution, not from the script body.
+         f"GB('ShardsIDReader').map(lambda x: setattr(GB, 'run', lambda self, *a, **k: execute('SET', {SPY!r}, 'hijacked'))).run()\n",
+         all_of(reply_is([[b"real"], []]), no_key(SPY)),
+         then="GB('ShardsIDReader').map(lambda x: 'real').run()\n"),
+    Case("baseline_module_dict_via_globals",
+         # A shim function's globals are the gears module's own namespace.
+         "GB.__init__.__globals__['GB'] = None\n"
+         "import sys\ndel sys.modules['gears']\n",
+         reply_is([[b"real"], []]),
+         then="GB('ShardsIDReader').map(lambda x: 'real').run()\n"),
     Case("recursion_limit_persists",
          "import sys\nsys.setrecursionlimit(50)\n",
          result("1000"),
@@ -669,23 +698,8 @@ CORPUS = [
 # Open findings of this corpus, not fixed yet (see the closing note of the session that found
 # them). They stay in the corpus and must start passing when fixed (strict xfail); the two that
 # crash Redis are skipped, because a crashed server fails every later check of its test.
-CRASHES_REDIS = {
-    "nested_map_iterators_next": "native recursion through a million nested map() iterators overflows the worker stack",
-    "nested_filter_iterators_list": "native recursion through a million nested filter() iterators overflows the worker stack",
-}
-OPEN_FINDINGS = {
-    "regex_bomb_in_script_body": "a native loop in a script body: the worker is replaced but the RG.PYEXECUTE client is not answered",
-    "sys_modules_replace_stdlib": "sys.modules changes persist into later scripts on the same worker",
-    "stdlib_function_monkeypatch": "patched stdlib functions persist into later scripts on the same worker",
-    "meta_path_finder_persists": "sys.meta_path changes persist into later scripts on the same worker",
-    "gearsbuilder_monkeypatch": "patches to the gears shim persist into later scripts on the same worker",
-    "sys_stdout_capture": "a replaced sys.stdout persists into later scripts on the same worker",
-    "sys_monitoring_spy": "sys.monitoring callbacks persist into later scripts on the same worker",
-    "sys_addaudithook_spy": "audit hooks persist into later scripts on the same worker",
-    "asyncgen_hooks_persist": "asyncgen hooks persist into later scripts on the same worker",
-    "unraisablehook_persists": "sys.unraisablehook persists into later scripts on the same worker",
-    "redisgears_register_types_tamper": "_redisgears.register_types can be called again by a script",
-}
+CRASHES_REDIS: dict[str, str] = {}
+OPEN_FINDINGS: dict[str, str] = {}
 
 
 def _param(case):

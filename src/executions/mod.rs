@@ -84,13 +84,32 @@ pub fn dump() -> Vec<Dump> {
     table().dump()
 }
 
-/// Ends, with an error, the execution that `abort` stops, because its worker is stuck in native
-/// code: its clients are answered now. Whatever the worker reports later is ignored.
+/// RG.PYEXECUTE clients whose script body is running, by the stop request of their script. A
+/// body has no execution yet, so this is where the watchdog finds its client.
+static BODIES: LazyLock<Mutex<Vec<(Arc<Abort>, BlockedClient)>>> = LazyLock::new(|| Mutex::new(Vec::new()));
+
+fn bodies() -> MutexGuard<'static, Vec<(Arc<Abort>, BlockedClient)>> {
+    BODIES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn take_body_client(abort: &Arc<Abort>) -> Option<BlockedClient> {
+    let mut bodies = bodies();
+    let at = bodies.iter().position(|(a, _)| Arc::ptr_eq(a, abort))?;
+    Some(bodies.swap_remove(at).1)
+}
+
+/// Ends, with an error, what `abort` stops (a script body or an execution) because its worker
+/// is stuck in native code: its clients are answered now. Whatever the worker reports later
+/// is ignored.
 pub fn abandon(abort: &Arc<Abort>) {
+    let error = GearsError::StuckWorker(abort.reason().unwrap_or(Reason::Aborted)).to_string();
+    if let Some(client) = take_body_client(abort) {
+        client.reply(Arc::new(Reply::Error(error)));
+        return;
+    }
     let key = table().find_by_abort(abort);
     if let Some(key) = key {
-        let reason = abort.reason().unwrap_or(Reason::Aborted);
-        let errors = vec![format!("{} (its worker is stuck in native code and was replaced)", reason.message())];
+        let errors = vec![error];
         finish(&key, Reply::results(Vec::new(), &errors), Report { errors, ..Report::default() });
     }
 }
@@ -113,7 +132,11 @@ pub fn run_script(
     client: BlockedClient,
     abort: Arc<Abort>,
 ) {
-    match runtime.run_script(script, db, abort.clone()) {
+    let body = Body::enter(abort.clone(), client);
+    let outcome = runtime.run_script(script, db, abort.clone());
+    // Taken by the watchdog: the client has its answer and this worker is retired.
+    let Some(client) = body.leave() else { return };
+    match outcome {
         ScriptOutcome::Failed(text) => client.reply(Arc::new(Reply::Error(text))),
         ScriptOutcome::Done => client.reply(Arc::new(Reply::ok())),
         ScriptOutcome::Run(plan) => {
@@ -126,6 +149,7 @@ pub fn run_script(
             run_plan(runtime, plan, db, key);
         }
     }
+    runtime.end_job();
 }
 
 /// Runs an execution, then any that its callbacks started with `run()` (each dropped when done).
@@ -149,6 +173,27 @@ fn run_plan(runtime: &mut Runtime, plan: RawPlan, db: i32, key: ExecutionKey) {
         running.finish(reply, report);
         nested.extend(runtime.take_nested());
         next = nested.pop().map(|plan| (plan, create(false, Abort::new())));
+    }
+}
+
+/// A script body running on this worker, its client listed in `BODIES`. If the worker unwinds,
+/// the client is dropped, which answers it.
+struct Body(Arc<Abort>);
+
+impl Body {
+    fn enter(abort: Arc<Abort>, client: BlockedClient) -> Body {
+        bodies().push((abort.clone(), client));
+        Body(abort)
+    }
+
+    fn leave(self) -> Option<BlockedClient> {
+        take_body_client(&self.0)
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        drop(take_body_client(&self.0));
     }
 }
 

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use rustpython_vm::builtins::{PyCode, PyDictRef};
 use rustpython_vm::compiler::Mode;
 use rustpython_vm::scope::Scope;
-use rustpython_vm::{AsObject, Interpreter, PyObjectRef, PyPayload, PyRef, PyResult, Settings, VirtualMachine};
+use rustpython_vm::{AsObject, Interpreter, PyPayload, PyRef, PyResult, Settings, VirtualMachine};
 
 use super::errors::error_text;
 use super::guard;
+use super::pristine;
 use super::interrupt::{self, Abort, Armed, Interrupter};
 use super::session::{self, RawPlan};
 use crate::memory;
@@ -58,9 +59,8 @@ struct State {
     env: PyDictRef,
     recursion_limit: usize,
     int_max_str_digits: usize,
-    /// The builtins as they were after start-up; restored after every script so that one
-    /// script's changes to builtins never reach the next.
-    builtins: Vec<(PyObjectRef, PyObjectRef)>,
+    /// Set when interpreter-wide state could not be put back after a job: rebuild.
+    tainted: bool,
     codes: HashMap<String, PyRef<PyCode>>,
 }
 
@@ -111,7 +111,9 @@ impl Runtime {
                 let globals = state.env.copy().into_ref(&vm.ctx);
                 vm.run_code_obj(code, Scope::with_builtins(None, globals, vm)).map(drop)
             });
-            state.reset(vm);
+            // A script that left an atomic block open (it can only by not using `with`).
+            crate::redis::gil::release();
+            flush_stdout(vm);
             let plan = session::with(|s| {
                 s.in_body = false;
                 s.body_run.take()
@@ -127,9 +129,16 @@ impl Runtime {
         }))
     }
 
-    /// True once the VM panicked inside a call it survived (see `guard`): rebuild it.
+    /// Puts interpreter-wide state back as it was before the job (see `pristine`).
+    pub fn end_job(&mut self) {
+        let (Some(interp), Some(state)) = (&self.interp, &mut self.state) else { return };
+        memory::counted(|| interp.enter(|vm| state.restore(vm)));
+    }
+
+    /// True once the VM panicked inside a call it survived (see `guard`), or kept state a
+    /// script changed: rebuild it.
     pub fn poisoned(&self) -> bool {
-        guard::poisoned()
+        guard::poisoned() || self.state.as_ref().is_some_and(|s| s.tainted)
     }
 
     /// Makes `abort` stop what this runtime runs until the guard is dropped.
@@ -148,6 +157,7 @@ impl Drop for Runtime {
         // Python objects first, then the interpreter; finalize() frees what a plain drop leaks.
         self.state = None;
         if let Some(interp) = self.interp.take() {
+            interp.enter(pristine::forget);
             interp.finalize(None);
         }
     }
@@ -176,25 +186,18 @@ impl State {
         Ok(code)
     }
 
-    /// Undoes what a script may have changed in interpreter-wide state.
-    fn reset(&self, vm: &VirtualMachine) {
-        // A script that left an atomic block open (it can only by not using `with`).
-        crate::redis::gil::release();
+    /// Undoes what a job may have changed in interpreter-wide state.
+    fn restore(&mut self, vm: &VirtualMachine) {
         vm.recursion_limit.set(self.recursion_limit);
         // 0 would make int <-> str conversions quadratic inside one native call.
         vm.state.int_max_str_digits.store(self.int_max_str_digits);
-        let builtins = vm.builtins.dict();
-        if builtins.__len__() != self.builtins.len()
-            || self.builtins.iter().any(|(k, v)| !builtins.get_item_opt(&**k, vm).ok().flatten().is_some_and(|c| c.is(v)))
-        {
-            builtins.clear();
-            for (k, v) in &self.builtins {
-                let _ = builtins.set_item(&**k, v.clone(), vm);
-            }
-        }
-        if let Ok(stdout) = vm.sys_module.get_attr("stdout", vm) {
-            let _ = vm.call_method(&stdout, "flush", ());
-        }
+        self.tainted |= !pristine::restore(vm);
+    }
+}
+
+fn flush_stdout(vm: &VirtualMachine) {
+    if let Ok(stdout) = vm.sys_module.get_attr("stdout", vm) {
+        let _ = vm.call_method(&stdout, "flush", ());
     }
 }
 
@@ -209,12 +212,15 @@ fn prepare(vm: &VirtualMachine) -> PyResult<State> {
         .downcast::<rustpython_vm::builtins::PyDict>()
         .map_err(|_| vm.new_type_error("session_env() must return a dict"))?;
     env.set_item("__builtins__", vm.builtins.clone().into(), vm)?;
-    let builtins = vm.builtins.dict().into_iter().collect();
+    let native = vm.import("_redisgears", 0)?;
+    // The shim has registered its exception types: no script may register others.
+    native.del_attr("register_types", vm)?;
+    pristine::record(vm)?;
     Ok(State {
         env,
         recursion_limit: vm.recursion_limit.get(),
         int_max_str_digits: vm.state.int_max_str_digits.load(),
-        builtins,
+        tainted: false,
         codes: HashMap::new(),
     })
 }
@@ -229,7 +235,11 @@ fn scrub(vm: &VirtualMachine) -> PyResult<()> {
     for name in ["executable", "_base_executable", "prefix", "exec_prefix", "base_prefix", "base_exec_prefix", "_stdlib_dir"] {
         sys.set_attr(name, vm.ctx.new_str(""), vm)?;
     }
-    for name in ["settrace", "setprofile", "_settraceallthreads", "_setprofileallthreads", "call_tracing", "breakpointhook"] {
+    // Hooks that see every later script's frames and events: what settrace does, and more.
+    for name in [
+        "settrace", "setprofile", "_settraceallthreads", "_setprofileallthreads", "call_tracing", "breakpointhook",
+        "monitoring", "addaudithook", "set_asyncgen_hooks",
+    ] {
         let _ = sys.as_object().del_attr(name, vm);
     }
     let time = vm.import("time", 0)?;
@@ -239,7 +249,9 @@ fn scrub(vm: &VirtualMachine) -> PyResult<()> {
     // The VM's sleep ignores aborts; ours wakes every few milliseconds to check.
     let native = vm.import("_redisgears", 0)?;
     time.set_attr("sleep", native.get_attr("sleep", vm)?, vm)?;
+    sys.set_attr("setrecursionlimit", native.get_attr("setrecursionlimit", vm)?, vm)?;
     guard::install(vm, &native)?;
+    super::nesting::install(vm)?;
     // Hand-made code objects crash the VM (its eval loop trusts compiler output): scripts may
     // neither build one (`types.CodeType(...)`) nor derive one (`code.replace(co_code=...)`).
     let code_type = vm.ctx.types.code_type;

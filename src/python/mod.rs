@@ -7,7 +7,13 @@ mod guard;
 mod interpreter;
 pub mod interrupt;
 mod native;
+mod nesting;
+mod pristine;
 pub mod session;
+
+/// The highest recursion limit a script may set (`sys.setrecursionlimit` lowers larger ones):
+/// 100,000 frames peak at about 90 MB, and leave about 8 MB in the worker's caches.
+pub const MAX_RECURSION_LIMIT: usize = 100_000;
 
 pub use convert::{redis_string, to_python, to_reply};
 pub use errors::error_text;

@@ -141,6 +141,17 @@ mod _redisgears {
         crate::python::guard::call_checked("exec", args, vm)
     }
 
+    /// `sys.setrecursionlimit`, capped: frames live on the heap, so without a cap a raised
+    /// limit is bounded only by the memory budget (3 million frames, 1 GiB).
+    #[pyfunction]
+    fn setrecursionlimit(limit: i64, vm: &VirtualMachine) -> PyResult<()> {
+        if limit < 1 {
+            return Err(vm.new_value_error("recursion limit must be greater or equal than 1"));
+        }
+        vm.recursion_limit.set(limit.min(crate::python::MAX_RECURSION_LIMIT as i64) as usize);
+        Ok(())
+    }
+
     #[pyfunction]
     fn sleep(seconds: rustpython_vm::function::ArgIntoFloat, vm: &VirtualMachine) -> PyResult<()> {
         crate::python::interrupt::sleep(vm, seconds.into_float())
