@@ -8,7 +8,7 @@ use rustpython_vm::{PyObjectRef, VirtualMachine};
 
 use super::plan::ReaderSpec;
 use super::store::{KeyEntry, KeyPages, KeyValue, Store};
-use crate::python::{error_text, redis_string};
+use crate::python::{error_text, fields, redis_string};
 use crate::redis::reply::Reply;
 
 pub trait Reader {
@@ -96,8 +96,9 @@ impl Reader for KeysReader<'_> {
 /// The KeysReader record `{'key', 'value', 'type', 'event'}`, or `{'key', 'event'}` when values
 /// are not read.
 fn key_record(entry: KeyEntry, vm: &VirtualMachine) -> rustpython_vm::PyResult<PyObjectRef> {
+    let names = fields(vm);
     let dict = vm.ctx.new_dict();
-    dict.set_item(vm.ctx.intern_str("key"), redis_string(entry.key, vm), vm)?;
+    dict.set_item(names.key, redis_string(entry.key, vm), vm)?;
     if let Some(value) = entry.value {
         let type_name = value.type_name();
         let value = match value {
@@ -114,10 +115,10 @@ fn key_record(entry: KeyEntry, vm: &VirtualMachine) -> rustpython_vm::PyResult<P
             }
             _ => vm.ctx.none(),
         };
-        dict.set_item(vm.ctx.intern_str("value"), value, vm)?;
-        dict.set_item(vm.ctx.intern_str("type"), vm.ctx.intern_str(type_name).to_owned().into(), vm)?;
+        dict.set_item(names.value, value, vm)?;
+        dict.set_item(names.type_, vm.ctx.intern_str(type_name).to_owned().into(), vm)?;
     }
-    dict.set_item(vm.ctx.intern_str("event"), vm.ctx.none(), vm)?;
+    dict.set_item(names.event, vm.ctx.none(), vm)?;
     Ok(dict.into())
 }
 
@@ -173,16 +174,17 @@ impl Reader for StreamReader<'_> {
 }
 
 /// `{'key': stream, 'id': 'ms-seq', 'value': {field: value, ...}}`.
-fn stream_record(vm: &VirtualMachine, key: &[u8], id: Vec<u8>, fields: Vec<Reply>) -> rustpython_vm::PyResult<PyObjectRef> {
+fn stream_record(vm: &VirtualMachine, key: &[u8], id: Vec<u8>, pairs: Vec<Reply>) -> rustpython_vm::PyResult<PyObjectRef> {
     let value = vm.ctx.new_dict();
-    let mut fields = fields.into_iter();
-    while let (Some(Reply::Bulk(f)), Some(Reply::Bulk(v))) = (fields.next(), fields.next()) {
+    let mut pairs = pairs.into_iter();
+    while let (Some(Reply::Bulk(f)), Some(Reply::Bulk(v))) = (pairs.next(), pairs.next()) {
         value.set_item(&*redis_string(f, vm), redis_string(v, vm), vm)?;
     }
+    let names = fields(vm);
     let record = vm.ctx.new_dict();
-    record.set_item(vm.ctx.intern_str("key"), redis_string(key.to_vec(), vm), vm)?;
-    record.set_item(vm.ctx.intern_str("id"), redis_string(id, vm), vm)?;
-    record.set_item(vm.ctx.intern_str("value"), value.into(), vm)?;
+    record.set_item(names.key, redis_string(key.to_vec(), vm), vm)?;
+    record.set_item(names.id, redis_string(id, vm), vm)?;
+    record.set_item(names.value, value.into(), vm)?;
     Ok(record.into())
 }
 

@@ -12,7 +12,7 @@ use rustpython_vm::{PyObjectRef, PyResult, VirtualMachine};
 
 use super::plan::Step;
 use super::report::{self, StepReport};
-use crate::python::error_text;
+use crate::python::{error_text, fields};
 
 /// Groups in first-seen order. A group whose reducer failed is discarded (`None`) until another
 /// record of its key starts it again.
@@ -297,12 +297,13 @@ fn group_records(
     vm: &VirtualMachine,
     entries: impl IntoIterator<Item = (PyObjectRef, PyObjectRef)>,
 ) -> PyResult<Vec<PyObjectRef>> {
+    let names = fields(vm);
     entries
         .into_iter()
         .map(|(key, value)| {
             let dict = vm.ctx.new_dict();
-            dict.set_item(vm.ctx.intern_str("key"), key, vm)?;
-            dict.set_item(vm.ctx.intern_str("value"), value, vm)?;
+            dict.set_item(names.key, key, vm)?;
+            dict.set_item(names.value, value, vm)?;
             Ok(dict.into())
         })
         .collect()

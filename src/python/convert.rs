@@ -1,10 +1,40 @@
 //! Conversions between Python objects and Redis data: command arguments, command replies, key
 //! records, and execution results (SPEC 1.7).
 
-use rustpython_vm::builtins::{PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyStr};
+use std::cell::OnceCell;
+
+use rustpython_vm::builtins::{PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyStr, PyStrInterned};
 use rustpython_vm::{PyObjectRef, PyPayload, PyResult, VirtualMachine};
 
 use crate::redis::reply::Reply;
+
+/// The field names of records, interned once per thread: interning looks the text up in the
+/// VM's string pool under a lock, and records are made by the million. Interned strings live
+/// as long as the thread's genesis context, so they outlive a VM rebuilt on the same thread.
+#[derive(Clone, Copy)]
+pub struct Fields {
+    pub key: &'static PyStrInterned,
+    pub value: &'static PyStrInterned,
+    pub type_: &'static PyStrInterned,
+    pub event: &'static PyStrInterned,
+    pub id: &'static PyStrInterned,
+}
+
+thread_local! {
+    static FIELDS: OnceCell<Fields> = const { OnceCell::new() };
+}
+
+pub fn fields(vm: &VirtualMachine) -> Fields {
+    FIELDS.with(|f| {
+        *f.get_or_init(|| Fields {
+            key: vm.ctx.intern_str("key"),
+            value: vm.ctx.intern_str("value"),
+            type_: vm.ctx.intern_str("type"),
+            event: vm.ctx.intern_str("event"),
+            id: vm.ctx.intern_str("id"),
+        })
+    })
+}
 
 /// A Redis string as Python sees it: `str` when it is UTF-8, else `bytearray`.
 pub fn redis_string(bytes: Vec<u8>, vm: &VirtualMachine) -> PyObjectRef {

@@ -15,7 +15,7 @@ pub mod session;
 /// 100,000 frames peak at about 90 MB, and leave about 8 MB in the worker's caches.
 pub const MAX_RECURSION_LIMIT: usize = 100_000;
 
-pub use convert::{redis_string, to_python, to_reply};
+pub use convert::{fields, redis_string, to_python, to_reply};
 pub use errors::error_text;
 pub use interpreter::{Runtime, ScriptOutcome};
 pub use session::RawPlan;

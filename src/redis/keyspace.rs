@@ -15,8 +15,10 @@ pub struct RedisStore {
     pub db: i32,
 }
 
-/// Keys per page: one page is read under one Redis lock.
-const PAGE: usize = 1000;
+/// Keys per page: one page is read under one Redis lock section. Reading costs about 1 µs a key,
+/// so 250 keys hold the lock for about 0.25 ms: measured during a 1M-key countby, PING's p99
+/// went from 0.9 ms (1000 keys) to 0.3 ms, at the same scan throughput.
+const PAGE: usize = 250;
 
 impl Store for RedisStore {
     fn keys<'s>(&'s self, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages + 's> {
