@@ -563,6 +563,21 @@ CORPUS = [
          "    it = itertools.groupby(itertools.tee(iter(it.__next__, 5))[0])\n"
          "list(it)\n",
          raises("RecursionError")),
+    Case("bigint_power_bomb",
+         # One native call that would run for minutes: refused from the operands' sizes.
+         "x = 9**9**9\n",
+         raises("MemoryError", "integer power too large")),
+    Case("bigint_power_bomb_pow_builtin_and_augmented",
+         "import operator\n"
+         "got = []\n"
+         "for f in (lambda: pow(3, 10**30), lambda: operator.pow(7, 10**9)):\n"
+         "    try:\n        f()\n    except MemoryError:\n        got.append('refused')\n"
+         "x = 2\ntry:\n    x **= 10**9\nexcept MemoryError:\n    got.append('refused')\n" + store("repr(got)"),
+         result("['refused', 'refused', 'refused']")),
+    Case("bigint_powers_that_fit_are_exact",
+         store("' '.join(str(v) for v in (len(str(2**10000)), 2**-10**30, (-1)**10**30, pow(3, 10**30, 7), "
+               "1**10**40, 0**10**40, 2**-3, len(bin(3**10000000))))"),
+         result("3011 0.0 1 4 1 0 0.125 15849628")),
     Case("nested_tuple_hash",
          # deep enough for the native stack guard, not only the recursion counter
         "t = ()\nfor i in range(2 * 10**6):\n    t = (t,)\nhash(t)\n", raises("RecursionError")),

@@ -44,5 +44,6 @@ fuzz_target!(|data: &[u8]| {
             let _armed = runtime.arm(Abort::new());
             let _ = engine::run(runtime, plan, &MemoryStore::default());
         }
+        runtime.end_job();
     });
 });

@@ -252,6 +252,7 @@ fn scrub(vm: &VirtualMachine) -> PyResult<()> {
     sys.set_attr("setrecursionlimit", native.get_attr("setrecursionlimit", vm)?, vm)?;
     guard::install(vm, &native)?;
     super::nesting::install(vm)?;
+    super::power::install(vm);
     // Hand-made code objects crash the VM (its eval loop trusts compiler output): scripts may
     // neither build one (`types.CodeType(...)`) nor derive one (`code.replace(co_code=...)`).
     let code_type = vm.ctx.types.code_type;

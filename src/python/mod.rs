@@ -8,6 +8,7 @@ mod interpreter;
 pub mod interrupt;
 mod native;
 mod nesting;
+mod power;
 mod pristine;
 pub mod session;
 
