@@ -567,17 +567,21 @@ CORPUS = [
          # One native call that would run for minutes: refused from the operands' sizes.
          "x = 9**9**9\n",
          raises("MemoryError", "integer power too large")),
-    Case("bigint_power_bomb_pow_builtin_and_augmented",
+    Case("bigint_power_bomb_every_spelling",
          "import operator\n"
          "got = []\n"
-         "for f in (lambda: pow(3, 10**30), lambda: operator.pow(7, 10**9)):\n"
+         "class I(int):\n    pass\n"
+         "for f in (lambda: pow(3, 10**30), lambda: operator.pow(7, 10**9), lambda: (111).__pow__(10**9),\n"
+         "          lambda: int.__rpow__(10**9, 7), lambda: I(5) ** 10**9, lambda: 5 ** I(10**9)):\n"
          "    try:\n        f()\n    except MemoryError:\n        got.append('refused')\n"
-         "x = 2\ntry:\n    x **= 10**9\nexcept MemoryError:\n    got.append('refused')\n" + store("repr(got)"),
-         result("['refused', 'refused', 'refused']")),
+         "x = 2\ntry:\n    x **= 10**9\nexcept MemoryError:\n    got.append('refused')\n" + store("str(len(got))"),
+         result("7")),
     Case("bigint_powers_that_fit_are_exact",
+         "class J(int):\n    pass\n" +
          store("' '.join(str(v) for v in (len(str(2**10000)), 2**-10**30, (-1)**10**30, pow(3, 10**30, 7), "
-               "1**10**40, 0**10**40, 2**-3, len(bin(3**10000000))))"),
-         result("3011 0.0 1 4 1 0 0.125 15849628")),
+               "1**10**40, 0**10**40, 2**-3, len(bin(3**10000000)), (5).__pow__(3), (3).__pow__(4, 5), "
+               "int.__rpow__(3, 2), (5).__pow__(2.0), True ** 10**30, J(3) ** 2, 2 ** J(3)))"),
+         result("3011 0.0 1 4 1 0 0.125 15849628 125 1 8 NotImplemented 1 9 8")),
     Case("nested_tuple_hash",
          # deep enough for the native stack guard, not only the recursion counter
         "t = ()\nfor i in range(2 * 10**6):\n    t = (t,)\nhash(t)\n", raises("RecursionError")),

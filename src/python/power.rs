@@ -4,14 +4,15 @@
 //! interrupted, so the watchdog can only abandon its worker (which keeps a core busy until the
 //! call returns). A power whose result would exceed `MAX_POWER_BITS` is refused up front with
 //! MemoryError instead; the result size is known from the operands. Patched on `int`'s number
-//! slot, which `**`, `pow()` and `operator.pow` go through (and int subclasses inherit);
-//! `int.__pow__` called as a method keeps the original and the watchdog.
+//! slot, which `**`, `pow()` and `operator.pow` go through, and on its `__pow__`/`__rpow__`
+//! methods, which method calls and the slots of int subclasses go through.
 
 use std::sync::OnceLock;
 
 use rustpython_vm::builtins::PyInt;
+use rustpython_vm::function::{ItemDoc, OptionalArg, PyMethodFlags};
 use rustpython_vm::types::PyComparisonOp;
-use rustpython_vm::{AsObject, PyObject, PyResult, VirtualMachine};
+use rustpython_vm::{AsObject, PyObject, PyObjectRef, PyResult, VirtualMachine};
 
 type Power = fn(&PyObject, &PyObject, &PyObject, &VirtualMachine) -> PyResult;
 
@@ -44,13 +45,30 @@ fn guarded(base: &PyObject, exponent: &PyObject, modulus: &PyObject, vm: &Virtua
     }
 }
 
+fn pow(zelf: PyObjectRef, value: PyObjectRef, modulus: OptionalArg<PyObjectRef>, vm: &VirtualMachine) -> PyResult {
+    guarded(&zelf, &value, &modulus.unwrap_or_none(vm), vm)
+}
+
+fn rpow(zelf: PyObjectRef, value: PyObjectRef, modulus: OptionalArg<PyObjectRef>, vm: &VirtualMachine) -> PyResult {
+    guarded(&value, &zelf, &modulus.unwrap_or_none(vm), vm)
+}
+
 /// Patches this thread's `int` type (types belong to the thread's genesis context); a VM
 /// rebuilt on the same thread finds it patched already.
 pub fn install(vm: &VirtualMachine) {
-    let slot = &vm.ctx.types.int_type.slots.as_number.power;
+    let int = vm.ctx.types.int_type;
+    let slot = &int.slots.as_number.power;
     if let Some(current) = slot.load() {
         // The first thread records the original; a patched slot is not recorded again.
         ORIGINAL.get_or_init(|| current);
         slot.store(Some(guarded));
     }
+    let methods = [
+        ("__pow__", vm.ctx.new_method_def("__pow__", pow, PyMethodFlags::METHOD, ItemDoc::NONE)),
+        ("__rpow__", vm.ctx.new_method_def("__rpow__", rpow, PyMethodFlags::METHOD, ItemDoc::NONE)),
+    ];
+    for (name, def) in methods {
+        int.attributes.set(vm.ctx.intern_str(name), def.build_method(int, vm).into());
+    }
+    int.modified();
 }
