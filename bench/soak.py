@@ -3,7 +3,7 @@
 redis-server with the module, checking every result.
 
     python3 bench/soak.py [--clients 50] [--seconds 60] [--module path/to/librustgears.so]
-                          [--rss-bound-mb 32] [--threads N] [--seed S]
+                          [--rss-bound-mb 32] [--abort-bound-ms 100] [--threads N] [--seed S]
 
 Operations (chosen at random by every client):
   blocking     RG.PYEXECUTE of a script whose results are computed from a token the client
@@ -20,7 +20,9 @@ At the end: no execution left running, no blocked client, the server alive. Repo
 per kind, lost results (no reply / connection dropped), wrong results, errors by kind, and the
 server's RSS (VmRSS) after warm-up and at the end. Exit status 1 if anything was lost or wrong,
 the server died or was left busy, or RSS grew by more than --rss-bound-mb (32 MB: the
-workers' interpreters warm their caches during the first minute; measured +9 MB over 60 s).
+workers' interpreters warm their caches during the first minute; measured +9 MB over 60 s), or
+RG.ABORTEXECUTION of a running pure-Python loop took more than --abort-bound-ms at p99 (issue:
+"stops pure-Python loops within 100 ms"; the round trip includes the load of 50 clients).
 """
 
 import argparse
@@ -216,7 +218,10 @@ class Client:
         if not isinstance(eid, bytes):
             return f"UNBLOCKING gave {eid!r}"
         time.sleep(self.rng.uniform(0, 0.05))
+        started = time.monotonic()
+        # Answered once the execution has stopped (or at once if it never started).
         aborted = self.c().call("RG.ABORTEXECUTION", eid)
+        took_ms = (time.monotonic() - started) * 1000
         if aborted != "OK":
             return f"RG.ABORTEXECUTION gave {aborted!r}"
         reply = self.c().call("RG.GETRESULTSBLOCKING", eid)
@@ -227,6 +232,8 @@ class Client:
         # Aborted while running: one "Execution was aborted" error; before it started: none.
         if errors and not (len(errors) == 1 and "Execution was aborted" in errors[0]):
             return f"aborted execution gave errors {errors!r}"
+        if errors:
+            self.stats.abort_latency(took_ms)
         if errors and "stuck in native code" in errors[0]:
             # Not a lost result, but pure bytecode must be interrupted, not abandoned: the
             # watchdog retired a worker for it (counted, and failed on via the log check).
@@ -265,6 +272,12 @@ class Stats:
         self.wrong = collections.Counter()
         self.errors = collections.Counter()
         self.samples = []
+        # RG.ABORTEXECUTION round trips of executions that were running when aborted.
+        self.abort_ms = []
+
+    def abort_latency(self, ms):
+        with self.lock:
+            self.abort_ms.append(ms)
 
     def count(self, kind, n=1):
         with self.lock:
@@ -343,6 +356,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--module", default=default_module())
     ap.add_argument("--rss-bound-mb", type=float, default=32)
+    ap.add_argument("--abort-bound-ms", type=float, default=100)
     ap.add_argument("--threads", type=int, default=None, help="ExecutionThreads (module default if omitted)")
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args()
@@ -397,6 +411,14 @@ def main():
             print("\nfirst problems:")
             for s in stats.samples:
                 print("  " + s[:300])
+        abort_ms = sorted(stats.abort_ms)
+        if abort_ms:
+            p50, p99 = abort_ms[len(abort_ms) // 2], abort_ms[min(len(abort_ms) - 1, len(abort_ms) * 99 // 100)]
+            print()
+            print(table([(len(abort_ms), f"{p50:.1f}", f"{p99:.1f}", f"{abort_ms[-1]:.1f}", f"{args.abort_bound_ms:g}")],
+                        ["aborts of running loops", "p50 ms", "p99 ms", "max ms", "p99 bound ms"]))
+            if p99 > args.abort_bound_ms:
+                failures.append(f"aborts took {p99:.1f} ms at p99 (bound {args.abort_bound_ms:g} ms)")
         growth_mb = (rss_end - rss_start) / 1024
         print()
         print(table([("after warm-up", f"{rss_start / 1024:.1f}"), ("end", f"{rss_end / 1024:.1f}"),
