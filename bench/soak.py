@@ -31,112 +31,23 @@ import hashlib
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
+# The server launcher and RESP client of the test suite.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from harness import Error, RawConnection, ServerStartError, launch, module_path  # noqa: E402
+
 REPLY_TIMEOUT = 120.0
 SETTLE_DEADLINE = 120.0
 
 
 # ----------------------------------------------------------------------------------------------
-# A minimal RESP2 client (exact reply types; errors are returned, not raised)
-# ----------------------------------------------------------------------------------------------
-
-
-class Err(str):
-    pass
-
-
-class Conn:
-    def __init__(self, port, timeout=REPLY_TIMEOUT):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.f = self.sock.makefile("rb")
-
-    def send(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            b = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-        self.sock.sendall(b"".join(out))
-
-    def read(self):
-        line = self.f.readline()
-        if not line:
-            raise ConnectionError("connection closed by server")
-        t, rest = line[:1], line[1:-2]
-        if t == b"+":
-            return rest.decode()
-        if t == b"-":
-            return Err(rest.decode(errors="replace"))
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            return self.f.read(n + 2)[:-2]
-        if t == b"*":
-            n = int(rest)
-            return None if n < 0 else [self.read() for _ in range(n)]
-        raise ValueError(f"unexpected RESP line {line!r}")
-
-    def call(self, *args):
-        self.send(*args)
-        return self.read()
-
-    def close(self):
-        try:
-            self.f.close()
-        finally:
-            self.sock.close()
-
-
-# ----------------------------------------------------------------------------------------------
 # Server
 # ----------------------------------------------------------------------------------------------
-
-
-def default_module():
-    path = os.environ.get("RUSTGEARS_MODULE")
-    if path:
-        return path
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "rustgears", "target")
-    return os.path.join(target, "release", "librustgears.so")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(module, module_args, workdir):
-    redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
-    for _ in range(5):
-        port = free_port()
-        log = os.path.join(workdir, "redis.log")
-        cmd = [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--loadmodule", module, *module_args,
-               "--save", "", "--appendonly", "no", "--dir", workdir, "--logfile", log, "--daemonize", "no"]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                c = Conn(port, timeout=2)
-                ok = c.call("PING") == "PONG"
-                c.close()
-                if ok:
-                    return proc, port, log
-            except OSError:
-                pass
-            time.sleep(0.05)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    sys.exit(f"could not start redis-server with {module}; see {workdir}/redis.log")
 
 
 def rss_kb(pid):
@@ -176,7 +87,7 @@ class Client:
 
     def c(self):
         if self.conn is None:
-            self.conn = Conn(self.port)
+            self.conn = RawConnection(self.port, REPLY_TIMEOUT)
         return self.conn
 
     def reset(self):
@@ -188,7 +99,7 @@ class Client:
         self.conn = None
 
     def check_results(self, reply, expected):
-        if isinstance(reply, Err):
+        if isinstance(reply, Error):
             self.stats.error(reply)
             return f"error reply {reply!r}"
         if reply != [expected, []]:
@@ -226,7 +137,7 @@ class Client:
             return f"RG.ABORTEXECUTION gave {aborted!r}"
         reply = self.c().call("RG.GETRESULTSBLOCKING", eid)
         dropped = self.c().call("RG.DROPEXECUTION", eid)
-        if isinstance(reply, Err) or not isinstance(reply, list) or reply[0] != []:
+        if isinstance(reply, Error) or not isinstance(reply, list) or reply[0] != []:
             return f"aborted execution gave {reply!r}"
         errors = [e.decode(errors="replace") for e in reply[1]]
         # Aborted while running: one "Execution was aborted" error; before it started: none.
@@ -243,7 +154,7 @@ class Client:
         return None
 
     def op_disconnect(self):
-        c = Conn(self.port)
+        c = RawConnection(self.port, REPLY_TIMEOUT)
         try:
             c.send("RG.PYEXECUTE", SPIN)
             time.sleep(self.rng.uniform(0, 0.1))
@@ -254,7 +165,7 @@ class Client:
     def op_error(self):
         token = self.rng.randrange(1, 10**12)
         reply = self.c().call("RG.PYEXECUTE", f"raise ValueError('soak-{token}')")
-        if not isinstance(reply, Err):
+        if not isinstance(reply, Error):
             return f"expected an error, got {reply!r}"
         if f"soak-{token}" not in reply or "ValueError" not in reply:
             return f"error without the token: {reply!r}"
@@ -315,7 +226,7 @@ def worker(port, seed, deadline, stats, stop):
 
 
 def warm_up(port):
-    c = Conn(port)
+    c = RawConnection(port, REPLY_TIMEOUT)
     for i in range(20):
         script, expected = (squares_script if i % 2 else sha_script)(i + 1)
         assert c.call("RG.PYEXECUTE", script) == [expected, []]
@@ -325,7 +236,7 @@ def warm_up(port):
 def settle(port, log):
     """Waits until nothing runs and nobody is blocked; returns a problem or None."""
     deadline = time.monotonic() + SETTLE_DEADLINE
-    c = Conn(port)
+    c = RawConnection(port, REPLY_TIMEOUT)
     try:
         while True:
             dump = c.call("RG.DUMPEXECUTIONS")
@@ -354,7 +265,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--module", default=default_module())
+    ap.add_argument("--module", default=module_path())
     ap.add_argument("--rss-bound-mb", type=float, default=32)
     ap.add_argument("--abort-bound-ms", type=float, default=100)
     ap.add_argument("--threads", type=int, default=None, help="ExecutionThreads (module default if omitted)")
@@ -366,7 +277,11 @@ def main():
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     module_args = ["ExecutionThreads", str(args.threads)] if args.threads else []
     workdir = tempfile.mkdtemp(prefix="rustgears-soak-")
-    proc, port, log = start_server(args.module, module_args, workdir)
+    log = os.path.join(workdir, "redis.log")
+    try:
+        proc, port = launch(args.module, module_args, workdir, log)
+    except ServerStartError as e:
+        sys.exit(f"could not start redis-server with {args.module}: {e}")
     print(f"redis-server pid {proc.pid} port {port}, module {args.module}, {args.clients} clients, "
           f"{args.seconds:g} s, seed {seed}, log {log}", flush=True)
 

@@ -16,7 +16,6 @@ Nothing here asserts speed: every wait is a polling loop with a generous deadlin
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,28 +23,17 @@ import time
 import pytest
 import redis
 
+# Error, RawConnection and Status are re-exported: the tests import them from here.
+from harness import SOCKET_TIMEOUT, Error, RawConnection, ServerStartError, Status, launch, module_path  # noqa: F401
+
 SHARD0 = "0" * 40
 BLOCK_ERR = "Can not run gears inside a multi exec, lua, or when blocking is not allowed"
 NO_EXEC = "execution plan does not exist"
 STILL_RUNNING = "execution is still running"
 DROP_RUNNING = "can not drop a not yet finished execution, abort it first."
 
-# Generous deadlines: these are upper bounds for waiting, never speed assertions.
-START_DEADLINE = 10.0
+# A generous deadline: an upper bound for waiting, never a speed assertion.
 WAIT_DEADLINE = 120.0
-SOCKET_TIMEOUT = 300.0
-
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def module_path():
-    path = os.environ.get("RUSTGEARS_MODULE")
-    if path:
-        return path
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "rustgears", "target"
-    )
-    return os.path.join(target, "release", "librustgears.so")
 
 
 def exec_id(n):
@@ -71,112 +59,6 @@ def wait_until(pred, timeout=WAIT_DEADLINE, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# --------------------------------------------------------------------------------------------
-# A tiny RESP client that keeps the exact reply types (redis-py folds status into str and
-# strips error prefixes such as "ERR ").
-# --------------------------------------------------------------------------------------------
-
-
-class Status(str):
-    """A RESP simple string (+...)."""
-
-    def __repr__(self):
-        return f"Status({str.__repr__(self)})"
-
-
-class Error(str):
-    """A RESP error reply (-...), full text without the leading '-'."""
-
-    def __repr__(self):
-        return f"Error({str.__repr__(self)})"
-
-
-class Double(float):
-    """A RESP3 double (,...)."""
-
-
-class RawConnection:
-    def __init__(self, port, timeout=SOCKET_TIMEOUT):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.f = self.sock.makefile("rb")
-
-    @staticmethod
-    def _enc(a):
-        if isinstance(a, (bytes, bytearray)):
-            return bytes(a)
-        return str(a).encode("utf-8")
-
-    def send(self, *args):
-        parts = [b"*%d\r\n" % len(args)]
-        for a in args:
-            b = self._enc(a)
-            parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
-        self.sock.sendall(b"".join(parts))
-
-    def _line(self):
-        line = self.f.readline()
-        if not line:
-            raise ConnectionError("connection closed by server")
-        assert line.endswith(b"\r\n"), line
-        return line[:-2]
-
-    def read(self):
-        line = self._line()
-        t, rest = line[:1], line[1:]
-        if t == b"+":
-            return Status(rest.decode("utf-8", "surrogateescape"))
-        if t == b"-":
-            return Error(rest.decode("utf-8", "surrogateescape"))
-        if t == b":":
-            return int(rest)
-        if t in (b"$", b"=", b"!"):
-            n = int(rest)
-            if n < 0:
-                return None
-            data = self.f.read(n + 2)[:-2]
-            if t == b"!":
-                return Error(data.decode("utf-8", "surrogateescape"))
-            return data
-        if t in (b"*", b"~", b">"):
-            n = int(rest)
-            if n < 0:
-                return None
-            return [self.read() for _ in range(n)]
-        if t == b"%":
-            n = int(rest)
-            return [(self.read(), self.read()) for _ in range(n)]
-        if t == b"_":
-            return None
-        if t == b",":
-            return Double(float(rest))
-        if t == b"#":
-            return rest == b"t"
-        if t == b"(":
-            return int(rest)
-        if t == b"|":
-            n = int(rest)
-            for _ in range(2 * n):
-                self.read()
-            return self.read()
-        raise AssertionError(f"unknown RESP type in {line!r}")
-
-    def call(self, *args):
-        self.send(*args)
-        return self.read()
-
-    def close(self):
-        try:
-            self.f.close()
-        finally:
-            self.sock.close()
-
-
 # --------------------------------------------------------------------------------------------
 # Server management
 # --------------------------------------------------------------------------------------------
@@ -195,53 +77,11 @@ class Server:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self):
-        for _attempt in range(5):
-            self.port = free_port()
-            if os.path.exists(self.logfile):
-                os.unlink(self.logfile)
-            cmd = [
-                REDIS_SERVER,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--loadmodule", self.so, *self.module_args,
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self.dir,
-                "--enable-debug-command", "yes",
-                "--logfile", self.logfile,
-                "--daemonize", "no",
-            ]
-            self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            if self.expect_exit:
-                return self
-            if self._wait_ping():
-                return self
-            if self.proc.poll() is not None and "Address already in use" in self.log():
-                continue  # lost a port race, try another port
-            tail = self.log_tail()
-            self.kill()
-            pytest.fail(f"redis-server with the module did not answer PING within "
-                        f"{START_DEADLINE}s (exit code {self.proc.returncode}); log tail:\n{tail}")
-        pytest.fail("could not find a free port for redis-server")
-
-    def _wait_ping(self):
-        deadline = time.monotonic() + START_DEADLINE
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                c = redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2)
-                try:
-                    if c.ping():
-                        return True
-                finally:
-                    c.close()
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-                pass
-            time.sleep(0.05)
-        return False
+        try:
+            self.proc, self.port = launch(self.so, self.module_args, self.dir, self.logfile, wait=not self.expect_exit)
+        except ServerStartError as e:
+            pytest.fail(str(e))
+        return self
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
