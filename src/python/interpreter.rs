@@ -102,7 +102,7 @@ impl Runtime {
     /// Compiles and runs one script in fresh globals; `abort` stops it.
     pub fn run_script(&mut self, script: &str, db: i32, abort: Arc<Abort>) -> ScriptOutcome {
         session::begin(db);
-        let _armed = interrupt::arm(abort, self.interrupter.clone(), self.worker);
+        let _armed = self.arm(abort);
         let (Some(interp), Some(state)) = (&self.interp, &mut self.state) else {
             return ScriptOutcome::Failed(crate::error::GearsError::ScriptFailed.to_string());
         };
