@@ -310,6 +310,26 @@ def test_raised_recursion_limit_still_bounded_and_reset(server):
     assert_sane(server)
 
 
+@pytest.mark.module_args("ExecutionThreads", "1", "ExecutionTimeLimit", "500")
+def test_stuck_workers_are_capped_and_reported(server, r):
+    """Each script body stuck in native code gets its answer and costs a worker; replacements stop
+    at 2 x ExecutionThreads stuck workers, said in the log and in INFO."""
+    native = "import itertools\nsum(itertools.repeat(1))\n"
+    for stuck in (1, 2, 3):
+        reply = call(server, "RG.PYEXECUTE", native)
+        assert isinstance(reply, Error) and "Execution time limit reached" in reply \
+            and "stuck in native code" in reply, reply
+        info = r.info("rg")
+        assert info["rg_stuck_workers"] == stuck, info
+        if stuck < 3:
+            # The replacement serves scripts.
+            assert_sane(server)
+            assert info["rg_workers"] == stuck + 1, info
+    server.wait_log("over the cap of 2: not replaced")
+    assert r.info("rg")["rg_workers"] == 3
+    assert r.ping()
+
+
 # ----------------------------------------------------------------------------------------------
 # Memory
 # ----------------------------------------------------------------------------------------------
