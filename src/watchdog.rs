@@ -21,10 +21,8 @@ fn watch() {
         let limit = config::with(|c| c.execution_time_limit);
         let limit = (limit > 0).then(|| Duration::from_millis(limit as u64));
         for (worker, abort) in interrupt::tick(limit) {
-            // Replaced first: the clients' error says the worker was replaced, and INFO agrees
-            // by the time they read it.
-            pool::replace(worker);
             executions::abandon(&abort);
+            pool::replace(worker);
         }
     }
 }
