@@ -17,7 +17,7 @@ FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_CARGO := cd fuzz && PATH=$(CURDIR)/fuzz/bin:$$PATH cargo fuzz
 FUZZ_FLAGS := -O --sanitizer none --target-dir $(FUZZ_TARGET_DIR)
 
-.PHONY: all deps build run test lint clean fuzz fuzz-build fuzz-smoke bench soak
+.PHONY: all deps has-libclang build run test lint clean fuzz fuzz-build fuzz-smoke bench soak
 
 all: build
 
@@ -26,12 +26,23 @@ deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
-	ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
+	$(MAKE) -s --no-print-directory has-libclang || missing="$$missing libclang-dev"; \
 	command -v cc >/dev/null || missing="$$missing gcc"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+# bindgen (redis-module's build script) dlopens libclang.so or libclang-N.so.M. Other libclang*
+# files (libclang-cpp, pulled in by unrelated packages) do not count. LIBCLANG_SEARCH overrides
+# where to look (tests/test_make_deps.py simulates a machine without it).
+LIBCLANG_SEARCH ?= /usr/lib/llvm-*/lib /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib /usr/local/lib
+has-libclang:
+	@for d in $(LIBCLANG_SEARCH); do \
+		for f in $$d/libclang.so $$d/libclang.so.* $$d/libclang-[0-9]*.so $$d/libclang-[0-9]*.so.*; do \
+			[ -e "$$f" ] && exit 0; \
+		done; \
+	done; exit 1
 
 build: deps
 	cargo build --release $(CARGO_FLAGS)
