@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use crate::python::interrupt::Reason;
+use crate::stop::Reason;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum GearsError {
@@ -46,6 +46,11 @@ pub enum GearsError {
     /// The watchdog gave up on a worker stuck in native code while it ran this script.
     #[error("{} (its worker is stuck in native code and was replaced)", .0.message())]
     StuckWorker(Reason),
+    /// A call on behalf of the main thread found its worker busy in native code.
+    #[error("rustgears: the session's worker did not take the call in time (busy in native code)")]
+    HomeBusy,
+    #[error("the test hooks are off: load the module with TestHooks 1")]
+    TestHooksOff,
     #[error("rustgears internal error: {0}")]
     Internal(String),
 }

@@ -5,12 +5,16 @@
 pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod idle;
 pub mod error;
 pub mod executions;
 pub mod memory;
 pub mod pool;
 pub mod python;
 pub mod redis;
+pub mod reply;
+pub mod sessions;
+pub mod stop;
 pub mod watchdog;
 
 /// The Redis entry point. Left out of unit tests and fuzz targets, which run without Redis.
@@ -23,7 +27,7 @@ mod entry {
     fn init(ctx: &Context, args: &[RedisString]) -> Status {
         redis::log::init(ctx);
         redis::panic_hook::install();
-        redis::gil::mark_main_thread();
+        redis::gil::init(ctx);
         let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_slice().to_vec()).collect();
         let config = match config::Config::from_load_args(&args) {
             Ok(config) => config,
@@ -38,12 +42,7 @@ mod entry {
             redis::log::warning(&format!("rustgears: module load failed: {err}"));
             return Status::Err;
         }
-        // Replaces the empty handler redis_module! registers (one info function per module).
-        unsafe {
-            if let Some(register) = redis_module::raw::RedisModule_RegisterInfoFunc {
-                register(ctx.ctx, Some(commands::info::info));
-            }
-        }
+        redis::info::register(ctx, commands::info::fields);
         ctx.log_notice(&format!("rustgears: {threads} execution threads starting"));
         Status::Ok
     }
@@ -73,6 +72,7 @@ mod entry {
             ["rg.pydumpreqs", commands::rg_command, "readonly", 0, 0, 0, ""],
             ["rg.pyexportreq", commands::rg_command, "readonly", 0, 0, 0, ""],
             ["rg.pyimportreq", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.testsync", commands::rg_command, "write", 0, 0, 0, ""],
         ],
     }
 }

@@ -1,11 +1,19 @@
 //! The watchdog thread: every few milliseconds it keeps stop requests alive, applies the
 //! execution time limit and the memory budget, and replaces workers stuck in native code.
 
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::python::interrupt;
-use crate::{config, executions, pool};
+use crate::stop::{self, Abort, Reason};
+use crate::{config, pool, sessions};
+
+/// A worker that did not stop within this long of being asked: it is in native code that never
+/// returns to the bytecode loop (`sum(itertools.repeat(1))`, a huge bigint power).
+pub const STUCK_AFTER: Duration = Duration::from_secs(2);
+
+/// How often the watchdog looks.
+const TICK: Duration = Duration::from_millis(10);
 
 pub fn start() -> Result<(), String> {
     thread::Builder::new()
@@ -17,12 +25,35 @@ pub fn start() -> Result<(), String> {
 
 fn watch() {
     loop {
-        thread::sleep(interrupt::TICK);
+        thread::sleep(TICK);
         let limit = config::with(|c| c.execution_time_limit);
         let limit = (limit > 0).then(|| Duration::from_millis(limit as u64));
-        for (worker, abort) in interrupt::tick(limit) {
-            executions::abandon(&abort);
+        for (worker, abort) in tick(limit) {
+            sessions::abandon(worker, &abort);
             pool::replace(worker);
         }
     }
+}
+
+/// One pass: applies the time limit and the memory budget, re-sends pending stop requests, and
+/// returns the (worker, request) pairs newly found stuck.
+fn tick(time_limit: Option<Duration>) -> Vec<(usize, Arc<Abort>)> {
+    let mut stuck = Vec::new();
+    for abort in stop::armed() {
+        if abort.over_memory() {
+            abort.request(Reason::OutOfMemory);
+        }
+        let Some((started, worker)) = abort.runner() else { continue };
+        if time_limit.is_some_and(|limit| started.elapsed() > limit) {
+            abort.request(Reason::TimedOut);
+        }
+        if !abort.requested() {
+            continue;
+        }
+        abort.poke();
+        if abort.requested_at().is_some_and(|t| t.elapsed() > STUCK_AFTER) && abort.mark_stuck() {
+            stuck.push((worker, abort));
+        }
+    }
+    stuck
 }

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use rustgears::python::{Runtime, to_python, to_reply};
-use rustgears::redis::reply::Reply;
+use rustgears::reply::Reply;
 
 thread_local! {
     static RUNTIME: Runtime = match Runtime::new(0) {

@@ -6,7 +6,7 @@ use super::{Response, refuse_unblockable};
 use crate::error::GearsError;
 use crate::executions::{self, SHARD_ID, State};
 use crate::redis::blocked::BlockedClient;
-use crate::redis::reply::Reply;
+use crate::reply::Reply;
 
 pub fn get_results(id: &str) -> Result<Response, GearsError> {
     executions::results(id).map(Response::Shared)

@@ -6,9 +6,9 @@ use super::parse::Fixed;
 use super::{Response, refuse_unblockable};
 use crate::config::{self, ConfigValue, SetOutcome};
 use crate::error::GearsError;
-use crate::executions;
+use crate::executions::{self, AbortOutcome};
 use crate::redis::blocked::BlockedClient;
-use crate::redis::reply::Reply;
+use crate::reply::Reply;
 
 pub fn abort(ctx: &Context, id: &str) -> Result<Response, GearsError> {
     let client = || {
@@ -16,8 +16,8 @@ pub fn abort(ctx: &Context, id: &str) -> Result<Response, GearsError> {
         Ok(BlockedClient::block(ctx))
     };
     Ok(match executions::abort(id, client)? {
-        true => Response::Reply(Reply::ok()),
-        false => Response::Blocked,
+        AbortOutcome::Ended => Response::Reply(Reply::ok()),
+        AbortOutcome::Stopping => Response::Blocked,
     })
 }
 

@@ -11,10 +11,11 @@ mod pyexecute;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use redis_module::{Context, ContextFlags, RedisResult, RedisString, RedisValue, raw};
+use redis_module::{Context, ContextFlags, RedisResult, RedisString, RedisValue};
 
 use crate::error::GearsError;
-use crate::redis::reply::Reply;
+use crate::redis::reply::write;
+use crate::reply::Reply;
 use parse::Command;
 
 pub enum Response {
@@ -34,14 +35,12 @@ pub fn rg_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         parse::parse(&args).and_then(|command| run(ctx, command))
     };
     match catch_unwind(AssertUnwindSafe(handle)) {
-        Ok(Ok(Response::Reply(reply))) => reply.write(ctx),
-        Ok(Ok(Response::Shared(reply))) => reply.write(ctx),
+        Ok(Ok(Response::Reply(reply))) => write(&reply, ctx),
+        Ok(Ok(Response::Shared(reply))) => write(&reply, ctx),
         Ok(Ok(Response::Blocked)) => {}
-        Ok(Err(GearsError::WrongArity)) => unsafe {
-            raw::RedisModule_WrongArity.unwrap()(ctx.ctx);
-        },
-        Ok(Err(err)) => Reply::Error(err.to_string()).write(ctx),
-        Err(_) => Reply::Error(GearsError::Internal("see the Redis log".to_owned()).to_string()).write(ctx),
+        Ok(Err(GearsError::WrongArity)) => crate::redis::reply::wrong_arity(ctx),
+        Ok(Err(err)) => write(&Reply::Error(err.to_string()), ctx),
+        Err(_) => write(&Reply::Error(GearsError::Internal("see the Redis log".to_owned()).to_string()), ctx),
     }
     Ok(RedisValue::NoReply)
 }
@@ -58,6 +57,7 @@ fn run(ctx: &Context, command: Command) -> Result<Response, GearsError> {
         Command::ConfigGet { names } => management::config_get(&names),
         Command::ConfigSet { pairs, dangling } => management::config_set(&pairs, dangling.as_deref()),
         Command::PyStats => management::py_stats(),
+        Command::TestSync { script } => pyexecute::test_sync(ctx, script),
         Command::Fixed(which) => management::fixed(which),
     }
 }

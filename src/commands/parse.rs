@@ -17,6 +17,8 @@ pub enum Command {
     /// Pairs, and a last name given without a value.
     ConfigSet { pairs: Vec<(String, String)>, dangling: Option<String> },
     PyStats,
+    /// A test hook: the script run on behalf of the main thread.
+    TestSync { script: Vec<u8> },
     /// Commands whose reply never depends on state (SPEC 2.11).
     Fixed(Fixed),
 }
@@ -63,6 +65,7 @@ pub const NAMES: &[&str] = &[
     "rg.pydumpreqs",
     "rg.pyexportreq",
     "rg.pyimportreq",
+    "rg.testsync",
 ];
 
 fn text(arg: &[u8]) -> String {
@@ -111,6 +114,10 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Command, GearsError> {
             Command::ConfigSet { pairs, dangling: chunks.remainder().first().map(|n| text(n)) }
         }
         "rg.pystats" => Command::PyStats,
+        "rg.testsync" => match rest {
+            [script] => Command::TestSync { script: script.clone() },
+            _ => return Err(GearsError::WrongArity),
+        },
         "rg.dumpplugins" => Command::Fixed(Fixed::DumpPlugins),
         "rg.pyexecuteremote" => Command::Fixed(Fixed::PyExecuteRemote),
         "rg.pyfreeinterpreter" => Command::Fixed(Fixed::PyFreeInterpreter),

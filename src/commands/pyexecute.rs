@@ -5,11 +5,10 @@ use redis_module::Context;
 use super::parse::ExecuteOptions;
 use super::Response;
 use crate::error::GearsError;
-use crate::executions;
-use crate::pool;
-use crate::python::interrupt::{Abort, Reason};
 use crate::redis::blocked::BlockedClient;
 use crate::redis::gil::selected_db;
+use crate::sessions;
+use crate::stop::{Abort, Reason};
 
 /// The caller has refused unblockable contexts (before parsing, as RedisGears does).
 pub fn pyexecute(ctx: &Context, script: Vec<u8>, options: ExecuteOptions) -> Result<Response, GearsError> {
@@ -19,9 +18,18 @@ pub fn pyexecute(ctx: &Context, script: Vec<u8>, options: ExecuteOptions) -> Res
     let abort = Abort::new();
     let on_disconnect = abort.clone();
     let client = BlockedClient::block_watching(ctx, move || on_disconnect.request(Reason::Aborted));
-    // If the pool is gone the job is dropped, and dropping its client answers it.
-    let _ = pool::submit(Box::new(move |runtime| {
-        executions::run_script(runtime, &script, db, options.unblocking, client, abort)
-    }));
+    // If the pool is gone the visit is dropped, and dropping its client answers it.
+    let _ = sessions::submit_script(script, db, options.unblocking, client, abort);
     Ok(Response::Blocked)
+}
+
+/// RG.TESTSYNC (a test hook, off unless the module is loaded with `TestHooks 1`): runs the script
+/// and its execution on behalf of the main thread, which waits with the Redis lock held, as a
+/// `sync` registration will.
+pub fn test_sync(ctx: &Context, script: Vec<u8>) -> Result<Response, GearsError> {
+    if !crate::config::with(|c| c.extra("TestHooks") == Some("1")) {
+        return Err(GearsError::TestHooksOff);
+    }
+    let script = String::from_utf8_lossy(&script).into_owned();
+    sessions::sync::run_script(ctx, script).map(Response::Reply)
 }

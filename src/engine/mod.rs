@@ -16,7 +16,7 @@ pub use report::Report;
 
 use crate::memory;
 use crate::python::{RawPlan, Runtime, error_text, interrupt, to_reply};
-use crate::redis::reply::Reply;
+use crate::reply::Reply;
 use store::Store;
 
 /// Runs one execution to its end: its `[results, errors]` reply and its report.

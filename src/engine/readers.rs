@@ -9,7 +9,7 @@ use rustpython_vm::{PyObjectRef, VirtualMachine};
 use super::plan::ReaderSpec;
 use super::store::{KeyEntry, KeyPages, KeyValue, Store};
 use crate::python::{error_text, fields, redis_string};
-use crate::redis::reply::Reply;
+use crate::reply::Reply;
 
 pub trait Reader {
     /// The next record, `None` at the end, or the error text that ends the reader.

@@ -1,7 +1,7 @@
 //! The narrow view of Redis that readers need. `redis::keyspace` implements it against the real
 //! server; tests implement it in memory, so plans, readers and steps run without a server.
 
-use crate::redis::reply::Reply;
+use crate::reply::Reply;
 
 /// A key's value, copied out of Redis in the same locked section that found the key.
 #[derive(Debug, Clone, PartialEq)]

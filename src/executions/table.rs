@@ -9,9 +9,9 @@ use slab::Slab;
 use super::SHARD_ID;
 use crate::engine::Report;
 use crate::error::GearsError;
-use crate::python::interrupt::{Abort, Reason};
+use crate::stop::{Abort, Reason};
 use crate::redis::blocked::BlockedClient;
-use crate::redis::reply::Reply;
+use crate::reply::Reply;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -61,10 +61,21 @@ struct Execution {
     report: Option<Arc<Report>>,
     waiters: Vec<Waiter>,
     abort: Arc<Abort>,
+    /// The worker home it runs on.
+    home: usize,
     keep: bool,
     /// Still listed (counts towards MaxExecutions). An evicted execution that is still running
     /// stays reachable by id until it ends, then goes.
     listed: bool,
+}
+
+/// What RG.ABORTEXECUTION found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortOutcome {
+    /// The execution had already ended: nothing to wait for.
+    Ended,
+    /// It was asked to stop and has not ended yet.
+    Stopping,
 }
 
 pub enum Lookup {
@@ -93,7 +104,7 @@ impl Table {
         Table::default()
     }
 
-    pub fn create(&mut self, keep: bool, limit: i64, abort: Arc<Abort>) -> ExecutionKey {
+    pub fn create(&mut self, home: usize, keep: bool, limit: i64, abort: Arc<Abort>) -> ExecutionKey {
         let id = format!("{SHARD_ID}-{}", self.counter);
         self.counter += 1;
         if limit > 0 {
@@ -108,6 +119,7 @@ impl Table {
             report: None,
             waiters: Vec::new(),
             abort,
+            home,
             keep,
             listed: true,
         });
@@ -196,17 +208,26 @@ impl Table {
     }
 
     /// RG.ABORTEXECUTION: consumes an execution id (RedisGears does), then asks the execution
-    /// to stop. `Ok(true)` when it is still running and the caller should wait for it.
-    pub fn abort(&mut self, id: &str) -> Result<bool, GearsError> {
+    /// to stop.
+    pub fn abort(&mut self, id: &str) -> Result<AbortOutcome, GearsError> {
         self.counter += 1;
         let (_, exec) = self.find(id).ok_or(GearsError::NoSuchAbortTarget)?;
         match exec.state {
-            State::Done | State::Aborted => Ok(false),
+            State::Done | State::Aborted => Ok(AbortOutcome::Ended),
             State::Created | State::Running => {
                 exec.abort.request(Reason::Aborted);
-                Ok(true)
+                Ok(AbortOutcome::Stopping)
             }
         }
+    }
+
+    /// Executions of `home` that have not started: their worker was lost.
+    pub fn created_on(&self, home: usize) -> Vec<ExecutionKey> {
+        self.slab
+            .iter()
+            .filter(|(_, e)| e.home == home && e.state == State::Created && e.reply.is_none())
+            .map(|(slot, e)| ExecutionKey { slot, id: e.id.clone() })
+            .collect()
     }
 
     pub fn drop_finished(&mut self, id: &str) -> Result<(), GearsError> {
@@ -236,7 +257,7 @@ mod tests {
     use super::*;
 
     fn create(t: &mut Table, keep: bool, limit: i64) -> ExecutionKey {
-        t.create(keep, limit, Abort::new())
+        t.create(0, keep, limit, Abort::new())
     }
 
     fn done(t: &mut Table, k: &ExecutionKey) {
@@ -288,11 +309,11 @@ mod tests {
     fn abort_before_start_ends_aborted_and_counts_an_id() {
         let mut t = Table::new();
         let k = create(&mut t, true, 0);
-        assert_eq!(t.abort(&k.id), Ok(true));
+        assert_eq!(t.abort(&k.id), Ok(AbortOutcome::Stopping));
         assert!(t.start(&k).is_none());
         done(&mut t, &k);
         assert_eq!(t.dump()[0].state, State::Aborted);
-        assert_eq!(t.abort(&k.id), Ok(false));
+        assert_eq!(t.abort(&k.id), Ok(AbortOutcome::Ended));
         assert_eq!(t.abort("nope"), Err(GearsError::NoSuchAbortTarget));
         assert_eq!(create(&mut t, true, 0).id, format!("{SHARD_ID}-4"));
     }

@@ -1,33 +1,69 @@
-//! The worker pool: `ExecutionThreads` OS threads, each owning one sandboxed interpreter for its
-//! whole life. Jobs are closures over plain Rust data; they get the worker's runtime when they
-//! run. A job that panics is contained there, and the worker rebuilds its interpreter.
+//! The worker pool: `ExecutionThreads` homes, each served by one OS thread that owns one
+//! sandboxed interpreter for its whole life.
 //!
-//! A worker stuck in native code (found by the watchdog) is retired: a replacement starts on
-//! the same queue, and the stuck thread exits if its call ever returns. Replacements are capped
-//! so that a stream of such scripts cannot create threads without bound.
+//! A session lives on one home (its Python objects never leave that interpreter). Work reaches a
+//! home in two ways:
+//! - *Visits* (`visit`): Rust closures on the home's channel — script bodies and calls on behalf
+//!   of the main thread. They never wait for the job the worker is running: a worker running an
+//!   execution is preempted (the visit runs nested at its next bytecode instruction), and a
+//!   worker waiting for the Redis lock or sleeping serves them meanwhile (`crate::idle`).
+//! - *Deferred jobs* (`defer`): work a visit leaves behind on its own worker (an execution its
+//!   script started), as Python objects that cannot cross threads. They run one at a time, after
+//!   the visits waiting, so at most one execution per home runs Python at any moment.
+//!
+//! A worker stuck in native code (found by the watchdog) is retired: a replacement starts on the
+//! same home, with a fresh interpreter, and the stuck thread exits if its call ever returns.
+//! Replacements are capped so that a stream of such scripts cannot create threads without bound.
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 
 use crate::error::GearsError;
-use crate::python::Runtime;
+use crate::python::{Interrupter, Runtime};
 use crate::redis::log;
 
-pub type Job = Box<dyn FnOnce(&mut Runtime) + Send>;
+/// A visit: runs on the home's worker, given its interpreter.
+pub type Visit = Box<dyn FnOnce(&Runtime) + Send>;
+/// A deferred job: stays on the worker that deferred it.
+pub type Deferred = Box<dyn FnOnce(&Runtime)>;
 
 /// Deep recursion must end in RecursionError (the VM checks the stack it runs on), and the
 /// compiler recurses on nesting in the source: give workers room for both.
 const WORKER_STACK: usize = 256 * 1024 * 1024;
 
+/// What a home's worker is doing, for choosing homes and deciding whether to preempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Activity {
+    Idle = 0,
+    /// Running a visit (a script body, a main-thread call): short, not preempted by bodies.
+    Visiting = 1,
+    /// Running a deferred job (an execution): preempted by visits.
+    Executing = 2,
+}
+
+struct Home {
+    visits: Sender<Visit>,
+    queue: Receiver<Visit>,
+    activity: AtomicU8,
+    /// Visits queued or running plus deferred jobs: how busy the home is.
+    load: AtomicUsize,
+    /// The interrupter of the interpreter serving this home now.
+    interrupter: Mutex<Option<Arc<Interrupter>>>,
+    /// The retirement flag of the thread serving this home now.
+    retired: Mutex<Arc<AtomicBool>>,
+}
+
 struct Pool {
-    jobs: Sender<Job>,
-    queue: Receiver<Job>,
-    /// Retirement flags by worker number.
-    workers: Mutex<Vec<Arc<AtomicBool>>>,
+    homes: Vec<Home>,
     stuck: AtomicUsize,
     max_stuck: usize,
     alive: AtomicUsize,
@@ -35,38 +71,51 @@ struct Pool {
 
 static POOL: OnceLock<Pool> = OnceLock::new();
 
+thread_local! {
+    /// This worker's home number and interpreter, for visits served while a job waits.
+    static WORKER: RefCell<Option<(usize, Rc<Runtime>)>> = const { RefCell::new(None) };
+    /// Jobs deferred on this worker, oldest first.
+    static DEFERRED: RefCell<VecDeque<Deferred>> = const { RefCell::new(VecDeque::new()) };
+    /// A visit served while a job waited panicked: the interpreter is rebuilt after that job.
+    static NESTED_PANIC: Cell<bool> = const { Cell::new(false) };
+}
+
 /// Starts the workers. Each builds its interpreter on its own thread, so the module loads
-/// without waiting for them; jobs queue until a worker is ready.
+/// without waiting for them; visits queue until a worker is ready.
 pub fn start(threads: usize) -> Result<(), String> {
-    let (jobs, queue) = unbounded::<Job>();
-    let pool = Pool {
-        jobs,
-        queue,
-        workers: Mutex::new(Vec::new()),
-        stuck: AtomicUsize::new(0),
-        max_stuck: threads * 2,
-        alive: AtomicUsize::new(0),
-    };
-    let pool = POOL.get_or_init(|| pool);
-    for _ in 0..threads {
-        spawn(pool)?;
+    let homes = (0..threads)
+        .map(|_| {
+            let (visits, queue) = unbounded::<Visit>();
+            Home {
+                visits,
+                queue,
+                activity: AtomicU8::new(Activity::Idle as u8),
+                load: AtomicUsize::new(0),
+                interrupter: Mutex::new(None),
+                retired: Mutex::new(Arc::new(AtomicBool::new(false))),
+            }
+        })
+        .collect();
+    let pool = POOL.get_or_init(|| Pool { homes, stuck: AtomicUsize::new(0), max_stuck: threads * 2, alive: AtomicUsize::new(0) });
+    for home in 0..threads {
+        spawn(pool, home)?;
     }
     Ok(())
 }
 
-fn spawn(pool: &'static Pool) -> Result<(), String> {
+fn pool() -> Result<&'static Pool, GearsError> {
+    POOL.get().ok_or(GearsError::ShuttingDown)
+}
+
+fn spawn(pool: &'static Pool, home: usize) -> Result<(), String> {
     let retired = Arc::new(AtomicBool::new(false));
-    let number = {
-        let mut workers = pool.workers.lock().unwrap_or_else(PoisonError::into_inner);
-        workers.push(retired.clone());
-        workers.len() - 1
-    };
+    *pool.homes[home].retired.lock().unwrap_or_else(PoisonError::into_inner) = retired.clone();
     pool.alive.fetch_add(1, Ordering::AcqRel);
     thread::Builder::new()
-        .name(format!("rg-worker-{number}"))
+        .name(format!("rg-worker-{home}"))
         .stack_size(WORKER_STACK)
         .spawn(move || {
-            work(number, pool.queue.clone(), retired);
+            work(pool, home, retired);
             pool.alive.fetch_sub(1, Ordering::AcqRel);
         })
         .map(drop)
@@ -76,29 +125,130 @@ fn spawn(pool: &'static Pool) -> Result<(), String> {
         })
 }
 
-pub fn submit(job: Job) -> Result<(), GearsError> {
-    let pool = POOL.get().ok_or(GearsError::ShuttingDown)?;
-    pool.jobs.send(job).map_err(|_| GearsError::ShuttingDown)
+/// The home for a new session: an idle one if any, else the least loaded, avoiding homes busy
+/// with a visit (a script body that may run long is not preempted by another body).
+pub fn choose_home() -> Result<usize, GearsError> {
+    let pool = pool()?;
+    let cost = |h: &Home| {
+        let busy = match h.activity.load(Ordering::Acquire) {
+            a if a == Activity::Idle as u8 => 0,
+            a if a == Activity::Executing as u8 => 1,
+            _ => 2,
+        };
+        (busy, h.load.load(Ordering::Acquire))
+    };
+    Ok(pool.homes.iter().enumerate().min_by_key(|(_, h)| cost(h)).map_or(0, |(n, _)| n))
 }
 
-/// Retires worker `number`, stuck in native code, and starts a replacement on its queue.
-pub fn replace(number: usize) {
+/// Sends `visit` to `home`. If the home's worker is running an execution (or, with `urgent`,
+/// anything), it is preempted: the visit runs at its next bytecode instruction.
+pub fn visit(home: usize, urgent: bool, visit: Visit) -> Result<(), GearsError> {
+    let pool = pool()?;
+    let home_ref = pool.homes.get(home).ok_or(GearsError::ShuttingDown)?;
+    home_ref.load.fetch_add(1, Ordering::AcqRel);
+    let visit: Visit = Box::new(move |runtime| {
+        let _done = Unload(home);
+        visit(runtime)
+    });
+    home_ref.visits.send(visit).map_err(|_| GearsError::ShuttingDown)?;
+    let activity = home_ref.activity.load(Ordering::Acquire);
+    let preempt = activity == Activity::Executing as u8 || (urgent && activity != Activity::Idle as u8);
+    if preempt {
+        let interrupter = home_ref.interrupter.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(interrupter) = interrupter {
+            interrupter.send(move |_vm| serve_now());
+        }
+    }
+    Ok(())
+}
+
+/// Counts a visit or deferred job off its home's load when it ends, however it ends.
+struct Unload(usize);
+
+impl Drop for Unload {
+    fn drop(&mut self) {
+        if let Some(pool) = POOL.get() {
+            pool.homes[self.0].load.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Leaves `job` to run on this worker after the visits waiting. Outside a worker it is dropped.
+pub fn defer(job: Deferred) {
+    let Some(home) = WORKER.with_borrow(|w| w.as_ref().map(|(home, _)| *home)) else { return };
+    if let Some(pool) = POOL.get() {
+        pool.homes[home].load.fetch_add(1, Ordering::AcqRel);
+    }
+    let job: Deferred = Box::new(move |runtime| {
+        let _done = Unload(home);
+        job(runtime)
+    });
+    DEFERRED.with_borrow_mut(|d| d.push_back(job));
+}
+
+/// Runs the visits waiting for this worker, nested in whatever it is doing. Not inside an
+/// `atomic()` block: a visit would run, and write, inside another script's atomic section, so
+/// visits wait for the block's end there.
+fn serve_now() {
+    serve(Duration::ZERO);
+}
+
+/// The idle hook (`crate::idle`): waits up to `timeout` for a visit and runs what arrives.
+fn serve(timeout: Duration) {
+    let Some((home, runtime)) = WORKER.with_borrow(Clone::clone) else {
+        thread::sleep(timeout);
+        return;
+    };
     let Some(pool) = POOL.get() else { return };
-    let flag = pool.workers.lock().unwrap_or_else(PoisonError::into_inner).get(number).cloned();
-    let Some(flag) = flag else { return };
+    if crate::redis::gil::holding() {
+        thread::sleep(timeout);
+        return;
+    }
+    let queue = &pool.homes[home].queue;
+    let mut next = match queue.recv_timeout(timeout) {
+        Ok(visit) => Some(visit),
+        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+    };
+    while let Some(visit) = next {
+        if run_visit(pool, home, &runtime, visit) {
+            NESTED_PANIC.set(true);
+        }
+        next = queue.try_recv().ok();
+    }
+}
+
+/// Runs one visit, nested in what the worker was doing; true if it panicked.
+fn run_visit(pool: &Pool, home: usize, runtime: &Runtime, visit: Visit) -> bool {
+    let activity = &pool.homes[home].activity;
+    let outer = activity.swap(Activity::Visiting as u8, Ordering::AcqRel);
+    let nested = runtime.nest();
+    // A visit that panics must not unwind through the job it preempted.
+    let panicked = catch_unwind(AssertUnwindSafe(|| visit(runtime))).is_err();
+    drop(nested);
+    activity.store(outer, Ordering::Release);
+    panicked
+}
+
+/// Retires home `home`'s worker, stuck in native code, and starts a replacement there.
+pub fn replace(home: usize) {
+    let Some(pool) = POOL.get() else { return };
+    let Some(home_ref) = pool.homes.get(home) else { return };
+    let flag = home_ref.retired.lock().unwrap_or_else(PoisonError::into_inner).clone();
     if flag.swap(true, Ordering::AcqRel) {
         return; // already retired
     }
+    home_ref.interrupter.lock().unwrap_or_else(PoisonError::into_inner).take();
+    home_ref.activity.store(Activity::Idle as u8, Ordering::Release);
     let stuck = pool.stuck.fetch_add(1, Ordering::AcqRel) + 1;
     if stuck > pool.max_stuck {
         log::warning(&format!(
-            "rustgears: worker {number} is stuck in native code; {stuck} stuck workers, over the cap of {}: not replaced",
+            "rustgears: worker {home} is stuck in native code; {stuck} stuck workers, over the cap of {}: not replaced",
             pool.max_stuck
         ));
         return;
     }
-    log::warning(&format!("rustgears: worker {number} is stuck in native code; starting a replacement ({stuck} stuck)"));
-    if let Err(e) = spawn(pool) {
+    log::warning(&format!("rustgears: worker {home} is stuck in native code; starting a replacement ({stuck} stuck)"));
+    if let Err(e) = spawn(pool, home) {
         log::warning(&format!("rustgears: {e}"));
     }
 }
@@ -113,35 +263,59 @@ pub fn stuck_workers() -> usize {
     POOL.get().map_or(0, |p| p.stuck.load(Ordering::Acquire))
 }
 
-fn build(number: usize) -> Result<Runtime, String> {
+fn build(home: usize) -> Result<Runtime, String> {
     // Counted: the interpreter's own start-up memory is part of what RG.PYSTATS reports.
-    catch_unwind(|| crate::memory::counted(|| Runtime::new(number))).unwrap_or_else(|_| Err("building the interpreter panicked".to_owned()))
+    catch_unwind(|| crate::memory::counted(|| Runtime::new(home)))
+        .unwrap_or_else(|_| Err("building the interpreter panicked".to_owned()))
 }
 
-fn work(number: usize, jobs: Receiver<Job>, retired: Arc<AtomicBool>) {
-    let mut runtime = match build(number) {
-        Ok(runtime) => runtime,
+fn work(pool: &'static Pool, home: usize, retired: Arc<AtomicBool>) {
+    let home_ref = &pool.homes[home];
+    let mut runtime = match build(home) {
+        Ok(runtime) => Rc::new(runtime),
         Err(e) => {
-            log::warning(&format!("rustgears: worker {number} could not build a Python interpreter: {e}"));
-            // Still take jobs, so none waits forever: dropping one answers its client with an error.
-            jobs.iter().for_each(drop);
+            log::warning(&format!("rustgears: worker {home} could not build a Python interpreter: {e}"));
+            // Still take visits, so none waits forever: dropping one answers its client.
+            home_ref.queue.iter().for_each(drop);
             return;
         }
     };
-    for job in jobs.iter() {
-        let panicked = catch_unwind(AssertUnwindSafe(|| job(&mut runtime))).is_err() || runtime.poisoned();
-        if retired.load(Ordering::Acquire) {
-            if let Some(pool) = POOL.get() {
-                pool.stuck.fetch_sub(1, Ordering::AcqRel);
+    crate::idle::install(serve);
+    loop {
+        WORKER.set(Some((home, runtime.clone())));
+        *home_ref.interrupter.lock().unwrap_or_else(PoisonError::into_inner) = Some(runtime.interrupter());
+        let deferred = || DEFERRED.with_borrow_mut(VecDeque::pop_front);
+        let panicked = if let Ok(visit) = home_ref.queue.try_recv() {
+            run_visit(pool, home, &runtime, visit)
+        } else if let Some(job) = deferred() {
+            home_ref.activity.store(Activity::Executing as u8, Ordering::Release);
+            let panicked = contain(|| job(&runtime));
+            home_ref.activity.store(Activity::Idle as u8, Ordering::Release);
+            panicked
+        } else {
+            match home_ref.queue.recv() {
+                Ok(visit) => run_visit(pool, home, &runtime, visit),
+                Err(_) => return,
             }
-            log::notice(&format!("rustgears: stuck worker {number} returned and exits"));
+        } || NESTED_PANIC.take()
+            || runtime.poisoned();
+        if retired.load(Ordering::Acquire) {
+            pool.stuck.fetch_sub(1, Ordering::AcqRel);
+            log::notice(&format!("rustgears: stuck worker {home} returned and exits"));
+            WORKER.set(None);
+            // Its deferred executions were answered by the watchdog; dropping them is all.
+            DEFERRED.with_borrow_mut(VecDeque::clear);
             return;
         }
         if panicked {
             log::warning("rustgears: a job panicked; rebuilding this worker's interpreter");
-            match build(number) {
+            // Executions left deferred hold objects of the old interpreter: drop them (each
+            // answers its clients) before it goes.
+            DEFERRED.with_borrow_mut(VecDeque::clear);
+            WORKER.set(None);
+            match build(home) {
                 Ok(fresh) => {
-                    let old = std::mem::replace(&mut runtime, fresh);
+                    let old = std::mem::replace(&mut runtime, Rc::new(fresh));
                     // Tearing down a VM left mid-panic may panic again: contain it, leak if so.
                     let _ = catch_unwind(AssertUnwindSafe(move || drop(old)));
                 }
@@ -149,4 +323,9 @@ fn work(number: usize, jobs: Receiver<Job>, retired: Arc<AtomicBool>) {
             }
         }
     }
+}
+
+/// Runs `f`; true if it panicked.
+fn contain(f: impl FnOnce()) -> bool {
+    catch_unwind(AssertUnwindSafe(f)).is_err()
 }

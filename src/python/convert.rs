@@ -6,7 +6,7 @@ use std::cell::OnceCell;
 use rustpython_vm::builtins::{PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyStr, PyStrInterned};
 use rustpython_vm::{PyObjectRef, PyPayload, PyResult, VirtualMachine};
 
-use crate::redis::reply::Reply;
+use crate::reply::Reply;
 
 /// The field names of records, interned once per thread: interning looks the text up in the
 /// VM's string pool under a lock, and records are made by the million. Interned strings live

@@ -1,5 +1,6 @@
 //! Building the sandboxed interpreter of one worker, and running scripts in it.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -11,10 +12,11 @@ use rustpython_vm::{AsObject, Interpreter, PyPayload, PyRef, PyResult, Settings,
 
 use super::errors::error_text;
 use super::guard;
+use super::interrupt::{self, Interrupter};
 use super::pristine;
-use super::interrupt::{self, Abort, Armed, Interrupter};
 use super::session::{self, RawPlan};
 use crate::memory;
+use crate::stop::{self, Abort, Armed};
 
 /// Native modules of rustpython-stdlib that scripts may import. Left out on purpose: zlib, _bz2,
 /// _lzma, pyexpat, _elementtree (decompression and entity bombs run inside one native call),
@@ -47,11 +49,13 @@ pub enum ScriptOutcome {
     Run(RawPlan),
 }
 
+/// One worker's interpreter. Used through `&self`: a visit (a script body, a main-thread call)
+/// may run nested inside a job that is using it.
 pub struct Runtime {
     state: Option<State>,
     interp: Option<Interpreter>,
-    interrupter: Interrupter,
-    worker: usize,
+    interrupter: Arc<Interrupter>,
+    home: usize,
 }
 
 /// Python objects prepared once per interpreter.
@@ -60,12 +64,12 @@ struct State {
     recursion_limit: usize,
     int_max_str_digits: usize,
     /// Set when interpreter-wide state could not be put back after a job: rebuild.
-    tainted: bool,
-    codes: HashMap<String, PyRef<PyCode>>,
+    tainted: Cell<bool>,
+    codes: RefCell<HashMap<String, PyRef<PyCode>>>,
 }
 
 impl Runtime {
-    pub fn new(worker: usize) -> Result<Runtime, String> {
+    pub fn new(home: usize) -> Result<Runtime, String> {
         let builder = Interpreter::builder(Settings::default());
         let stdlib: Vec<_> = rustpython_stdlib::stdlib_module_defs(&builder.ctx)
             .into_iter()
@@ -89,7 +93,7 @@ impl Runtime {
             })
             .build();
         let state = interp.enter(|vm| prepare(vm).map_err(|e| error_text(vm, &e)))?;
-        Ok(Runtime { state: Some(state), interp: Some(interp), interrupter, worker })
+        Ok(Runtime { state: Some(state), interp: Some(interp), interrupter, home })
     }
 
     pub fn enter<R>(&self, f: impl FnOnce(&VirtualMachine) -> R) -> R {
@@ -100,10 +104,10 @@ impl Runtime {
     }
 
     /// Compiles and runs one script in fresh globals; `abort` stops it.
-    pub fn run_script(&mut self, script: &str, db: i32, abort: Arc<Abort>) -> ScriptOutcome {
+    pub fn run_script(&self, script: &str, db: i32, abort: Arc<Abort>) -> ScriptOutcome {
         session::begin(db);
         let _armed = self.arm(abort);
-        let (Some(interp), Some(state)) = (&self.interp, &mut self.state) else {
+        let (Some(interp), Some(state)) = (&self.interp, &self.state) else {
             return ScriptOutcome::Failed(crate::error::GearsError::ScriptFailed.to_string());
         };
         memory::counted(|| interp.enter(|vm| {
@@ -130,24 +134,40 @@ impl Runtime {
     }
 
     /// Puts interpreter-wide state back as it was before the job (see `pristine`).
-    pub fn end_job(&mut self) {
-        let (Some(interp), Some(state)) = (&self.interp, &mut self.state) else { return };
+    pub fn end_job(&self) {
+        let (Some(interp), Some(state)) = (&self.interp, &self.state) else { return };
         memory::counted(|| interp.enter(|vm| state.restore(vm)));
     }
 
     /// True once the VM panicked inside a call it survived (see `guard`), or kept state a
     /// script changed: rebuild it.
     pub fn poisoned(&self) -> bool {
-        guard::poisoned() || self.state.as_ref().is_some_and(|s| s.tainted)
+        guard::poisoned() || self.state.as_ref().is_some_and(|s| s.tainted.get())
     }
 
     /// Makes `abort` stop what this runtime runs until the guard is dropped.
     pub fn arm(&self, abort: Arc<Abort>) -> Armed {
-        interrupt::arm(abort, self.interrupter.clone(), self.worker)
+        stop::arm(abort, self.interrupter.clone(), self.home)
+    }
+
+    /// The handle that runs closures on this interpreter at its next bytecode instruction.
+    pub fn interrupter(&self) -> Arc<Interrupter> {
+        self.interrupter.clone()
+    }
+
+    /// Sets aside what the running job keeps on this thread, for a visit that runs nested in
+    /// it; put back when the guard is dropped.
+    pub fn nest(&self) -> session::Nested {
+        session::nest()
+    }
+
+    /// Prepares this thread to run an execution of a script that ran against `db`.
+    pub fn begin_execution(&self, db: i32) {
+        session::begin_execution(db);
     }
 
     /// Executions that callbacks asked for with `run()` while the last one ran.
-    pub fn take_nested(&mut self) -> Vec<RawPlan> {
+    pub fn take_nested(&self) -> Vec<RawPlan> {
         session::with(|s| std::mem::take(&mut s.nested))
     }
 }
@@ -164,8 +184,8 @@ impl Drop for Runtime {
 }
 
 impl State {
-    fn code(&mut self, vm: &VirtualMachine, script: &str) -> PyResult<PyRef<PyCode>> {
-        if let Some(code) = self.codes.get(script) {
+    fn code(&self, vm: &VirtualMachine, script: &str) -> PyResult<PyRef<PyCode>> {
+        if let Some(code) = self.codes.borrow().get(script) {
             return Ok(code.clone());
         }
         if let Some(msg) = guard::too_large(script.len()) {
@@ -179,19 +199,22 @@ impl State {
             Ok(result) => result.map_err(|e| e.into_pyexception(vm, Some(&source)))?,
             Err(_) => return Err(vm.new_exception_msg(vm.ctx.exceptions.syntax_error.to_owned(), "invalid syntax".into())),
         };
-        if self.codes.len() >= CODE_CACHE_SIZE {
-            self.codes.clear();
+        let mut codes = self.codes.borrow_mut();
+        if codes.len() >= CODE_CACHE_SIZE {
+            codes.clear();
         }
-        self.codes.insert(script.to_owned(), code.clone());
+        codes.insert(script.to_owned(), code.clone());
         Ok(code)
     }
 
     /// Undoes what a job may have changed in interpreter-wide state.
-    fn restore(&mut self, vm: &VirtualMachine) {
+    fn restore(&self, vm: &VirtualMachine) {
         vm.recursion_limit.set(self.recursion_limit);
         // 0 would make int <-> str conversions quadratic inside one native call.
         vm.state.int_max_str_digits.store(self.int_max_str_digits);
-        self.tainted |= !pristine::restore(vm);
+        if !pristine::restore(vm) {
+            self.tainted.set(true);
+        }
     }
 }
 
@@ -220,8 +243,8 @@ fn prepare(vm: &VirtualMachine) -> PyResult<State> {
         env,
         recursion_limit: vm.recursion_limit.get(),
         int_max_str_digits: vm.state.int_max_str_digits.load(),
-        tainted: false,
-        codes: HashMap::new(),
+        tainted: Cell::new(false),
+        codes: RefCell::new(HashMap::new()),
     })
 }
 

@@ -19,4 +19,5 @@ pub const MAX_RECURSION_LIMIT: usize = 100_000;
 pub use convert::{fields, redis_string, to_python, to_reply};
 pub use errors::error_text;
 pub use interpreter::{Runtime, ScriptOutcome};
+pub use interrupt::Interrupter;
 pub use session::RawPlan;

@@ -49,7 +49,7 @@ mod _redisgears {
     use crate::python::session::{self, RawPlan};
     use crate::redis::gil::with_gil;
     use crate::redis::log::{self, Level};
-    use crate::redis::reply::Reply;
+    use crate::reply::Reply;
 
     #[pyfunction]
     fn register_types(error: PyTypeRef, forcestopped: PyTypeRef, flat_error: PyTypeRef) {
@@ -104,7 +104,7 @@ mod _redisgears {
 
     #[pyfunction]
     fn atomic_enter(vm: &VirtualMachine) -> PyResult<()> {
-        if !crate::redis::gil::hold(session::db()) {
+        if !crate::redis::gil::hold() {
             return Err(gears_error(vm, "Already inside an atomic block"));
         }
         Ok(())

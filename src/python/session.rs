@@ -36,7 +36,27 @@ pub fn db() -> i32 {
     with(|s| s.db)
 }
 
+/// Sets up this thread for an execution of a script that ran against database `db`.
+pub fn begin_execution(db: i32) {
+    with(|s| *s = Session { db, ..Session::default() });
+}
+
 /// Starts a fresh session for one script; whatever the previous job left is dropped.
 pub fn begin(db: i32) {
     with(|s| *s = Session { db, in_body: true, ..Session::default() });
+}
+
+/// The session of a job that a visit preempted, set aside until the visit ends.
+pub struct Nested(Option<Session>);
+
+pub fn nest() -> Nested {
+    Nested(Some(with(std::mem::take)))
+}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        if let Some(outer) = self.0.take() {
+            with(|s| *s = outer);
+        }
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use redis_module::{Context, raw};
 
-use super::reply::Reply;
+use crate::reply::Reply;
 
 pub struct BlockedClient {
     bc: *mut raw::RedisModuleBlockedClient,
@@ -89,7 +89,7 @@ extern "C" fn reply_callback(
     let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
         let data = raw::RedisModule_GetBlockedClientPrivateData.unwrap()(ctx) as *const Arc<Reply>;
         if let Some(reply) = data.as_ref() {
-            reply.write_raw(ctx);
+            super::reply::write_raw(reply, ctx);
         }
     }));
     raw::Status::Ok as c_int

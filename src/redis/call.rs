@@ -3,7 +3,7 @@
 
 use redis_module::{CallOptionsBuilder, CallReply, CallResult, Context, ErrorReply};
 
-use super::reply::Reply;
+use crate::reply::Reply;
 
 pub fn call(ctx: &Context, command: &str, args: &[&[u8]]) -> Reply {
     let opts = CallOptionsBuilder::new().replicate().errors_as_replies().build();

@@ -8,7 +8,7 @@ use redis_module::{Context, KeyType, KeysCursor, RedisString};
 
 use super::call::call;
 use super::gil::with_gil;
-use super::reply::Reply;
+use crate::reply::Reply;
 use crate::engine::store::{KeyEntry, KeyPages, KeyValue, Store, glob_match};
 
 pub struct RedisStore {

@@ -3,6 +3,7 @@
 pub mod blocked;
 pub mod call;
 pub mod gil;
+pub mod info;
 pub mod keyspace;
 pub mod log;
 pub mod panic_hook;

@@ -1,0 +1,141 @@
+//! Sessions: one RG.PYEXECUTE's script and everything it starts, on one worker home.
+//!
+//! A session's Python objects (its globals, the functions and plans they hold) live in its
+//! home's interpreter, so everything the session runs runs there: the script body as a visit
+//! (which never waits for the execution the home is running), the executions it starts as jobs
+//! deferred on that worker (`created` until the worker takes them). Homes are chosen per
+//! session (`pool::choose_home`), so different sessions run in parallel.
+//!
+//! The clients involved are answered here: the script's error, `OK`, the execution id
+//! (UNBLOCKING), or the execution's `[results, errors]`; and, through `answers`, by the watchdog
+//! when the worker is lost in native code.
+
+mod answers;
+pub mod sync;
+
+use std::sync::Arc;
+
+use crate::engine::{self, Report};
+use crate::error::GearsError;
+use crate::executions::{self, ExecutionKey, Wants};
+use crate::pool;
+use crate::python::{RawPlan, Runtime, ScriptOutcome};
+use crate::redis::blocked::BlockedClient;
+use crate::redis::keyspace::RedisStore;
+use crate::reply::Reply;
+use crate::stop::{Abort, Reason};
+
+pub use answers::Answer;
+
+/// Starts a session for `script` on a home of its own and runs its body there. `abort` stops the
+/// body and the execution it starts: RG.ABORTEXECUTION reaches it through the execution, a
+/// disconnecting client directly. If the pool is gone the visit is dropped, which answers the
+/// client.
+pub fn submit_script(script: String, db: i32, unblocking: bool, client: BlockedClient, abort: Arc<Abort>) -> Result<(), GearsError> {
+    let home = pool::choose_home()?;
+    pool::visit(
+        home,
+        false,
+        Box::new(move |runtime| run_script(runtime, home, &script, db, unblocking, client, abort)),
+    )
+}
+
+fn run_script(runtime: &Runtime, home: usize, script: &str, db: i32, unblocking: bool, client: BlockedClient, abort: Arc<Abort>) {
+    let body = answers::Listed::enter(abort.clone(), Answer::Client(client));
+    let outcome = runtime.run_script(script, db, abort.clone());
+    runtime.end_job();
+    defer_nested(runtime, home, db);
+    // Taken by the watchdog: the client has its answer and this worker is retired.
+    let Some(Answer::Client(client)) = body.leave() else { return };
+    match outcome {
+        ScriptOutcome::Failed(text) => client.reply(Arc::new(Reply::Error(text))),
+        ScriptOutcome::Done => client.reply(Arc::new(Reply::ok())),
+        ScriptOutcome::Run(plan) => {
+            let key = executions::create(home, unblocking, abort);
+            if unblocking {
+                client.reply(Arc::new(Reply::bulk(key.id.as_bytes())));
+            } else {
+                executions::add_waiter(&key.id, client, Wants::Results);
+            }
+            defer_plan(home, plan, db, key);
+        }
+    }
+}
+
+/// Leaves an execution in state `created` on this worker, to run after the visits waiting.
+fn defer_plan(home: usize, plan: RawPlan, db: i32, key: ExecutionKey) {
+    let queued = Running(Some(key));
+    pool::defer(Box::new(move |runtime| run_plan(runtime, home, plan, db, queued)));
+}
+
+/// Executions that callbacks of the last job started with `run()`: independent, each dropped
+/// when done.
+fn defer_nested(runtime: &Runtime, home: usize, db: i32) {
+    for plan in runtime.take_nested() {
+        defer_plan(home, plan, db, executions::create(home, false, Abort::new()));
+    }
+}
+
+/// Runs one execution on its home's worker.
+fn run_plan(runtime: &Runtime, home: usize, plan: RawPlan, db: i32, execution: Running) {
+    let (reply, report) = run_now(runtime, plan, db, execution.key());
+    execution.finish(reply, report);
+    runtime.end_job();
+    defer_nested(runtime, home, db);
+}
+
+/// Runs the plan of `key`, unless it was aborted before it started.
+pub(crate) fn run_now(runtime: &Runtime, plan: RawPlan, db: i32, key: &ExecutionKey) -> (Reply, Report) {
+    let Some(abort) = executions::start(key) else {
+        return (Reply::results(Vec::new(), &[]), Report::default());
+    };
+    runtime.begin_execution(db);
+    let _armed = runtime.arm(abort);
+    let outcome = engine::run(runtime, plan, &RedisStore { db });
+    // A step that entered atomic() without leaving it must not keep Redis locked.
+    crate::redis::gil::release();
+    outcome
+}
+
+/// An execution that has been created. If it is dropped before it finishes (its worker
+/// unwound, or was rebuilt with the execution still queued), its waiters still get an answer.
+struct Running(Option<ExecutionKey>);
+
+impl Running {
+    fn key(&self) -> &ExecutionKey {
+        match &self.0 {
+            Some(key) => key,
+            None => unreachable!("taken only by finish and drop"),
+        }
+    }
+
+    fn finish(mut self, reply: Reply, report: Report) {
+        if let Some(key) = self.0.take() {
+            executions::finish(&key, reply, report);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(key) = self.0.take() {
+            executions::fail(&key, GearsError::Internal("the execution's worker failed".to_owned()).to_string());
+        }
+    }
+}
+
+/// Ends, with an error, what `abort` stops (a script body, a main-thread call or an execution)
+/// on home `home`, whose worker is stuck in native code: its clients are answered now, and so
+/// are those of the executions waiting on that worker, which the replacement cannot run (their
+/// Python objects are in the stuck interpreter). Whatever the worker reports later is ignored.
+pub fn abandon(home: usize, abort: &Arc<Abort>) {
+    let error = GearsError::StuckWorker(abort.reason().unwrap_or(Reason::Aborted)).to_string();
+    if !answers::abandon(abort, &error) {
+        if let Some(key) = executions::find_by_abort(abort) {
+            executions::fail(&key, error.clone());
+        }
+    }
+    for key in executions::created_on(home) {
+        executions::fail(&key, error.clone());
+    }
+}

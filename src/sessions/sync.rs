@@ -1,0 +1,155 @@
+//! Python on behalf of Redis's main thread: a call that must run a session's code before the
+//! command (or event) that triggered it returns, atomically with it.
+//!
+//! The main thread holds the Redis lock and waits; the session's home worker runs the code with
+//! the main thread's context lent to it (`redis::gil::lend`, which says why that is sound). The
+//! wait never deadlocks:
+//! - the home worker is idle: it takes the visit at once;
+//! - it runs an execution, or anything else: it is preempted at its next bytecode instruction;
+//! - it waits for the Redis lock (which the main thread holds) or sleeps: it serves the visit
+//!   while it waits (`crate::idle`);
+//! - it is stuck in native code: after `PICKUP_BOUND` the main thread gives up with an error;
+//! - the code itself runs too long: after `TIME_LIMIT` it is stopped like an aborted execution,
+//!   and if it is stuck in native code the watchdog answers for it.
+//! `execute()` goes through the lent context, `atomic()` is already atomic, and `run()` runs its
+//! execution inside the call.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis_module::Context;
+
+use super::answers::{Answer, Listed};
+use crate::error::GearsError;
+use crate::executions;
+use crate::pool;
+use crate::python::{Runtime, ScriptOutcome};
+use crate::redis::gil::{self, Lent};
+use crate::reply::Reply;
+use crate::stop::{Abort, Reason};
+
+/// How long the main thread waits for the home worker to take its call.
+pub const PICKUP_BOUND: Duration = Duration::from_secs(1);
+
+/// How long a call may run before it is stopped: Redis serves nobody meanwhile (as Lua's
+/// `busy-reply-threshold` default).
+pub const TIME_LIMIT: Duration = Duration::from_secs(5);
+
+enum Stage {
+    Waiting,
+    Running(Instant),
+    Done(Reply),
+    /// The main thread gave up before the worker took the call.
+    Abandoned,
+}
+
+/// Where the main thread waits for its call.
+pub struct Handoff {
+    stage: Mutex<Stage>,
+    changed: Condvar,
+}
+
+impl Handoff {
+    fn new() -> Arc<Handoff> {
+        Arc::new(Handoff { stage: Mutex::new(Stage::Waiting), changed: Condvar::new() })
+    }
+
+    fn stage(&self) -> MutexGuard<'_, Stage> {
+        self.stage.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The worker takes the call; false if the main thread has given up on it.
+    fn take(&self) -> bool {
+        let mut stage = self.stage();
+        match *stage {
+            Stage::Waiting => {
+                *stage = Stage::Running(Instant::now());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The call's answer; the first one counts.
+    pub fn finish(&self, reply: Reply) {
+        let mut stage = self.stage();
+        if matches!(*stage, Stage::Waiting | Stage::Running(_)) {
+            *stage = Stage::Done(reply);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits for the answer (see the module's comment for the bounds).
+    fn wait(&self, abort: &Arc<Abort>) -> Reply {
+        let asked = Instant::now();
+        let mut stage = self.stage();
+        loop {
+            match &*stage {
+                Stage::Done(reply) => return reply.clone(),
+                Stage::Abandoned => return Reply::Error(GearsError::HomeBusy.to_string()),
+                Stage::Waiting if asked.elapsed() > PICKUP_BOUND => {
+                    *stage = Stage::Abandoned;
+                    continue;
+                }
+                Stage::Running(started) if started.elapsed() > TIME_LIMIT => abort.request(Reason::TimedOut),
+                _ => {}
+            }
+            stage = self.changed.wait_timeout(stage, Duration::from_millis(10)).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+}
+
+/// Answers the main thread if the visit ends without answering (its worker unwound).
+struct Unanswered(Arc<Handoff>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        self.0.finish(Reply::Error(GearsError::Internal("the call's worker failed".to_owned()).to_string()));
+    }
+}
+
+/// Runs `script` as a new session's body, and the execution it starts, on behalf of the main
+/// thread (which holds the lock: `ctx` is the running command's context), and returns the reply
+/// a blocking RG.PYEXECUTE would get.
+pub fn run_script(ctx: &Context, script: String) -> Result<Reply, GearsError> {
+    let home = pool::choose_home()?;
+    let db = gil::selected_db(ctx);
+    let handoff = Handoff::new();
+    let lent = Lent::new(ctx);
+    let abort = Abort::new();
+    let (for_worker, lent_to_worker, abort_for_worker) = (handoff.clone(), lent.clone(), abort.clone());
+    pool::visit(
+        home,
+        true,
+        Box::new(move |runtime| {
+            let _unanswered = Unanswered(for_worker.clone());
+            if !for_worker.take() {
+                return;
+            }
+            let listed = Listed::enter(abort_for_worker.clone(), Answer::MainThread(for_worker.clone()));
+            let reply = gil::lend(lent_to_worker, || body_and_execution(runtime, home, &script, db, abort_for_worker));
+            if listed.leave().is_some() {
+                for_worker.finish(reply);
+            }
+        }),
+    )?;
+    let reply = handoff.wait(&abort);
+    lent.revoke();
+    Ok(reply)
+}
+
+fn body_and_execution(runtime: &Runtime, home: usize, script: &str, db: i32, abort: Arc<Abort>) -> Reply {
+    let outcome = runtime.run_script(script, db, abort.clone());
+    let reply = match outcome {
+        ScriptOutcome::Failed(text) => Reply::Error(text),
+        ScriptOutcome::Done => Reply::ok(),
+        ScriptOutcome::Run(plan) => {
+            let key = executions::create(home, false, abort);
+            let (reply, report) = super::run_now(runtime, plan, db, &key);
+            executions::finish(&key, reply.clone(), report);
+            reply
+        }
+    };
+    runtime.end_job();
+    reply
+}

@@ -1,0 +1,251 @@
+//! Stop requests: RG.ABORTEXECUTION, a client that disconnected, the wall-time limit and the
+//! memory budget all end up as a `Reason` on an `Abort`, the stop request of one script body or
+//! execution. Whoever may stop it (the table, a disconnecting client, the watchdog) and the worker
+//! that runs it share the request.
+//!
+//! How a request reaches running Python is `python::interrupt`'s business (an `Interrupt`); this
+//! module only keeps the state machine: not armed → armed on a worker → ended, with the reason set
+//! once (the first one wins) and a bounded number of deliveries in flight.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+/// Why an execution is being stopped; decides the exception it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reason {
+    Aborted = 1,
+    TimedOut = 2,
+    OutOfMemory = 3,
+}
+
+impl Reason {
+    fn from_u8(n: u8) -> Option<Reason> {
+        match n {
+            1 => Some(Reason::Aborted),
+            2 => Some(Reason::TimedOut),
+            3 => Some(Reason::OutOfMemory),
+            _ => None,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Reason::Aborted => "Execution was aborted",
+            Reason::TimedOut => "Execution time limit reached",
+            Reason::OutOfMemory => "Python memory limit reached",
+        }
+    }
+}
+
+/// Delivers a stop request to the worker running it (into its interpreter).
+pub trait Interrupt: Send + Sync {
+    fn interrupt(&self, abort: &Arc<Abort>);
+}
+
+/// Deliveries allowed in flight per request: enough to survive crosstalk, bounded while a worker
+/// is stuck in native code and drains nothing.
+const MAX_QUEUED: usize = 4;
+
+/// The worker running an armed request.
+struct Runner {
+    interrupt: Arc<dyn Interrupt>,
+    worker: usize,
+    started: Instant,
+}
+
+/// One script body's or execution's stop request.
+#[derive(Default)]
+pub struct Abort {
+    reason: AtomicU8,
+    requested_at: Mutex<Option<Instant>>,
+    runner: Mutex<Option<Runner>>,
+    ended: AtomicBool,
+    queued: AtomicUsize,
+    stuck: AtomicBool,
+    over_memory: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Abort {
+    pub fn new() -> Arc<Abort> {
+        Arc::new(Abort::default())
+    }
+
+    pub fn reason(&self) -> Option<Reason> {
+        Reason::from_u8(self.reason.load(Ordering::Acquire))
+    }
+
+    pub fn requested(&self) -> bool {
+        self.reason().is_some()
+    }
+
+    /// Asks the execution to stop (the first reason wins). If it runs Python, the Python is
+    /// interrupted; if it has not started, it will not.
+    pub fn request(self: &Arc<Abort>, reason: Reason) {
+        if self.reason.compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            *lock(&self.requested_at) = Some(Instant::now());
+        }
+        self.poke();
+    }
+
+    /// Sends one more delivery to the worker, unless it ended or enough are in flight.
+    pub fn poke(self: &Arc<Abort>) {
+        if self.ended.load(Ordering::Acquire) || self.queued.load(Ordering::Acquire) >= MAX_QUEUED {
+            return;
+        }
+        if let Some(runner) = lock(&self.runner).as_ref() {
+            self.queued.fetch_add(1, Ordering::AcqRel);
+            runner.interrupt.interrupt(self);
+        }
+    }
+
+    /// The worker drained one delivery. Returns the reason to raise if the request is what this
+    /// worker runs now (the innermost armed one); a delivery for anything else is stale.
+    pub fn delivered(self: &Arc<Abort>) -> Option<Reason> {
+        // Counted off whatever happens next: a delivery drained while its execution was not
+        // running (between a script body and its execution) must not use up the allowance.
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        let current = ARMED_HERE.with_borrow(|c| c.last().is_some_and(|a| Arc::ptr_eq(a, self)));
+        if !current {
+            return None;
+        }
+        let reason = self.reason()?;
+        // Deliver again, so the next instruction raises again wherever the script caught this.
+        self.poke();
+        Some(reason)
+    }
+
+    /// When it was armed and on which worker, while it is armed.
+    pub fn runner(&self) -> Option<(Instant, usize)> {
+        lock(&self.runner).as_ref().map(|r| (r.started, r.worker))
+    }
+
+    pub fn requested_at(&self) -> Option<Instant> {
+        *lock(&self.requested_at)
+    }
+
+    pub fn over_memory(&self) -> bool {
+        self.over_memory.load(Ordering::Relaxed)
+    }
+
+    /// Marks the request as abandoned on a stuck worker; true the first time.
+    pub fn mark_stuck(&self) -> bool {
+        !self.stuck.swap(true, Ordering::AcqRel)
+    }
+}
+
+/// Every armed request, for the watchdog.
+static ARMED: Mutex<Vec<Arc<Abort>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// The requests armed on this worker, innermost last: a script body that preempted an
+    /// execution runs above it, and only the innermost can be raised into.
+    static ARMED_HERE: RefCell<Vec<Arc<Abort>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks `abort` as what this worker runs until the returned guard is dropped.
+pub fn arm(abort: Arc<Abort>, interrupt: Arc<dyn Interrupt>, worker: usize) -> Armed {
+    // The same request may arm twice: a script's body, then the execution it started.
+    abort.ended.store(false, Ordering::Release);
+    *lock(&abort.runner) = Some(Runner { interrupt, worker, started: Instant::now() });
+    ARMED_HERE.with_borrow_mut(|here| here.push(abort.clone()));
+    crate::memory::watch(&abort.over_memory);
+    lock(&ARMED).push(abort.clone());
+    if abort.requested() {
+        abort.poke(); // asked to stop before it got here
+    }
+    Armed(abort)
+}
+
+pub struct Armed(Arc<Abort>);
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        self.0.ended.store(true, Ordering::Release);
+        lock(&ARMED).retain(|a| !Arc::ptr_eq(a, &self.0));
+        let outer = ARMED_HERE.with_borrow_mut(|here| {
+            here.retain(|a| !Arc::ptr_eq(a, &self.0));
+            here.last().cloned()
+        });
+        match outer {
+            Some(outer) => crate::memory::watch(&outer.over_memory),
+            None => crate::memory::unwatch(),
+        }
+    }
+}
+
+/// Every armed request (the watchdog's view).
+pub fn armed() -> Vec<Arc<Abort>> {
+    lock(&ARMED).clone()
+}
+
+/// What this worker runs now, if it was asked to stop: why.
+pub fn stop_reason() -> Option<Reason> {
+    ARMED_HERE.with_borrow(|here| here.last().and_then(|a| a.reason()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl Interrupt for Counting {
+        fn interrupt(&self, _: &Arc<Abort>) {
+            self.0.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    #[test]
+    fn first_reason_wins_and_is_raised_only_where_armed() {
+        let abort = Abort::new();
+        abort.request(Reason::TimedOut);
+        abort.request(Reason::Aborted);
+        assert_eq!(abort.reason(), Some(Reason::TimedOut));
+        assert_eq!(stop_reason(), None, "not armed on this thread");
+        let counting = Arc::new(Counting::default());
+        let armed = arm(abort.clone(), counting.clone(), 0);
+        assert_eq!(counting.0.load(Ordering::Acquire), 1, "requested before it was armed: delivered at once");
+        assert_eq!(stop_reason(), Some(Reason::TimedOut));
+        assert_eq!(abort.delivered(), Some(Reason::TimedOut));
+        assert_eq!(counting.0.load(Ordering::Acquire), 2, "raising delivers again");
+        drop(armed);
+        assert_eq!(abort.delivered(), None, "stale after it ended");
+        abort.poke();
+        assert_eq!(counting.0.load(Ordering::Acquire), 2, "an ended request is not delivered");
+    }
+
+    #[test]
+    fn deliveries_in_flight_are_bounded() {
+        let abort = Abort::new();
+        let counting = Arc::new(Counting::default());
+        let _armed = arm(abort.clone(), counting.clone(), 0);
+        abort.request(Reason::Aborted);
+        for _ in 0..10 {
+            abort.poke();
+        }
+        assert_eq!(counting.0.load(Ordering::Acquire), MAX_QUEUED);
+    }
+
+    #[test]
+    fn nested_requests_raise_innermost_first() {
+        let outer = Abort::new();
+        let inner = Abort::new();
+        let counting = Arc::new(Counting::default());
+        let _outer_armed = arm(outer.clone(), counting.clone(), 0);
+        outer.request(Reason::Aborted);
+        {
+            let _inner_armed = arm(inner.clone(), counting.clone(), 0);
+            assert_eq!(stop_reason(), None, "the inner one was not asked to stop");
+            assert_eq!(outer.delivered(), None, "the outer one waits until the inner one ends");
+        }
+        assert_eq!(stop_reason(), Some(Reason::Aborted));
+    }
+}
