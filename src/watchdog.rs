@@ -28,6 +28,7 @@ fn watch() {
         thread::sleep(TICK);
         let limit = config::with(|c| c.execution_time_limit);
         let limit = (limit > 0).then(|| Duration::from_millis(limit as u64));
+        pool::nudge();
         for (worker, abort) in tick(limit) {
             sessions::abandon(worker, &abort);
             pool::replace(worker);

@@ -16,7 +16,7 @@ pub fn abort(ctx: &Context, id: &str) -> Result<Response, GearsError> {
         Ok(BlockedClient::block(ctx))
     };
     Ok(match executions::abort(id, client)? {
-        AbortOutcome::Ended => Response::Reply(Reply::ok()),
+        AbortOutcome::Ended | AbortOutcome::NotStarted(_) => Response::Reply(Reply::ok()),
         AbortOutcome::Stopping => Response::Blocked,
     })
 }

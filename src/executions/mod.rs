@@ -81,12 +81,17 @@ pub fn add_waiter(id: &str, client: BlockedClient, wants: Wants) {
 }
 
 /// RG.ABORTEXECUTION. `client` is blocked (and answered `OK` when the execution has stopped)
-/// only if the execution has not ended.
+/// only if it is running; one that has not started ends now, `aborted`, its waiters answered.
 pub fn abort(id: &str, client: impl FnOnce() -> Result<BlockedClient, GearsError>) -> Result<AbortOutcome, GearsError> {
     let mut table = table();
     let outcome = table.abort(id)?;
-    if outcome == AbortOutcome::Stopping {
-        table.add_waiter(id, client()?, Wants::Ok);
+    match &outcome {
+        AbortOutcome::Stopping => table.add_waiter(id, client()?, Wants::Ok),
+        AbortOutcome::NotStarted(key) => {
+            drop(table);
+            finish(key, Reply::results(Vec::new(), &[]), Report::default());
+        }
+        AbortOutcome::Ended => {}
     }
     Ok(outcome)
 }

@@ -70,12 +70,14 @@ struct Execution {
 }
 
 /// What RG.ABORTEXECUTION found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AbortOutcome {
     /// The execution had already ended: nothing to wait for.
     Ended,
-    /// It was asked to stop and has not ended yet.
+    /// It was running and was asked to stop; it has not ended yet.
     Stopping,
+    /// It had not started: it never will, and the caller ends it now.
+    NotStarted(ExecutionKey),
 }
 
 pub enum Lookup {
@@ -146,7 +148,7 @@ impl Table {
     /// it started.
     pub fn start(&mut self, key: &ExecutionKey) -> Option<Arc<Abort>> {
         let exec = self.get_mut(key)?;
-        if exec.abort.requested() {
+        if exec.abort.requested() || exec.reply.is_some() {
             return None;
         }
         exec.state = State::Running;
@@ -211,14 +213,15 @@ impl Table {
     /// to stop.
     pub fn abort(&mut self, id: &str) -> Result<AbortOutcome, GearsError> {
         self.counter += 1;
-        let (_, exec) = self.find(id).ok_or(GearsError::NoSuchAbortTarget)?;
-        match exec.state {
-            State::Done | State::Aborted => Ok(AbortOutcome::Ended),
-            State::Created | State::Running => {
-                exec.abort.request(Reason::Aborted);
-                Ok(AbortOutcome::Stopping)
-            }
+        let (slot, exec) = self.find(id).ok_or(GearsError::NoSuchAbortTarget)?;
+        if exec.reply.is_some() {
+            return Ok(AbortOutcome::Ended);
         }
+        exec.abort.request(Reason::Aborted);
+        Ok(match exec.state {
+            State::Created => AbortOutcome::NotStarted(ExecutionKey { slot, id: exec.id.clone() }),
+            _ => AbortOutcome::Stopping,
+        })
     }
 
     /// Executions of `home` that have not started: their worker was lost.
@@ -309,9 +312,9 @@ mod tests {
     fn abort_before_start_ends_aborted_and_counts_an_id() {
         let mut t = Table::new();
         let k = create(&mut t, true, 0);
-        assert_eq!(t.abort(&k.id), Ok(AbortOutcome::Stopping));
-        assert!(t.start(&k).is_none());
+        assert_eq!(t.abort(&k.id), Ok(AbortOutcome::NotStarted(k.clone())));
         done(&mut t, &k);
+        assert!(t.start(&k).is_none(), "a worker that gets to it later does not run it");
         assert_eq!(t.dump()[0].state, State::Aborted);
         assert_eq!(t.abort(&k.id), Ok(AbortOutcome::Ended));
         assert_eq!(t.abort("nope"), Err(GearsError::NoSuchAbortTarget));

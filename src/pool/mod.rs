@@ -56,6 +56,8 @@ struct Home {
     activity: AtomicU8,
     /// Visits queued or running plus deferred jobs: how busy the home is.
     load: AtomicUsize,
+    /// Main-thread calls queued or running: they preempt whatever the worker runs.
+    urgent: AtomicUsize,
     /// The interrupter of the interpreter serving this home now.
     interrupter: Mutex<Option<Arc<Interrupter>>>,
     /// The retirement flag of the thread serving this home now.
@@ -91,6 +93,7 @@ pub fn start(threads: usize) -> Result<(), String> {
                 queue,
                 activity: AtomicU8::new(Activity::Idle as u8),
                 load: AtomicUsize::new(0),
+                urgent: AtomicUsize::new(0),
                 interrupter: Mutex::new(None),
                 retired: Mutex::new(Arc::new(AtomicBool::new(false))),
             }
@@ -147,28 +150,56 @@ pub fn visit(home: usize, urgent: bool, visit: Visit) -> Result<(), GearsError> 
     let home_ref = pool.homes.get(home).ok_or(GearsError::ShuttingDown)?;
     home_ref.load.fetch_add(1, Ordering::AcqRel);
     let visit: Visit = Box::new(move |runtime| {
-        let _done = Unload(home);
+        let _done = Unload { home, urgent };
         visit(runtime)
     });
     home_ref.visits.send(visit).map_err(|_| GearsError::ShuttingDown)?;
-    let activity = home_ref.activity.load(Ordering::Acquire);
-    let preempt = activity == Activity::Executing as u8 || (urgent && activity != Activity::Idle as u8);
-    if preempt {
-        let interrupter = home_ref.interrupter.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    if urgent {
+        home_ref.urgent.fetch_add(1, Ordering::AcqRel);
+    }
+    preempt(home_ref);
+    Ok(())
+}
+
+/// Asks a busy home's worker to serve its visits at its next bytecode instruction: one running
+/// an execution for any visit, anything else for an urgent one (a main-thread call).
+fn preempt(home: &Home) {
+    let activity = home.activity.load(Ordering::Acquire);
+    let urgent = home.urgent.load(Ordering::Acquire) > 0;
+    if activity == Activity::Executing as u8 || (urgent && activity != Activity::Idle as u8) {
+        let interrupter = home.interrupter.lock().unwrap_or_else(PoisonError::into_inner).clone();
         if let Some(interrupter) = interrupter {
             interrupter.send(move |_vm| serve_now());
         }
     }
-    Ok(())
+}
+
+/// Preempts again the homes whose visits still wait: the eval-breaker bit that delivers a
+/// preemption is process-wide, and another worker's interpreter may clear it first. The
+/// watchdog calls this every tick, as it re-sends stop requests.
+pub fn nudge() {
+    let Some(pool) = POOL.get() else { return };
+    for home in &pool.homes {
+        if !home.queue.is_empty() {
+            preempt(home);
+        }
+    }
 }
 
 /// Counts a visit or deferred job off its home's load when it ends, however it ends.
-struct Unload(usize);
+struct Unload {
+    home: usize,
+    urgent: bool,
+}
 
 impl Drop for Unload {
     fn drop(&mut self) {
         if let Some(pool) = POOL.get() {
-            pool.homes[self.0].load.fetch_sub(1, Ordering::AcqRel);
+            let home = &pool.homes[self.home];
+            home.load.fetch_sub(1, Ordering::AcqRel);
+            if self.urgent {
+                home.urgent.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 }
@@ -180,7 +211,7 @@ pub fn defer(job: Deferred) {
         pool.homes[home].load.fetch_add(1, Ordering::AcqRel);
     }
     let job: Deferred = Box::new(move |runtime| {
-        let _done = Unload(home);
+        let _done = Unload { home, urgent: false };
         job(runtime)
     });
     DEFERRED.with_borrow_mut(|d| d.push_back(job));
