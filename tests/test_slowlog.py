@@ -27,13 +27,14 @@ def latest_rg_execution(r):
     return next((row for row in r.execute_command("LATENCY", "LATEST") if row[0] == "rg-execution"), None)
 
 
-def test_blocked_time_puts_a_long_pyexecute_in_the_slowlog(r, raw):
+def test_blocked_time_puts_a_long_pyexecute_in_the_slowlog_and_commandstats(r, raw):
     r.config_set("slowlog-log-slower-than", 500_000)
     r.execute_command("SLOWLOG", "RESET")
     assert pyexecute(r, SLEEP_1S) == [["None"], []]
     entries = slowlog(raw)
     assert [args for _, args in entries] == [["RG.PYEXECUTE", SLEEP_1S]]
     assert entries[0][0] >= AT_LEAST_1S_US
+    assert r.info("commandstats")["cmdstat_rg.pyexecute"]["usec"] >= AT_LEAST_1S_US
 
 
 def test_fast_commands_stay_out_of_the_slowlog(r, raw):
