@@ -21,28 +21,33 @@ FUZZ_FLAGS := -O --sanitizer none --target-dir $(FUZZ_TARGET_DIR)
 
 all: build
 
-# Debian packages the build and the tests need, installed only when missing.
+# Debian packages the build and the tests need, installed only when missing. APT_GET overrides the
+# installer (tests/test_make_deps.py records what would be installed instead).
+APT_GET ?= apt-get
 deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
-	$(MAKE) -s --no-print-directory has-libclang || missing="$$missing libclang-dev"; \
+	( $(FIND_LIBCLANG) ) >/dev/null || missing="$$missing libclang-dev"; \
 	command -v cc >/dev/null || missing="$$missing gcc"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $$missing; \
 	fi
 
-# bindgen (redis-module's build script) dlopens libclang.so or libclang-N.so.M. Other libclang*
-# files (libclang-cpp, pulled in by unrelated packages) do not count. LIBCLANG_SEARCH overrides
-# where to look (tests/test_make_deps.py simulates a machine without it).
-LIBCLANG_SEARCH ?= /usr/lib/llvm-*/lib /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib /usr/local/lib
-has-libclang:
-	@for d in $(LIBCLANG_SEARCH); do \
+# bindgen (redis-module's build script) loads libclang.so or libclang-N.so.M, from LIBCLANG_PATH
+# if set. Other libclang* files (libclang-cpp, pulled in by unrelated packages) do not count.
+# LIBCLANG_SEARCH overrides where to look (tests/test_make_deps.py simulates a machine without it).
+LIBCLANG_SEARCH ?= $(LIBCLANG_PATH) /usr/lib/llvm-*/lib /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib /usr/local/lib
+# Prints the first libclang found and succeeds, or fails silently.
+FIND_LIBCLANG = for d in $(LIBCLANG_SEARCH); do \
 		for f in $$d/libclang.so $$d/libclang.so.* $$d/libclang-[0-9]*.so $$d/libclang-[0-9]*.so.*; do \
-			[ -e "$$f" ] && exit 0; \
+			[ -e "$$f" ] && echo "$$f" && exit 0; \
 		done; \
 	done; exit 1
+
+has-libclang:
+	@( $(FIND_LIBCLANG) ) || { echo "no libclang in: $(LIBCLANG_SEARCH) (make deps installs libclang-dev)"; exit 1; }
 
 build: deps
 	cargo build --release $(CARGO_FLAGS)

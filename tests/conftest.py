@@ -279,13 +279,13 @@ def blocked_clients(client):
     return int(client.info("clients")["blocked_clients"])
 
 
-# SPEC 1.8 error texts ----------------------------------------------------------------------
+# Python error texts (docs/commands.md#python-error-texts) ----------------------------------------------------------------------
 
 TB_START = "['Traceback (most recent call last):\\n'"
 
 
 def tb_end(line):
-    """How a SPEC 1.8 form-2 error text ends when its last line is `line`."""
+    """How a form-2 Python error text (docs/commands.md#python-error-texts) ends when its last line is `line`."""
     return repr(line + "\n") + "]"
 
 
@@ -296,7 +296,7 @@ def script_error(raw, script):
 
 
 def assert_gears_error(raw, script, msg):
-    """The script must fail with gears.error(msg), formatted as a traceback (SPEC 1.8 form 2)."""
+    """The script must fail with gears.error(msg), formatted as a traceback (docs/commands.md#python-error-texts, form 2)."""
     text = script_error(raw, script)
     assert text.startswith(TB_START), text
     assert text.endswith(tb_end("gears.error: " + msg)), text

@@ -1,4 +1,4 @@
-"""Module load arguments (SPEC 2.9) and the MaxExecutions limit (SPEC 1.3)."""
+"""Module load arguments (docs/commands.md#load-arguments) and the MaxExecutions limit (docs/commands.md#rgdumpexecutions)."""
 
 import threading
 

@@ -1,4 +1,5 @@
-"""Error texts (SPEC 1.8), errors inside executions (1.9), and refused contexts (1.2 row 1)."""
+"""Error texts (docs/commands.md#python-error-texts), errors inside executions
+(docs/commands.md#the-results-errors-reply), and refused contexts (docs/commands.md#rgpyexecute, first error)."""
 
 import pytest
 import redis

@@ -1,5 +1,5 @@
 """execute(): Redis calls from scripts and steps, reply conversion, database choice, replication
-(SPEC 2.6, Conventions "Database", 3.8 "Replication")."""
+(docs/python-api.md#execute, docs/commands.md#database, docs/commands.md#replication)."""
 
 from conftest import dump_executions, pyexecute, wait_until
 

@@ -1,5 +1,5 @@
 """Execution lifecycle: RG.DUMPEXECUTIONS, RG.GETRESULTS, RG.GETRESULTSBLOCKING, RG.DROPEXECUTION,
-many waiters, disconnecting waiters (SPEC 1.3 - 1.6)."""
+many waiters, disconnecting waiters (docs/commands.md#rggetresults to #rgdropexecution)."""
 
 import threading
 

@@ -1,4 +1,4 @@
-"""RG.PYEXECUTE: argument parsing, replies, blocking and UNBLOCKING runs, execution ids (SPEC 1.1, 1.2)."""
+"""RG.PYEXECUTE: argument parsing, replies, blocking and UNBLOCKING runs, execution ids (docs/commands.md#ids, #rgpyexecute)."""
 
 import redis
 

@@ -1,4 +1,4 @@
-"""Readers, record shapes, operations and the record -> RESP conversion (SPEC 1.7, 2.3 - 2.5)."""
+"""Readers, record shapes, operations and the record -> RESP conversion (docs/commands.md#the-results-errors-reply, docs/python-api.md#operations to #readers)."""
 
 import pytest
 import redis
@@ -118,7 +118,7 @@ def test_pythonreader_empty(r):
 
 
 # ------------------------------------------------------------------------------------------
-# Record conversion (SPEC 1.7)
+# Record conversion (docs/commands.md#the-results-errors-reply)
 # ------------------------------------------------------------------------------------------
 
 CONVERSION_SCRIPT = r"""
@@ -223,7 +223,7 @@ def test_results_and_errors_resp3(server):
 
 
 # ------------------------------------------------------------------------------------------
-# Operations (SPEC 2.3)
+# Operations (docs/python-api.md#operations)
 # ------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """Runaway scripts: endless loops, sleeps, native loops, deep recursion and memory bombs must end
 (abort, disconnect, ExecutionTimeLimit, stuck-worker watchdog, PythonMemoryLimit) and leave a
-server that still runs scripts (SPEC 2.7, 2.9; docs/sandbox.md).
+server that still runs scripts (docs/commands.md#rgabortexecution, docs/commands.md#load-arguments, docs/sandbox.md).
 
 No timing thresholds: every wait is a polling loop with a generous deadline.
 """

@@ -1,5 +1,5 @@
 """Sandbox (no file system, network, subprocess, environment), print() to the log, and clean
-per-script globals/builtins (SPEC 2.1, "Deliberate differences: Sandbox")."""
+per-script globals/builtins (docs/python-api.md#script-environment, docs/sandbox.md)."""
 
 import os
 import uuid

@@ -1,6 +1,6 @@
 """Sandbox attack corpus: scripts that try to escape the sandbox of RG.PYEXECUTE, or to crash,
-wedge or tamper with the server, with the outcome each one must have (SPEC "Deliberate
-differences: Sandbox", 1.2, 1.8, 2.9; docs/sandbox.md).
+wedge or tamper with the server, with the outcome each one must have (docs/sandbox.md,
+docs/commands.md#rgpyexecute, #python-error-texts, #load-arguments).
 
 Every case is one parametrized test with its own redis-server (ExecutionThreads 1 unless the
 case says otherwise, so that a script and the script after it share one interpreter). For each:
@@ -34,7 +34,7 @@ SPY = "attack:spy"
 EVIL = "attack:evil"
 # A reply must arrive within this; a script that never gets an answer is a finding.
 REPLY_DEADLINE = 90.0
-# Python exception replies are formatted tracebacks (1.8): a list repr, or "Error type: ...".
+# Python exception replies are formatted tracebacks (docs/commands.md#python-error-texts): a list repr, or "Error type: ...".
 PANIC_TEXT = "ended without a reply"
 
 
@@ -608,7 +608,7 @@ CORPUS = [
          "GB('ShardsIDReader').map(lambda x: (atomic().__enter__(), 'entered')[1]).run()\n",
          reply_is([[b"entered"], []]), deadline=30),
     # --- state left for the next script (same worker) ------------------------------------------
-    # Imported modules are shared between scripts (SPEC 2.1: one sys.modules; json.dumps patched
+    # Imported modules are shared between scripts (docs/python-api.md#script-environment: one sys.modules; json.dumps patched
     # by one script is seen by the next, see test_tier2_runtime). The module's own machinery is
     # not: builtins, sys and the gears shim are put back after every job.
     Case("sys_modules_replace_shim",

@@ -1,5 +1,5 @@
-"""Tier 2 management commands (SPEC 2.7 - 2.11, 1.2 options): RG.ABORTEXECUTION, RG.GETEXECUTION,
-RG.CONFIGGET / RG.CONFIGSET and the configuration table, RG.PYSTATS, RG.DUMPPLUGINS,
+"""Management commands (docs/commands.md, from #rgabortexecution to #other-commands, and the
+options of #rgpyexecute): RG.ABORTEXECUTION, RG.GETEXECUTION, RG.CONFIGGET / RG.CONFIGSET and the configuration table, RG.PYSTATS, RG.DUMPPLUGINS,
 RG.INFOCLUSTER, RG.REFRESHCLUSTER, the retired commands, the requirement commands, and the options of
 RG.PYEXECUTE.
 
@@ -156,7 +156,7 @@ def test_abort_spinning_reader(server, r):
 
 def test_abort_error_is_forcestopped_exception_text(server, r):
     # The execution ends with the text of the gears.forcestopped exception, formatted as any
-    # Python error (SPEC 1.8): with a traceback its last line names gears.forcestopped.
+    # Python error (docs/commands.md#python-error-texts): with a traceback its last line names gears.forcestopped.
     results, errors = _abort_running(server, r, SPIN)
     assert errors[0].startswith("['Traceback (most recent call last):\\n'"), errors
     assert "gears.forcestopped" in errors[0].rsplit("'  File", 1)[-1], errors
@@ -557,7 +557,7 @@ def test_configset_python_attempt_traceback(r, raw):
     res = raw.call("RG.CONFIGSET", "PythonAttemptTraceback", "0")
     assert len(res) == 1 and text_ok(res[0], OK_EXTRA), res
     assert raw.call("RG.CONFIGGET", "PythonAttemptTraceback") == [0]
-    # applied: errors lose their traceback (SPEC 1.8 form 3) ...
+    # applied: errors lose their traceback (docs/commands.md#python-error-texts, form 3) ...
     assert raw.call("RG.PYEXECUTE", "undefined_name") == Error(
         "Error type: <class 'NameError'>, Value: name 'undefined_name' is not defined")
     # ... and stored in the extra configuration

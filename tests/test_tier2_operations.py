@@ -1,8 +1,9 @@
-"""Tier 2 operations (SPEC 2.2, 2.3): every operation of GearsBuilder with RedisGears' quirks,
-the callback checks and their exact error texts, and the steps' failure rules (1.9).
+"""Operations (docs/python-api.md#gearsbuilder, #operations): every operation of GearsBuilder with
+RedisGears' quirks, the callback checks and their exact error texts, and the steps' failure rules
+(docs/python-api.md#operations, docs/commands.md#the-results-errors-reply).
 
 Records are fed by a PythonReader (deterministic order) unless the test is about another reader.
-Results are compared exactly; where SPEC leaves the order open (distinct) they are sorted.
+Results are compared exactly; where the docs leave the order open (distinct) they are sorted.
 """
 
 import pytest
@@ -219,7 +220,7 @@ def test_batchgroupby_reducer_gets_string_key_once(r):
 
 def test_batchgroupby_reducer_not_type_checked(r):
     # RedisGears does not check the reducer: the build succeeds and the call fails (no frame ran,
-    # so SPEC 1.8 form 3).
+    # so docs/commands.md#python-error-texts form 3).
     assert run_py(r, ".batchgroupby(lambda x: x, 1)", [1]) == [
         [], ["Error type: <class 'TypeError'>, Value: 'int' object is not callable"]]
 
@@ -485,7 +486,7 @@ def test_every_operation_returns_the_builder(r):
 
 
 # ------------------------------------------------------------------------------------------
-# Callback checks (SPEC 2.3): arity first, then types; raised by the operation call
+# Callback checks (docs/python-api.md#operations): arity first, then types; raised by the operation call
 # ------------------------------------------------------------------------------------------
 
 SIMPLE_OPS = ["map", "filter", "foreach", "flatmap", "accumulate", "repartition"]
@@ -564,7 +565,7 @@ def test_limit_takes_one_or_two_arguments(raw, args):
     ("accumulate", "lambda a: a"),
 ])
 def test_callback_with_wrong_arity_fails_without_traceback(r, op, cb):
-    # The call fails before any frame of the callback runs: SPEC 1.8 form 3.
+    # The call fails before any frame of the callback runs: docs/commands.md#python-error-texts form 3.
     results, errors = run_py(r, f".{op}({cb})", [1])
     assert results == []
     assert len(errors) == 1

@@ -1,5 +1,5 @@
-"""Tier 2 readers in batch mode and run() (SPEC 2.2, 2.4, 2.5): KeysReader, KeysOnlyReader,
-StreamReader, PythonReader, ShardsIDReader, CommandReader; run() kwargs and their error texts.
+"""Readers in batch mode and run() (docs/python-api.md#gearsbuilder, #run, #readers): KeysReader,
+KeysOnlyReader, StreamReader, PythonReader, ShardsIDReader, CommandReader; run() kwargs and their error texts.
 
 SCAN order is unspecified, so results of scanning readers are sorted before comparing.
 """

@@ -1,5 +1,5 @@
-"""Tier 2 runtime (SPEC 2.1, 2.6, 1.8): the script environment and sessions, execute(), atomic(),
-log(), configGet()/gearsConfigGet(), hashtag(), flat_error(), the `redisgears` module, the
+"""Runtime (docs/python-api.md#script-environment, #runtime-functions,
+docs/commands.md#python-error-texts): the script environment and sessions, execute(), atomic(), log(), configGet()/gearsConfigGet(), hashtag(), flat_error(), the `redisgears` module, the
 exception types, the Python standard library available to scripts, and Redis staying responsive
 while a large execution runs.
 """
@@ -30,8 +30,8 @@ def body(r, code, key="out"):
 # 2.1 Script environment and sessions
 # ------------------------------------------------------------------------------------------
 
-# SPEC 2.1's names that belong to registrations (tier 3) and asynchrony (tier 4), which the
-# module does not implement yet; they are left out rather than stubbed.
+# RedisGears' session names that belong to registrations and asynchrony, which the module does not
+# implement yet (docs/python-api.md#not-implemented-yet); they are left out rather than stubbed.
 LATER_TIER_NAMES = ['registerTE', 'gearsFuture', 'call_next', 'get_command', 'override_reply', 'createFuture', 'setFutureResults', 'setFutureException', 'runCoroutine', 'shardReaderCallback', 'asyncio']
 
 GLOBAL_NAMES = ['GearsBuilder', 'GB', 'execute', 'atomic', 'log', 'configGet', 'gearsConfigGet', 'hashtag', 'isAsyncAllow', 'flat_error', 'createKeysOnlyReader', 'redisgears', 'rg', 'copy', 'Log', 'ConfigGet', 'GearsConfigGet']
@@ -100,7 +100,7 @@ def test_step_callbacks_see_script_globals(r):
 
 @pytest.mark.module_args("ExecutionThreads", "1")
 def test_imported_modules_shared_by_process(r):
-    # SPEC 2.1: one sys.modules for the whole process. Ours: one per worker interpreter (VMs
+    # RedisGears: one sys.modules for the whole process (docs/python-api.md#script-environment). Ours: one per worker interpreter (VMs
     # never share objects), so with a single worker every script sees the same modules.
     assert pyexecute(r, "import json\njson._rg_shared_marker = 42") == "OK"
     for _ in range(6):
@@ -595,7 +595,7 @@ def test_gears_error_can_be_raised_by_script(raw):
 
 
 # ------------------------------------------------------------------------------------------
-# Error text formats (1.8) as they appear in script replies and in `errors`
+# Error text formats (docs/commands.md#python-error-texts) as they appear in script replies and in `errors`
 # ------------------------------------------------------------------------------------------
 
 
@@ -709,7 +709,7 @@ def test_os_is_inert(r):
 
 
 # ------------------------------------------------------------------------------------------
-# Done-when: Redis answers other clients while a big execution runs (SPEC 1.3)
+# Done-when: Redis answers other clients while a big execution runs (docs/commands.md#rgpyexecute)
 # ------------------------------------------------------------------------------------------
 
 

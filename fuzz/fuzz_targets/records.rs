@@ -1,4 +1,4 @@
-//! Redis reply → Python value → execution-result RESP: the conversions of SPEC 1.7 agree with
+//! Redis reply → Python value → execution-result RESP: the conversions of docs/commands.md#the-results-errors-reply agree with
 //! a reference model written here, for any reply tree.
 #![no_main]
 
@@ -34,7 +34,7 @@ fn reply(data: &mut &[u8], depth: u32) -> Reply {
     }
 }
 
-/// What SPEC 1.7 says the round trip gives.
+/// What docs/commands.md#the-results-errors-reply says the round trip gives.
 fn expected(reply: &Reply) -> Reply {
     let text = |s: &str| match s.as_bytes() {
         [b'+', _, ..] => Reply::Simple(s[1..].to_owned()),
