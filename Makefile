@@ -55,7 +55,7 @@ build: deps
 run: build
 	redis-server --port $(PORT) --loadmodule $(MODULE) --save '' --appendonly no
 
-test: build fuzz-smoke
+test: build lint fuzz-smoke
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 	cargo test --release --lib $(CARGO_FLAGS)
 	RUSTGEARS_MODULE=$(MODULE) $(PYTHON) -m pytest tests -q -p no:cacheprovider
@@ -86,8 +86,11 @@ soak: build
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 	RUSTGEARS_MODULE=$(MODULE) $(PYTHON) bench/soak.py
 
-lint:
-	cargo clippy --release $(CARGO_FLAGS) --all-targets
+# Formatting (rustfmt.toml) and clippy, warnings as errors: part of `make test`.
+lint: deps
+	@cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 || rustup component add rustfmt clippy
+	cargo fmt --check
+	cargo clippy --release $(CARGO_FLAGS) --all-targets -- -D warnings
 
 clean:
 	cargo clean

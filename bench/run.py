@@ -70,9 +70,9 @@ FIB_BASELINE_SCRIPT = FIB_DEF + "GB('ShardsIDReader').map(lambda r: 0).run()"
 MODES = {
     # keys: P2/P4 keyspace. runs: repetitions of each heavy measurement (median reported).
     "full": dict(keys=1_000_000, runs=3, p1_requests=50_000, p1_runs=5, p1_clients=50,
-                 p3_clients=8, p3_target_s=0.5, p5_runs=3, p6_runs=5, vocabulary=1000),
+                 p3_clients=8, p3_target_s=0.5, p5_runs=3, p6_runs=5, vocabulary=1000, s1_calls=5000),
     "quick": dict(keys=100_000, runs=1, p1_requests=5_000, p1_runs=1, p1_clients=50,
-                  p3_clients=8, p3_target_s=0.2, p5_runs=1, p6_runs=2, vocabulary=1000),
+                  p3_clients=8, p3_target_s=0.2, p5_runs=1, p6_runs=2, vocabulary=1000, s1_calls=1000),
 }
 
 
@@ -699,6 +699,43 @@ def p3(workdir, module, cfg, raw):
 
 
 # ---------------------------------------------------------------------------------------------
+# S1 calls on behalf of the main thread: the round trip of a no-op call (RG.TESTSYNC, the test
+# hook that runs a script on its home worker while the main thread waits with the lock held)
+
+
+def server_durations(c, n, *command):
+    """Runs `command` n times; returns each call's duration on the server (SLOWLOG, in us), so
+    the client's round trip is not counted."""
+    c.config_set("slowlog-max-len", n)
+    c.config_set("slowlog-log-slower-than", 0)
+    c.execute_command("SLOWLOG", "RESET")
+    for _ in range(n):
+        c.execute_command(*command)
+    entries = c.execute_command("SLOWLOG", "GET", n)
+    c.config_set("slowlog-log-slower-than", 10000)
+    name = command[0].lower()
+    return [e[2] for e in entries if as_str(e[3][0]).lower() == name]
+
+
+def s1(workdir, module, cfg, raw):
+    n = cfg["s1_calls"]
+    with Server(workdir, "sync", module, ("TestHooks", "1")) as srv:
+        c = srv.client()
+        got = c.execute_command("RG.TESTSYNC", "pass")
+        expect(got in (b"OK", "OK"), f"RG.TESTSYNC 'pass': expected OK, got {got!r}")
+        server_durations(c, n // 10, "RG.TESTSYNC", "pass")  # warm-up
+        sync = server_durations(c, n, "RG.TESTSYNC", "pass")
+        body = server_durations(c, n, "RG.PYEXECUTE", "pass")
+        srv.check_alive("after S1")
+        c.close()
+    expect(len(sync) >= n // 2, f"S1: only {len(sync)} SLOWLOG entries for {n} calls")
+    raw["s1"] = {"calls": n, "sync_us_median": median(sync), "sync_us_p99": sorted(sync)[int(len(sync) * 0.99) - 1],
+                 "pyexecute_us_median": median(body)}
+    log(f"S1: no-op call on behalf of the main thread: median {raw['s1']['sync_us_median']:.1f} us, "
+        f"p99 {raw['s1']['sync_us_p99']:.1f} us")
+
+
+# ---------------------------------------------------------------------------------------------
 # P5 footprint
 
 
@@ -997,6 +1034,9 @@ def build_rows(raw, errors):
                     p6.get("rustpython_fib_s") * 1e3 if p6.get("rustpython_fib_s") else None, "ms",
                     "same function in " + p6.get("cpython", "CPython"),
                     p6.get("cpython_fib_s") * 1e3 if p6.get("cpython_fib_s") else None, error=err("p6")))
+    s1 = raw.get("s1", {})
+    rows.append(row("S1", "no-op call on behalf of the main thread (median, server side)", s1.get("sync_us_median"),
+                    "us", target=20, target_on="measured", target_op="<=", error=err("s1")))
     return rows
 
 
@@ -1272,6 +1312,8 @@ def main(argv=None):
         guarded("p3", p3, workdir, module, cfg, raw)
         log("P5 footprint")
         guarded("p5", p5, workdir, module, cfg, raw)
+        log("S1 calls on behalf of the main thread")
+        guarded("s1", s1, workdir, module, cfg, raw)
     finally:
         _kill_children()
         try:

@@ -107,7 +107,7 @@ impl Config {
         Ok(())
     }
 
-    /// RG.CONFIGGET's element for one name (SPEC 2.9).
+    /// RG.CONFIGGET's element for one name (docs/commands.md#rgconfigget-rgconfigset).
     pub fn get_element(&self, name: &str) -> ConfigValue {
         if let Some(builtin) = Builtin::find_exact(name) {
             return match builtin {
@@ -140,7 +140,7 @@ impl Config {
         }
     }
 
-    /// RG.CONFIGSET of one pair (SPEC 2.9).
+    /// RG.CONFIGSET of one pair (docs/commands.md#rgconfigget-rgconfigset).
     pub fn set_at_runtime(&mut self, name: &str, value: &str) -> SetOutcome {
         if let Some(builtin) = Builtin::find(name) {
             if matches!(builtin, Builtin::ExecutionThreads | Builtin::Plugin) {

@@ -38,7 +38,7 @@ pub enum GearsError {
     DropRunning,
     #[error("failed running the given script")]
     ScriptFailed,
-    /// A Python exception, already formatted as SPEC 1.8 says.
+    /// A Python exception, already formatted as docs/commands.md#python-error-texts says.
     #[error("{0}")]
     Python(String),
     #[error("Execution was stopped because the module is shutting down")]

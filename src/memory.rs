@@ -24,9 +24,9 @@ const INNER: std::alloc::System = std::alloc::System;
 
 pub struct Accounting;
 
-static TOTAL: AtomicI64 = AtomicI64::new(0);
-static CURRENT: AtomicI64 = AtomicI64::new(0);
-static PEAK: AtomicI64 = AtomicI64::new(0);
+static TOTAL_BYTES: AtomicI64 = AtomicI64::new(0);
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+static PEAK_BYTES: AtomicI64 = AtomicI64::new(0);
 
 /// Bytes one interpreter (one worker) may hold; 0 = no limit. Per worker, so that one
 /// script's hoarding is not charged to the executions running beside it.
@@ -38,7 +38,7 @@ static HUGE: AtomicI64 = AtomicI64::new(i64::MAX);
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
     /// What this thread's interpreter holds: Python objects live and die on their worker.
-    static HELD: Cell<i64> = const { Cell::new(0) };
+    static HELD_BY_THREAD: Cell<i64> = const { Cell::new(0) };
     /// The over-budget flag of the execution running on this thread.
     static WATCHED: Cell<*const AtomicBool> = const { Cell::new(std::ptr::null()) };
 }
@@ -89,28 +89,31 @@ fn counting() -> bool {
 }
 
 fn held() -> i64 {
-    HELD.try_with(Cell::get).unwrap_or(0)
+    HELD_BY_THREAD.try_with(Cell::get).unwrap_or(0)
 }
 
 fn added(size: usize) {
     let size = size as i64;
-    let _ = HELD.try_with(|h| h.set(h.get() + size));
-    TOTAL.fetch_add(size, Ordering::Relaxed);
-    let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
-    PEAK.fetch_max(now, Ordering::Relaxed);
+    let _ = HELD_BY_THREAD.try_with(|h| h.set(h.get() + size));
+    TOTAL_BYTES.fetch_add(size, Ordering::Relaxed);
+    let now = LIVE_BYTES.fetch_add(size, Ordering::Relaxed) + size;
+    PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
 }
 
 fn removed(size: usize) {
-    let _ = HELD.try_with(|h| h.set(h.get() - size as i64));
-    CURRENT.fetch_sub(size as i64, Ordering::Relaxed);
+    let _ = HELD_BY_THREAD.try_with(|h| h.set(h.get() - size as i64));
+    LIVE_BYTES.fetch_sub(size as i64, Ordering::Relaxed);
 }
 
+// SAFETY: every method forwards to the inner allocator with the caller's arguments; the
+// counting around it allocates nothing.
 unsafe impl GlobalAlloc for Accounting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let counted = counting();
         if counted && !within_budget(layout.size()) {
             return std::ptr::null_mut();
         }
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
         let ptr = unsafe { INNER.alloc(layout) };
         if !ptr.is_null() && counted {
             added(layout.size());
@@ -122,6 +125,7 @@ unsafe impl GlobalAlloc for Accounting {
         if counting() {
             removed(layout.size());
         }
+        // SAFETY: `ptr` came from `INNER` with `layout` (every allocation goes through here).
         unsafe { INNER.dealloc(ptr, layout) }
     }
 
@@ -130,6 +134,7 @@ unsafe impl GlobalAlloc for Accounting {
         if counted && new_size > layout.size() && !within_budget(new_size - layout.size()) {
             return std::ptr::null_mut();
         }
+        // SAFETY: as for `dealloc`; the caller's contract for `new_size` is passed on.
         let new = unsafe { INNER.realloc(ptr, layout, new_size) };
         if !new.is_null() && counted {
             removed(layout.size());
@@ -162,5 +167,5 @@ fn scoped<R>(on: bool, f: impl FnOnce() -> R) -> R {
 
 /// `(total, peak, current)` bytes allocated by the interpreters.
 pub fn stats() -> (i64, i64, i64) {
-    (TOTAL.load(Ordering::Relaxed), PEAK.load(Ordering::Relaxed), CURRENT.load(Ordering::Relaxed).max(0))
+    (TOTAL_BYTES.load(Ordering::Relaxed), PEAK_BYTES.load(Ordering::Relaxed), LIVE_BYTES.load(Ordering::Relaxed).max(0))
 }

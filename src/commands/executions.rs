@@ -45,7 +45,7 @@ pub fn drop(id: &str) -> Result<Response, GearsError> {
     Ok(Response::Reply(Reply::ok()))
 }
 
-/// The SHARD layout of SPEC 2.8 (the only one outside cluster mode).
+/// The SHARD layout of docs/commands.md#rggetexecution (the only one outside cluster mode).
 pub fn get_execution(id: &str) -> Result<Response, GearsError> {
     let (state, report) = executions::report(id)?;
     let report = report.unwrap_or_default();

@@ -67,7 +67,7 @@ pub fn py_stats() -> Result<Response, GearsError> {
     ])))
 }
 
-/// Fixed outside cluster mode, or by what an embedded interpreter cannot do (SPEC 2.11).
+/// Fixed outside cluster mode, or by what an embedded interpreter cannot do (docs/commands.md#other-commands).
 pub fn fixed(which: Fixed) -> Result<Response, GearsError> {
     Ok(Response::Reply(match which {
         Fixed::DumpPlugins => Reply::Array(vec![Reply::Array(vec![Reply::bulk("GearsPythonPlugin"), Reply::Int(10000)])]),

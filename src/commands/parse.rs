@@ -19,7 +19,7 @@ pub enum Command {
     PyStats,
     /// A test hook: the script run on behalf of the main thread.
     TestSync { script: Vec<u8> },
-    /// Commands whose reply never depends on state (SPEC 2.11).
+    /// Commands whose reply never depends on state (docs/commands.md#other-commands).
     Fixed(Fixed),
 }
 
@@ -132,7 +132,7 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Command, GearsError> {
 
 impl ExecuteOptions {
     /// Parses what follows the script. Every token is read first, then the checks run in
-    /// RedisGears' order (SPEC 1.2): a missing value, a bad ID, an unknown token, ...
+    /// RedisGears' order (docs/commands.md#rgpyexecute): a missing value, a bad ID, an unknown token, ...
     pub fn parse(args: &[String]) -> Result<ExecuteOptions, GearsError> {
         let mut options = ExecuteOptions::default();
         let mut missing = None;

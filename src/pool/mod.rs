@@ -149,14 +149,15 @@ pub fn visit(home: usize, urgent: bool, visit: Visit) -> Result<(), GearsError> 
     let pool = pool()?;
     let home_ref = pool.homes.get(home).ok_or(GearsError::ShuttingDown)?;
     home_ref.load.fetch_add(1, Ordering::AcqRel);
-    let visit: Visit = Box::new(move |runtime| {
-        let _done = Unload { home, urgent };
-        visit(runtime)
-    });
-    home_ref.visits.send(visit).map_err(|_| GearsError::ShuttingDown)?;
     if urgent {
         home_ref.urgent.fetch_add(1, Ordering::AcqRel);
     }
+    let done = Unload { home, urgent };
+    let visit: Visit = Box::new(move |runtime| {
+        let _done = done;
+        visit(runtime)
+    });
+    home_ref.visits.send(visit).map_err(|_| GearsError::ShuttingDown)?;
     preempt(home_ref);
     Ok(())
 }
@@ -210,8 +211,9 @@ pub fn defer(job: Deferred) {
     if let Some(pool) = POOL.get() {
         pool.homes[home].load.fetch_add(1, Ordering::AcqRel);
     }
+    let done = Unload { home, urgent: false };
     let job: Deferred = Box::new(move |runtime| {
-        let _done = Unload { home, urgent: false };
+        let _done = done;
         job(runtime)
     });
     DEFERRED.with_borrow_mut(|d| d.push_back(job));

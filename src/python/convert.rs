@@ -1,5 +1,5 @@
 //! Conversions between Python objects and Redis data: command arguments, command replies, key
-//! records, and execution results (SPEC 1.7).
+//! records, and execution results (docs/commands.md, "The [results, errors] reply").
 
 use std::cell::OnceCell;
 
@@ -72,7 +72,7 @@ pub fn to_python(reply: Reply, vm: &VirtualMachine) -> PyObjectRef {
     }
 }
 
-/// An execution result record as RESP, by RedisGears' table (SPEC 1.7).
+/// An execution result record as RESP, by RedisGears' table (docs/commands.md, "The [results, errors] reply").
 pub fn to_reply(obj: &PyObjectRef, vm: &VirtualMachine) -> Reply {
     if let Some(s) = obj.downcast_ref::<PyStr>() {
         let text = s.to_string_lossy();

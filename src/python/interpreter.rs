@@ -52,14 +52,14 @@ pub enum ScriptOutcome {
 /// One worker's interpreter. Used through `&self`: a visit (a script body, a main-thread call)
 /// may run nested inside a job that is using it.
 pub struct Runtime {
-    state: Option<State>,
+    state: Option<Prepared>,
     interp: Option<Interpreter>,
     interrupter: Arc<Interrupter>,
     home: usize,
 }
 
 /// Python objects prepared once per interpreter.
-struct State {
+struct Prepared {
     env: PyDictRef,
     recursion_limit: usize,
     int_max_str_digits: usize,
@@ -183,7 +183,7 @@ impl Drop for Runtime {
     }
 }
 
-impl State {
+impl Prepared {
     fn code(&self, vm: &VirtualMachine, script: &str) -> PyResult<PyRef<PyCode>> {
         if let Some(code) = self.codes.borrow().get(script) {
             return Ok(code.clone());
@@ -224,7 +224,7 @@ fn flush_stdout(vm: &VirtualMachine) {
     }
 }
 
-fn prepare(vm: &VirtualMachine) -> PyResult<State> {
+fn prepare(vm: &VirtualMachine) -> PyResult<Prepared> {
     scrub(vm)?;
     let gears = vm.import("gears", 0)?;
     let writer = gears.get_attr("_LogWriter", vm)?;
@@ -239,7 +239,7 @@ fn prepare(vm: &VirtualMachine) -> PyResult<State> {
     // The shim has registered its exception types: no script may register others.
     native.del_attr("register_types", vm)?;
     pristine::record(vm)?;
-    Ok(State {
+    Ok(Prepared {
         env,
         recursion_limit: vm.recursion_limit.get(),
         int_max_str_digits: vm.state.int_max_str_digits.load(),

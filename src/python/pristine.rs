@@ -1,7 +1,7 @@
 //! The module's own Python machinery, put back as it was after every job.
 //!
 //! Every script on a worker shares one interpreter, and imported modules are shared on purpose
-//! (SPEC 2.1: one `sys.modules`, so a module attribute set by one script is seen by the next;
+//! (docs/python-api.md#script-environment: a module attribute set by one script is seen by the next;
 //! ours is per worker). What is not shared is what the module itself is built from: `builtins`,
 //! `sys` (its hooks, `stdout` that `print` writes to the Redis log through, the import lists),
 //! and the `gears` shim with its native half. A script that patched those (`GB.run = ...`,

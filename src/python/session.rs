@@ -25,11 +25,11 @@ pub struct Session {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Session> = RefCell::new(Session::default());
+    static SESSION: RefCell<Session> = RefCell::new(Session::default());
 }
 
 pub fn with<R>(f: impl FnOnce(&mut Session) -> R) -> R {
-    CURRENT.with_borrow_mut(f)
+    SESSION.with_borrow_mut(f)
 }
 
 pub fn db() -> i32 {

@@ -42,7 +42,8 @@ const LATENCY_THRESHOLD_CONFIG: &str = "latency-monitor-threshold";
 static LATENCY_THRESHOLD_MS: AtomicI64 = AtomicI64::new(0);
 static WATCH_LATENCY_THRESHOLD: Once = Once::new();
 
-// The handle is only passed to UnblockClient, which Redis documents as thread-safe.
+// SAFETY: the handle is only passed to UnblockClient and the measurement calls, which Redis
+// documents as thread-safe.
 unsafe impl Send for BlockedClient {}
 
 type OnDisconnect = Box<dyn FnOnce() + Send>;

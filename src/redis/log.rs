@@ -12,6 +12,8 @@ use redis_module::{Context, raw};
 static LOG_CTX: AtomicPtr<raw::RedisModuleCtx> = AtomicPtr::new(ptr::null_mut());
 
 pub fn init(ctx: &Context) {
+    // SAFETY: reading the API table that RedisModule_Init filled before init ran; `ctx` is the
+    // module's load context, and the detached context it gives is never freed.
     if let Some(detach) = unsafe { raw::RedisModule_GetDetachedThreadSafeContext } {
         LOG_CTX.store(unsafe { detach(ctx.ctx) }, Ordering::Release);
     }
@@ -37,10 +39,13 @@ impl Level {
 }
 
 pub fn log(level: Level, message: &str) {
+    // SAFETY: the API table is written once, at load, before any thread can log.
     let Some(log) = (unsafe { raw::RedisModule_Log }) else {
         return; // outside Redis (unit tests): nowhere to write
     };
     let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+    // SAFETY: RM_Log only reads the module's name from the context (see LOG_CTX); the format is a
+    // static "%s" and `text` a NUL-terminated string that lives across the call.
     unsafe { log(LOG_CTX.load(Ordering::Acquire), level.as_cstr().as_ptr(), c"%s".as_ptr(), text.as_ptr()) };
 }
 

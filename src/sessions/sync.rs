@@ -35,6 +35,9 @@ pub const PICKUP_BOUND: Duration = Duration::from_secs(1);
 /// `busy-reply-threshold` default).
 pub const TIME_LIMIT: Duration = Duration::from_secs(5);
 
+/// How long the main thread spins before it sleeps on the condition variable.
+const SPIN: Duration = Duration::from_micros(200);
+
 enum Stage {
     Waiting,
     Running(Instant),
@@ -82,6 +85,14 @@ impl Handoff {
     /// Waits for the answer (see the module's comment for the bounds).
     fn wait(&self, abort: &Arc<Abort>) -> Reply {
         let asked = Instant::now();
+        // Redis is blocked meanwhile anyway: spin a little before sleeping, as a short call
+        // ends sooner than the main thread could be woken from a condition variable.
+        while asked.elapsed() < SPIN {
+            if let Stage::Done(reply) = &*self.stage() {
+                return reply.clone();
+            }
+            std::hint::spin_loop();
+        }
         let mut stage = self.stage();
         loop {
             match &*stage {
