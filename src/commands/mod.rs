@@ -26,23 +26,35 @@ pub enum Response {
 }
 
 pub fn rg_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_slice().to_vec()).collect();
-    let handle = || {
+    // Set once the reply starts: after a panic past that point, another reply would corrupt the
+    // client's stream.
+    let mut replying = false;
+    let answered = catch_unwind(AssertUnwindSafe(|| {
+        let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_slice().to_vec()).collect();
         // RG.PYEXECUTE refuses an unblockable context before it looks at its arguments.
-        if args.first().is_some_and(|name| name.eq_ignore_ascii_case(b"rg.pyexecute")) {
-            refuse_unblockable(ctx)?;
-        }
-        parse::parse(&args).and_then(|command| run(ctx, command))
-    };
-    match catch_unwind(AssertUnwindSafe(handle)) {
-        Ok(Ok(Response::Reply(reply))) => write(&reply, ctx),
-        Ok(Ok(Response::Shared(reply))) => write(&reply, ctx),
-        Ok(Ok(Response::Blocked)) => {}
-        Ok(Err(GearsError::WrongArity)) => crate::redis::reply::wrong_arity(ctx),
-        Ok(Err(err)) => write(&Reply::Error(err.to_string()), ctx),
-        Err(_) => write(&Reply::Error(GearsError::Internal("see the Redis log".to_owned()).to_string()), ctx),
+        let response = if args.first().is_some_and(|name| name.eq_ignore_ascii_case(b"rg.pyexecute")) {
+            refuse_unblockable(ctx).and_then(|()| parse::parse(&args)).and_then(|command| run(ctx, command))
+        } else {
+            parse::parse(&args).and_then(|command| run(ctx, command))
+        };
+        replying = true;
+        respond(ctx, response);
+    }));
+    if answered.is_err() && !replying {
+        let internal = Reply::Error(GearsError::Internal("see the Redis log".to_owned()).to_string());
+        let _ = catch_unwind(AssertUnwindSafe(|| write(&internal, ctx)));
     }
     Ok(RedisValue::NoReply)
+}
+
+fn respond(ctx: &Context, response: Result<Response, GearsError>) {
+    match response {
+        Ok(Response::Reply(reply)) => write(&reply, ctx),
+        Ok(Response::Shared(reply)) => write(&reply, ctx),
+        Ok(Response::Blocked) => {}
+        Err(GearsError::WrongArity) => crate::redis::reply::wrong_arity(ctx),
+        Err(err) => write(&Reply::Error(err.to_string()), ctx),
+    }
 }
 
 fn run(ctx: &Context, command: Command) -> Result<Response, GearsError> {
