@@ -4,6 +4,7 @@
 mod convert;
 mod errors;
 mod guard;
+mod inflate;
 mod interpreter;
 pub mod interrupt;
 mod native;

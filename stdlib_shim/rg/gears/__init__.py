@@ -5,6 +5,8 @@ arguments here, with RedisGears' exact texts, and append `(op, callbacks...)` st
 `run()` hands the reader and steps to the engine, which does the iteration in Rust.
 """
 
+import sys as _sys
+
 import _redisgears
 
 
@@ -24,6 +26,47 @@ class flat_error(Exception):
 _redisgears.register_types(error, forcestopped, flat_error)
 
 _FunctionType = type(lambda: 0)
+
+
+class _LeftOut:
+    """The last importer: a standard library module that no importer before it found is left
+    out of the sandbox on purpose (docs/sandbox.md says which and why), and the error says so,
+    where a bare "No module named" would read like a typo."""
+
+    _names = _sys.stdlib_module_names
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.partition('.')[0] in cls._names:
+            raise ModuleNotFoundError("No module named %r (not available in the rustgears sandbox)" % name, name=name)
+        return None
+
+
+_sys.meta_path.append(_LeftOut)
+
+
+def _no_deadlock():
+    """Scripts have one thread: a lock that is held can never be released while a blocking
+    `acquire()` waits for it. The stand-in `_thread` lock pretends the wait succeeded, which
+    sends `queue.Queue().get()` on an empty queue round a loop that only the memory limit ends;
+    refuse the wait instead. Waits with a timeout still time out."""
+    import _thread
+
+    def acquire(self, blocking=True, timeout=-1):
+        if not self.locked_status:
+            self.locked_status = True
+            return True
+        if blocking and timeout < 0:
+            raise RuntimeError('deadlock: the lock is held and no other thread can release it (scripts have one thread)')
+        if blocking and timeout > 0:
+            import time
+            time.sleep(timeout)
+        return False
+
+    _thread.LockType.acquire = _thread.LockType.__enter__ = acquire
+
+
+_no_deadlock()
 
 READERS = ('KeysReader', 'KeysOnlyReader', 'StreamReader', 'PythonReader', 'ShardsIDReader', 'CommandReader')
 
