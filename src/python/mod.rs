@@ -18,6 +18,6 @@ pub mod session;
 pub const MAX_RECURSION_LIMIT: usize = 100_000;
 
 pub use convert::{fields, redis_string, to_python, to_reply};
-pub use errors::error_text;
+pub use errors::{call_callback, error_text};
 pub use interpreter::{Runtime, ScriptOutcome};
 pub use session::RawPlan;
