@@ -67,13 +67,12 @@ pub fn error_text(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
 /// callback called with the wrong arguments) notes where the callback was defined, which the
 /// error text then shows: it has no traceback to show it otherwise.
 pub fn call_callback(vm: &VirtualMachine, callback: &PyObject, args: impl IntoFuncArgs) -> PyResult {
-    callback.call(args, vm).map_err(|exc| {
-        if !exc.__traceback__().is_some_and(|tb| user_frames(vm, tb.into())) {
-            if let Some(note) = definition(vm, callback) {
-                let _ = vm.call_method(exc.as_object(), "add_note", (note,));
-            }
+    callback.call(args, vm).inspect_err(|exc| {
+        if !exc.__traceback__().is_some_and(|tb| user_frames(vm, tb.into()))
+            && let Some(note) = definition(vm, callback)
+        {
+            let _ = vm.call_method(exc.as_object(), "add_note", (note,));
         }
-        exc
     })
 }
 
