@@ -5,6 +5,7 @@ arguments here, with RedisGears' exact texts, and append `(op, callbacks...)` st
 `run()` hands the reader and steps to the engine, which does the iteration in Rust.
 """
 
+import _codecs
 import sys as _sys
 
 import _redisgears
@@ -67,6 +68,19 @@ def _no_deadlock():
 
 
 _no_deadlock()
+
+
+def _find_encoding(name):
+    """Codecs beyond the interpreter's built-in few are found by the `encodings` package once it
+    is imported, which nothing does at start-up (it would cost every interpreter): the first
+    lookup that misses imports it (`pickle` protocol 0 needs raw_unicode_escape)."""
+    import codecs
+    import encodings
+    codecs.unregister(_find_encoding)
+    return encodings.search_function(name)
+
+
+_codecs.register(_find_encoding)
 
 READERS = ('KeysReader', 'KeysOnlyReader', 'StreamReader', 'PythonReader', 'ShardsIDReader', 'CommandReader')
 
