@@ -46,11 +46,18 @@ class _LeftOut:
 _sys.meta_path.append(_LeftOut)
 
 
-def _no_deadlock():
-    """Scripts have one thread: a lock that is held can never be released while a blocking
-    `acquire()` waits for it. The stand-in `_thread` lock pretends the wait succeeded, which
-    sends `queue.Queue().get()` on an empty queue round a loop that only the memory limit ends;
-    refuse the wait instead. Waits with a timeout still time out."""
+# How many "threads" of the script are running: the `_thread` stand-in runs a new thread's
+# function at once, on the worker, and GB() refuses to start there as RedisGears refuses it on a
+# thread the script created.
+_script_threads = 0
+
+
+def _one_thread():
+    """Scripts have one thread; the `_thread` stand-in runs a thread's function at once. Its
+    lock pretended that a blocking `acquire()` of a held lock succeeded, which sent
+    `queue.Queue().get()` on an empty queue round a loop that only the memory limit ended: no
+    other thread can release the lock, so the wait is refused. Waits with a timeout still time
+    out. The function of a new thread runs marked as a script thread."""
     import _thread
 
     def acquire(self, blocking=True, timeout=-1):
@@ -66,8 +73,23 @@ def _no_deadlock():
 
     _thread.LockType.acquire = _thread.LockType.__enter__ = acquire
 
+    def marked(start):
+        def start_thread(function, *args, **kwargs):
+            def script_thread(*a, **k):
+                global _script_threads
+                _script_threads += 1
+                try:
+                    return function(*a, **k)
+                finally:
+                    _script_threads -= 1
+            return start(script_thread, *args, **kwargs)
+        return start_thread
 
-_no_deadlock()
+    _thread.start_new_thread = marked(_thread.start_new_thread)
+    _thread.start_joinable_thread = marked(_thread.start_joinable_thread)
+
+
+_one_thread()
 
 
 def _find_encoding(name):
@@ -102,6 +124,8 @@ def _zero(value, zero):
 
 class GearsBuilder:
     def __init__(self, reader='KeysReader', defaultArg='*', desc=None):
+        if _script_threads:
+            raise error('Can not create a gearsCtx on a python created thread')
         if not isinstance(reader, str):
             raise error('reader argument must be a string')
         if desc is not None and not isinstance(desc, str):
