@@ -119,8 +119,10 @@ fn grow(vm: &VirtualMachine, out: &mut Vec<u8>, more: usize) -> PyResult<()> {
 /// up and nothing is pending, or the stream ends.
 fn drain(vm: &VirtualMachine, obj: &PyObjectRef, mut input: PyObjectRef, out: &mut Vec<u8>) -> PyResult<()> {
     with_methods(vm, |methods| {
+        // What was left of the input after the previous call: a call that neither consumed nor
+        // produced anything has stalled (the native method reports real errors itself).
+        let mut previous = None;
         loop {
-            let before = input.length(vm)?;
             let chunk = methods.decompress.call((obj.clone(), input, CHUNK), vm)?;
             let chunk = chunk
                 .downcast::<PyBytes>()
@@ -139,7 +141,8 @@ fn drain(vm: &VirtualMachine, obj: &PyObjectRef, mut input: PyObjectRef, out: &m
             }
             let tail = obj.get_attr("unconsumed_tail", vm)?;
             let left = tail.length(vm)?;
-            let stalled = bytes.is_empty() && left == before;
+            let stalled = bytes.is_empty() && previous == Some(left);
+            previous = Some(left);
             if stalled || (left == 0 && bytes.len() < CHUNK) {
                 return Ok(());
             }
