@@ -4,8 +4,8 @@
 //! `__str__`, so a stop request (abort, time limit) still reaches a script whose `__str__` loops,
 //! and cannot cut short the formatting of the stop's own exception.
 //!
-//! Three departures from the plain formats make errors easier to read, each keeping the text
-//! RedisGears clients match a prefix of it: frames of the module's own Python (the shim) are left
+//! Three departures from the plain formats make errors easier to read; each keeps the beginning
+//! of the text, which is what RedisGears clients match: frames of the module's own Python (the shim) are left
 //! out of tracebacks, as RedisGears' C frames never showed; a callback that fails before its
 //! frame exists (called with the wrong arguments) gets the line it was defined on; and a generic
 //! parse failure reads `invalid syntax`, as CPython 3.7 said, followed by the parser's detail.
@@ -219,4 +219,17 @@ fn plain_text(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> Option<String> {
     let value = text(vm, exc.as_object())?;
     let notes: String = notes(vm, exc).iter().map(|note| format!(" ({note})")).collect();
     Some(format!("Error type: {class}, Value: {value}{notes}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shim_modules_are_named_as_frozen() {
+        for name in ["gears", "redisgears", "os", "posix", "marshal", "zlib"] {
+            assert!(is_shim(name), "{name} missing from {SHIM_MODULES:?}");
+        }
+        assert!(!is_shim("<string>") && !is_shim("json") && !is_shim("gears.__init__"));
+    }
 }
