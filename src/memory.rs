@@ -66,12 +66,18 @@ pub fn unwatch() {
     let _ = WATCHED.try_with(|w| w.set(std::ptr::null()));
 }
 
+/// Whether `size` more bytes fit in the budget of this thread's interpreter.
+pub fn fits(size: usize) -> bool {
+    let limit = LIMIT.load(Ordering::Relaxed);
+    limit == 0 || held().saturating_add(size as i64) <= limit
+}
+
 /// False when the allocation must fail.
 fn within_budget(size: usize) -> bool {
-    let limit = LIMIT.load(Ordering::Relaxed);
-    if limit == 0 || held().saturating_add(size as i64) <= limit {
+    if fits(size) {
         return true;
     }
+    let limit = LIMIT.load(Ordering::Relaxed);
     if size as i64 > HUGE.load(Ordering::Relaxed).max(limit) {
         return false;
     }

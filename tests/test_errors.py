@@ -242,3 +242,113 @@ def test_gears_error_texts_of_builder(r):
     assert "reader argument must be a string" in error_text(r, "RG.PYEXECUTE", "GB(1)")
     assert "pyreader argument must be a function" in error_text(r, "RG.PYEXECUTE", "GB('PythonReader').run()")
     assert "regex argument must be a string" in error_text(r, "RG.PYEXECUTE", "GB().run(1)")
+
+
+# Readability (docs/python-api.md, "Error texts") ---------------------------------------------
+
+
+def test_no_shim_frames_in_tracebacks(raw):
+    # The check raising gears.error runs in the module's own Python; only the script's frame shows.
+    res = raw.call("RG.PYEXECUTE", "x = 1\nGB().map(1)\n")
+    assert res == (
+        "['Traceback (most recent call last):\\n', "
+        "'  File \"<string>\", line 2, in <module>\\n', "
+        "'gears.error: map argument must be a function\\n']"
+    ), res
+    # The sandbox stand-ins are shim modules too.
+    res = raw.call("RG.PYEXECUTE", "import os\nos.system('true')\n")
+    assert res == (
+        "['Traceback (most recent call last):\\n', "
+        "'  File \"<string>\", line 2, in <module>\\n', "
+        "'OSError: [Errno 38] system is not available in the rustgears sandbox\\n']"
+    ), res
+    for script in ("GB('NoSuchReader')", "GB().run(1)", "log(1)", "GB().limit('x')", "import socket"):
+        res = raw.call("RG.PYEXECUTE", script)
+        assert type(res) is Error and res.startswith(TB_START), res
+        assert 'File \\"gears' not in res and "File \"gears" not in res and "find_spec" not in res, res
+
+
+def test_no_shim_frames_in_step_errors(r):
+    script = "def boom(r):\n    raise ValueError('boom')\nGB('ShardsIDReader').map(boom).run()\n"
+    results, errors = pyexecute(r, script)
+    assert results == [] and len(errors) == 1
+    assert errors[0] == (
+        "['Traceback (most recent call last):\\n', "
+        "'  File \"<string>\", line 2, in boom\\n', "
+        "'ValueError: boom\\n']"
+    ), errors[0]
+
+
+def test_wrong_arity_callback_gives_its_line(r):
+    script = (
+        "x = 1\n"
+        "\n"
+        "GB('ShardsIDReader').map(lambda a, b: 1).run()\n"
+    )
+    results, errors = pyexecute(r, script)
+    assert results == []
+    assert errors == [
+        "Error type: <class 'TypeError'>, Value: <lambda>() missing 1 required positional argument: 'b' "
+        "(callback defined at <string>, line 3)"
+    ], errors
+    script = (
+        "def extract(r):\n"
+        "    return r\n"
+        "def reduce(k, a):\n"
+        "    return a\n"
+        "GB('ShardsIDReader').groupby(extract, reduce).run()\n"
+    )
+    results, errors = pyexecute(r, script)
+    assert errors == [
+        "Error type: <class 'TypeError'>, Value: reduce() takes 2 positional arguments but 3 were given "
+        "(callback defined at <string>, line 3)"
+    ], errors
+    results, errors = pyexecute(r, "\nGB('PythonReader').run(lambda x: iter([x]))\n")
+    assert errors == [
+        "Error type: <class 'TypeError'>, Value: <lambda>() missing 1 required positional argument: 'x' "
+        "(callback defined at <string>, line 2)"
+    ], errors
+
+
+@pytest.mark.parametrize("script, detail", [
+    ("1a", "invalid decimal literal"),
+    ("x = 0x", "invalid hexadecimal literal"),
+    ("def f(:\n  pass", "'(' was never closed"),
+    ("if True\n  x = 1", "expected ':'"),
+    ("print(1))", "unmatched ')'"),
+    ("x = 1 if 2", "expected 'else' after 'if' expression"),
+    ("import", "Expected one or more names after 'import'"),
+])
+def test_generic_syntax_errors_say_invalid_syntax(raw, script, detail):
+    res = raw.call("RG.PYEXECUTE", script)
+    assert type(res) is Error
+    assert res.startswith(f"Error type: <class 'SyntaxError'>, Value: invalid syntax: {detail} (<string>, line "), res
+
+
+@pytest.mark.parametrize("script, text", [
+    # CPython 3.7 had texts of its own for these: they stay as the parser words them.
+    ("return 1", "Error type: <class 'SyntaxError'>, Value: 'return' outside function (<string>, line 1)"),
+    ("'abc", "Error type: <class 'SyntaxError'>, Value: unterminated string literal"),
+    (" 1", "Error type: <class 'IndentationError'>, Value: unexpected indentation (<string>, line 1)"),
+    ("f(x=1, 2)", "Error type: <class 'SyntaxError'>, Value: positional argument follows keyword argument"),
+    ("1 +", "Error type: <class 'SyntaxError'>, Value: invalid syntax (<string>, line 1)"),
+])
+def test_specific_syntax_errors_keep_their_text(raw, script, text):
+    res = raw.call("RG.PYEXECUTE", script)
+    assert type(res) is Error and res.startswith(text), res
+
+
+def test_syntax_error_from_compile_in_a_script(r):
+    script = (
+        "try:\n"
+        "    compile('1a', 'snippet', 'exec')\n"
+        "except SyntaxError as e:\n"
+        "    execute('SET', 'msg', str(e))\n"
+    )
+    assert pyexecute(r, script) == "OK"
+    assert r.get("msg") == "invalid syntax: invalid decimal literal (snippet, line 1)"
+
+
+def test_notes_are_shown(r, raw):
+    res = raw.call("RG.PYEXECUTE", "e = ValueError('v')\ne.add_note('some context')\nraise e\n")
+    assert type(res) is Error and res.endswith("'ValueError: v\\n', 'some context\\n']"), res

@@ -254,7 +254,7 @@ CORPUS = [
     Case("http_client", "import http.client\nhttp.client.HTTPConnection('127.0.0.1', {port}).request('GET', '/')\n",
          raises("ModuleNotFoundError", "'http'")),
     Case("urllib_request", "import urllib.request\nurllib.request.urlopen('http://127.0.0.1:{port}/')\n",
-         raises("ModuleNotFoundError", "'urllib'")),
+         raises("ModuleNotFoundError", "'urllib.request' (not available in the rustgears sandbox)")),
     Case("ssl_select", "import select\n", raises("ModuleNotFoundError", "'select'")),
     # --- processes ---------------------------------------------------------------------------
     Case("subprocess", "import subprocess\nsubprocess.run(['touch', '{tmp}/spawned'])\n",
@@ -707,6 +707,56 @@ CORPUS = [
          "import sys\nsys.setrecursionlimit(50)\n",
          result("1000"),
          then="import sys\n" + store("str(sys.getrecursionlimit())")),
+    # ---- stdlib modules bundled for scripts: nothing more reachable through them ----
+    Case("pickle_loads_os_system",
+         "import pickle\npickle.loads(b\"cos\\nsystem\\n(S'touch {tmp}/spawned'\\ntR.\")\n",
+         all_of(raises("OSError", "system is not available in the rustgears sandbox"), no_file("spawned"))),
+    Case("pickle_loads_subprocess",
+         "import pickle\npickle.loads(b\"csubprocess\\ncall\\n((S'touch'\\nS'{tmp}/spawned'\\nltR.\")\n",
+         all_of(raises("ModuleNotFoundError", "'subprocess' (not available in the rustgears sandbox)"),
+                no_file("spawned"))),
+    Case("pickle_loads_posix_via_builtins_import",
+         "import pickle\npickle.loads(b\"cbuiltins\\n__import__\\n(S'posix'\\ntR.\").system('touch {tmp}/spawned')\n",
+         all_of(raises("OSError", "not available in the rustgears sandbox"), no_file("spawned"))),
+    Case("pickle_load_from_file",
+         "import pickle\npickle.load(open('/etc/passwd', 'rb'))\n",
+         raises("UnsupportedOperation")),
+    Case("zlib_native_not_importable",
+         "import _imp\n"
+         "class Spec:\n"
+         "    name = 'zlib'\n"
+         "    origin = None\n"
+         "import sys\n" + store("repr([_imp.create_builtin(Spec()), _imp.is_builtin('zlib'), 'zlib' in sys.builtin_module_names])"),
+         result(repr([None, False, False]))),
+    Case("zlib_bomb_through_the_type",
+         # The Decompress type's own methods are the bounded ones: no unbounded native to reach.
+         "import zlib\n"
+         "co = zlib.compressobj(9, zlib.DEFLATED, -15)\n"
+         "z = bytes(1 << 20)\n"
+         "bomb = co.compress(z) + co.flush(zlib.Z_SYNC_FLUSH) + (co.compress(z) + co.flush(zlib.Z_SYNC_FLUSH)) * 4096\n"
+         "d = zlib.decompressobj(-15)\n"
+         "for f in (type(d).decompress, type(d).__dict__['decompress'], type(d.copy()).decompress):\n"
+         "    try:\n"
+         "        f(zlib.decompressobj(-15), bomb)\n"
+         "    except MemoryError:\n"
+         "        pass\n"
+         "    else:\n"
+         "        raise AssertionError('inflated without bound')\n"
+         "zlib.decompress(bomb, -15)\n",
+         raises("MemoryError", "zlib: decompressed data exceeds the Python memory limit"),
+         args=("ExecutionThreads", "1", "PythonMemoryLimit", "100000000")),
+    Case("left_out_finder_removed",
+         "import sys\nsys.meta_path.pop()\n",
+         raises("ModuleNotFoundError", "'socket' (not available in the rustgears sandbox)"),
+         then="import socket\n"),
+    Case("left_out_finder_names_emptied",
+         "import sys\ntype(sys.meta_path[-1])._names = frozenset()\n",
+         raises("ModuleNotFoundError", "'socket' (not available in the rustgears sandbox)"),
+         then="import socket\n"),
+    Case("queue_get_on_empty_queue",
+         # One thread: a blocking get() could never return. It must fail at once, not loop.
+         "import queue\nqueue.Queue().get()\n",
+         raises("RuntimeError: deadlock"), deadline=30.0),
     Case("int_max_str_digits_zero_persists",
          "import sys\nsys.set_int_max_str_digits(0)\n",
          result("4300"),

@@ -8,7 +8,7 @@ use rustpython_vm::{PyObjectRef, VirtualMachine};
 
 use super::plan::ReaderSpec;
 use super::store::{KeyEntry, KeyPages, KeyValue, Store};
-use crate::python::{error_text, fields, redis_string};
+use crate::python::{call_callback, error_text, fields, redis_string};
 use crate::reply::Reply;
 
 pub trait Reader {
@@ -211,7 +211,7 @@ struct PythonReader {
 impl Reader for PythonReader {
     fn next(&mut self, vm: &VirtualMachine) -> Result<Option<PyObjectRef>, String> {
         if let Some(function) = self.function.take() {
-            let value = function.call((), vm).map_err(|e| error_text(vm, &e))?;
+            let value = call_callback(vm, &function, ()).map_err(|e| error_text(vm, &e))?;
             if value.class().has_attr(vm.ctx.intern_str("__next__")) {
                 self.iterator = Some(value);
             } else {

@@ -12,7 +12,7 @@ use rustpython_vm::{PyObjectRef, PyResult, VirtualMachine};
 
 use super::plan::Step;
 use super::report::{self, StepReport};
-use crate::python::{error_text, fields};
+use crate::python::{call_callback, error_text, fields};
 
 /// Groups in first-seen order. A group whose reducer failed is discarded (`None`) until another
 /// record of its key starts it again.
@@ -108,7 +108,7 @@ impl Pipeline {
                     let reducer = reducer.clone();
                     let mut reduced = Vec::with_capacity(groups.entries.len());
                     for (key, list) in groups.into_values() {
-                        match reducer.call((key.clone(), list), vm) {
+                        match call_callback(vm, &reducer, (key.clone(), list)) {
                             Ok(value) => reduced.push((key, value)),
                             Err(e) => self.errors.push(error_text(vm, &e)),
                         }
@@ -156,14 +156,14 @@ impl Pipeline {
     /// out, failed, absorbed by a stateful step, or already pushed on by flatmap).
     fn apply(&mut self, vm: &VirtualMachine, i: usize, record: PyObjectRef) -> Option<PyObjectRef> {
         let outcome = match &self.steps[i] {
-            Step::Map(f) => f.call((record,), vm).map(Some),
+            Step::Map(f) => call_callback(vm, f, (record,)).map(Some),
             Step::Filter(f) => {
-                f.call((record.clone(),), vm).and_then(|keep| keep.try_to_bool(vm)).map(|keep| keep.then_some(record))
+                call_callback(vm, f, (record.clone(),)).and_then(|keep| keep.try_to_bool(vm)).map(|keep| keep.then_some(record))
             }
-            Step::ForEach(f) => f.call((record.clone(),), vm).map(|_| Some(record)),
-            Step::Repartition(f) => f.call((record.clone(),), vm).map(|_| Some(record)),
+            Step::ForEach(f) => call_callback(vm, f, (record.clone(),)).map(|_| Some(record)),
+            Step::Repartition(f) => call_callback(vm, f, (record.clone(),)).map(|_| Some(record)),
             Step::Collect => Ok(Some(record)),
-            Step::FlatMap(f) => match f.call((record,), vm) {
+            Step::FlatMap(f) => match call_callback(vm, f, (record,)) {
                 Ok(value) => match value.downcast_ref::<PyList>() {
                     Some(list) => {
                         // RedisGears emits a returned list last element first.
@@ -180,7 +180,7 @@ impl Pipeline {
             Step::Accumulate(f) => {
                 let StepState::Accumulator(acc) = &mut self.states[i] else { return None };
                 let previous = acc.take().unwrap_or_else(|| vm.ctx.none());
-                match f.call((previous, record), vm) {
+                match call_callback(vm, f, (previous, record)) {
                     Ok(value) => *acc = Some(value),
                     Err(e) => self.errors.push(error_text(vm, &e)),
                 }
@@ -242,16 +242,16 @@ impl Pipeline {
         reducer: &PyObjectRef,
         record: PyObjectRef,
     ) -> PyResult<()> {
-        let (key, id) = group_key(vm, extractor.call((record.clone(),), vm)?)?;
+        let (key, id) = group_key(vm, call_callback(vm, extractor, (record.clone(),))?)?;
         let StepState::Reduced(groups) = &mut self.states[i] else { return Ok(()) };
         let slot = groups.slot(id, &key);
         let acc = groups.entries[slot].1.take().unwrap_or_else(|| vm.ctx.none());
-        groups.entries[slot].1 = Some(reducer.call((key, acc, record), vm)?);
+        groups.entries[slot].1 = Some(call_callback(vm, reducer, (key, acc, record))?);
         Ok(())
     }
 
     fn count_by(&mut self, vm: &VirtualMachine, i: usize, extractor: &PyObjectRef, record: PyObjectRef) -> PyResult<()> {
-        let (key, id) = group_key(vm, extractor.call((record,), vm)?)?;
+        let (key, id) = group_key(vm, call_callback(vm, extractor, (record,))?)?;
         if let StepState::CountedBy { index, counts } = &mut self.states[i] {
             let next = counts.len();
             let slot = *index.entry(id).or_insert(next);
@@ -271,7 +271,7 @@ impl Pipeline {
     }
 
     fn batch(&mut self, vm: &VirtualMachine, i: usize, extractor: &PyObjectRef, record: PyObjectRef) -> PyResult<()> {
-        let (key, id) = group_key(vm, extractor.call((record.clone(),), vm)?)?;
+        let (key, id) = group_key(vm, call_callback(vm, extractor, (record.clone(),))?)?;
         let StepState::Batched(groups) = &mut self.states[i] else { return Ok(()) };
         let slot = groups.slot(id, &key);
         let list = groups.entries[slot].1.get_or_insert_with(|| vm.ctx.new_list(Vec::new()).into());

@@ -88,7 +88,7 @@ pub fn call_checked(name: &'static str, mut args: FuncArgs, vm: &VirtualMachine)
     // exception, and the worker rebuilds its VM after the job since the panic may have left
     // it half-way through something.
     match catch_unwind(AssertUnwindSafe(|| f.call(args, vm))) {
-        Ok(result) => result,
+        Ok(result) => result.inspect_err(|e| super::errors::normalize_syntax_error(vm, e)),
         Err(_) => {
             POISONED.set(true);
             Err(vm.new_exception_msg(vm.ctx.exceptions.syntax_error.to_owned(), "invalid syntax".into()))

@@ -18,12 +18,15 @@ use super::session::{self, RawPlan};
 use crate::memory;
 use crate::stop::{self, Abort, Armed};
 
-/// Native modules of rustpython-stdlib that scripts may import. Left out on purpose: zlib, _bz2,
-/// _lzma, pyexpat, _elementtree (decompression and entity bombs run inside one native call),
-/// _pickle, _queue, _asyncio, _zoneinfo and the cjk codecs.
+/// Native modules of rustpython-stdlib that scripts may import. Left out on purpose (see
+/// docs/sandbox.md): _bz2, _lzma, pyexpat, _elementtree (decompression and entity bombs run
+/// inside one native call), _pickle (the pure-Python pickle is used), _queue (its blocking `get`
+/// would wait in native code for a thread that cannot exist), _asyncio, _zoneinfo and the cjk
+/// codecs. `zlib` is not importable as such: `inflate` wraps it with bounded decompression.
 const NATIVE_ALLOW: &[&str] = &[
     "math", "cmath", "_random", "_json", "_datetime", "_heapq", "_bisect", "_struct", "binascii",
     "_contextvars", "_statistics", "_hashlib", "_blake2", "_opcode", "_tokenize", "unicodedata",
+    "_csv", "array",
 ];
 
 /// Modules of the vm itself that reach host state or let scripts forge code objects.
@@ -274,6 +277,7 @@ fn scrub(vm: &VirtualMachine) -> PyResult<()> {
     time.set_attr("sleep", native.get_attr("sleep", vm)?, vm)?;
     sys.set_attr("setrecursionlimit", native.get_attr("setrecursionlimit", vm)?, vm)?;
     guard::install(vm, &native)?;
+    super::inflate::install(vm, &native)?;
     super::nesting::install(vm)?;
     super::power::install(vm);
     // Hand-made code objects crash the VM (its eval loop trusts compiler output): scripts may

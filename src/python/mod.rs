@@ -4,6 +4,7 @@
 mod convert;
 mod errors;
 mod guard;
+mod inflate;
 mod interpreter;
 pub mod interrupt;
 mod native;
@@ -17,7 +18,7 @@ pub mod session;
 pub const MAX_RECURSION_LIMIT: usize = 100_000;
 
 pub use convert::{fields, redis_string, to_python, to_reply};
-pub use errors::error_text;
+pub use errors::{call_callback, error_text};
 pub use interpreter::{Runtime, ScriptOutcome};
 pub use interrupt::Interrupter;
 pub use session::RawPlan;

@@ -5,6 +5,9 @@ arguments here, with RedisGears' exact texts, and append `(op, callbacks...)` st
 `run()` hands the reader and steps to the engine, which does the iteration in Rust.
 """
 
+import _codecs
+import sys as _sys
+
 import _redisgears
 
 
@@ -24,6 +27,82 @@ class flat_error(Exception):
 _redisgears.register_types(error, forcestopped, flat_error)
 
 _FunctionType = type(lambda: 0)
+
+
+class _LeftOut:
+    """The last importer: a standard library module that no importer before it found is left
+    out of the sandbox on purpose (docs/sandbox.md says which and why), and the error says so,
+    where a bare "No module named" would read like a typo."""
+
+    _names = _sys.stdlib_module_names
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.partition('.')[0] in cls._names:
+            raise ModuleNotFoundError("No module named %r (not available in the rustgears sandbox)" % name, name=name)
+        return None
+
+
+_sys.meta_path.append(_LeftOut)
+
+
+# How many "threads" of the script are running: the `_thread` stand-in runs a new thread's
+# function at once, on the worker, and GB() refuses to start there as RedisGears refuses it on a
+# thread the script created.
+_script_threads = 0
+
+
+def _one_thread():
+    """Scripts have one thread; the `_thread` stand-in runs a thread's function at once. Its
+    lock pretended that a blocking `acquire()` of a held lock succeeded, which sent
+    `queue.Queue().get()` on an empty queue round a loop that only the memory limit ended: no
+    other thread can release the lock, so the wait is refused. Waits with a timeout still time
+    out. The function of a new thread runs marked as a script thread."""
+    import _thread
+
+    def acquire(self, blocking=True, timeout=-1):
+        if not self.locked_status:
+            self.locked_status = True
+            return True
+        if blocking and timeout < 0:
+            raise RuntimeError('deadlock: the lock is held and no other thread can release it (scripts have one thread)')
+        if blocking and timeout > 0:
+            import time
+            time.sleep(timeout)
+        return False
+
+    _thread.LockType.acquire = _thread.LockType.__enter__ = acquire
+
+    def marked(start):
+        def start_thread(function, *args, **kwargs):
+            def script_thread(*a, **k):
+                global _script_threads
+                _script_threads += 1
+                try:
+                    return function(*a, **k)
+                finally:
+                    _script_threads -= 1
+            return start(script_thread, *args, **kwargs)
+        return start_thread
+
+    _thread.start_new_thread = marked(_thread.start_new_thread)
+    _thread.start_joinable_thread = marked(_thread.start_joinable_thread)
+
+
+_one_thread()
+
+
+def _find_encoding(name):
+    """Codecs beyond the interpreter's built-in few are found by the `encodings` package once it
+    is imported, which nothing does at start-up (it would cost every interpreter): the first
+    lookup that misses imports it (`pickle` protocol 0 needs raw_unicode_escape)."""
+    import codecs
+    import encodings
+    codecs.unregister(_find_encoding)
+    return encodings.search_function(name)
+
+
+_codecs.register(_find_encoding)
 
 READERS = ('KeysReader', 'KeysOnlyReader', 'StreamReader', 'PythonReader', 'ShardsIDReader', 'CommandReader')
 
@@ -45,6 +124,8 @@ def _zero(value, zero):
 
 class GearsBuilder:
     def __init__(self, reader='KeysReader', defaultArg='*', desc=None):
+        if _script_threads:
+            raise error('Can not create a gearsCtx on a python created thread')
         if not isinstance(reader, str):
             raise error('reader argument must be a string')
         if desc is not None and not isinstance(desc, str):
