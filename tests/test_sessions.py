@@ -4,6 +4,7 @@ shared by its executions, sessions run in parallel, and calls on behalf of the m
 (the RG.TESTSYNC test hook) never deadlock."""
 
 import threading
+import time
 
 import pytest
 import redis
@@ -178,6 +179,10 @@ def test_sync_call_runs_body_and_execution_with_execute_atomic_and_run(server, r
     assert r.execute_command("RG.TESTSYNC", script) == [["1"], []]
     assert r.mget("a", "b") == ["1", "1"]
     assert r.execute_command("RG.TESTSYNC", "x = 1") == "OK"
+    # run() from a callback of the call starts an ordinary execution, after the call.
+    started = "GB('ShardsIDReader').map(lambda r: GB('ShardsIDReader').foreach(lambda x: execute('SET', 'later', '1')).run()).run()"
+    assert r.execute_command("RG.TESTSYNC", started)[1] == []
+    assert wait_until(lambda: r.get("later")) == "1"
     raw = server.raw()
     err = raw.call("RG.TESTSYNC", "1/0")
     assert type(err) is Error and "ZeroDivisionError" in err, err
@@ -235,3 +240,31 @@ def test_sync_call_that_loops_forever_is_stopped(server, r):
     assert type(err) is Error, err
     assert r.ping()
     assert r.execute_command("RG.TESTSYNC", "GB('ShardsIDReader').map(lambda r: 'ok').run()") == [["ok"], []]
+
+
+@pytest.mark.module_args("ExecutionThreads", "1")
+def test_executions_waiting_for_a_worker_lost_in_native_code_are_answered(server, r):
+    # The first execution waits (in Python) for a key, then enters a native call that never
+    # returns; the second waits `created` behind it on the same home.
+    first = pyexecute(r, (
+        "import itertools, time\n"
+        "def f(r):\n"
+        "    while not execute('EXISTS', 'go'):\n"
+        "        time.sleep(0.01)\n"
+        "    execute('SET', 'entered', '1')\n"
+        "    return sum(itertools.repeat(1))\n"
+        "GB('ShardsIDReader').map(f).run()\n"
+    ), "UNBLOCKING")
+    wait_status(r, first, "running")
+    second = pyexecute(r, "GB('ShardsIDReader').run()", "UNBLOCKING")
+    assert status_of(r, second) == "created"
+    r.set("go", "1")
+    wait_until(lambda: r.exists("entered"), what="the first execution to enter native code")
+    time.sleep(0.5)  # the two instructions from its SET into sum()
+    assert r.execute_command("RG.ABORTEXECUTION", first) == "OK"
+    # Its objects are in the lost interpreter: it ends aborted, with the worker's error.
+    wait_status(r, second, "aborted")
+    results, errors = r.execute_command("RG.GETRESULTS", second)
+    assert results == [] and len(errors) == 1 and "stuck in native code" in errors[0], errors
+    # The replacement serves new sessions.
+    assert pyexecute(r, "GB('ShardsIDReader').map(lambda r: 'new').run()") == [["new"], []]

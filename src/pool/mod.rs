@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::error::GearsError;
 use crate::python::{Interrupter, Runtime};
@@ -238,10 +238,7 @@ fn serve(timeout: Duration) {
         return;
     }
     let queue = &pool.homes[home].queue;
-    let mut next = match queue.recv_timeout(timeout) {
-        Ok(visit) => Some(visit),
-        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-    };
+    let mut next = queue.recv_timeout(timeout).ok();
     while let Some(visit) = next {
         if run_visit(pool, home, &runtime, visit) {
             NESTED_PANIC.set(true);

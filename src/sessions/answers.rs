@@ -25,9 +25,12 @@ impl Answer {
     }
 }
 
-static LISTED: LazyLock<Mutex<Vec<(Arc<Abort>, Answer)>>> = LazyLock::new(|| Mutex::new(Vec::new()));
+/// The answers of running bodies and calls, by their stop request.
+type Listing = Vec<(Arc<Abort>, Answer)>;
 
-fn listed() -> MutexGuard<'static, Vec<(Arc<Abort>, Answer)>> {
+static LISTED: LazyLock<Mutex<Listing>> = LazyLock::new(|| Mutex::new(Vec::new()));
+
+fn listed() -> MutexGuard<'static, Listing> {
     LISTED.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

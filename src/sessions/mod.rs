@@ -70,7 +70,7 @@ fn defer_plan(home: usize, plan: RawPlan, db: i32, key: ExecutionKey) {
 
 /// Executions that callbacks of the last job started with `run()`: independent, each dropped
 /// when done.
-fn defer_nested(runtime: &Runtime, home: usize, db: i32) {
+pub(crate) fn defer_nested(runtime: &Runtime, home: usize, db: i32) {
     for plan in runtime.take_nested() {
         defer_plan(home, plan, db, executions::create(home, false, Abort::new()));
     }
