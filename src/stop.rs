@@ -96,7 +96,17 @@ impl Abort {
 
     /// Sends one more delivery to the worker, unless it ended or enough are in flight.
     pub fn poke(self: &Arc<Abort>) {
-        if self.ended.load(Ordering::Acquire) || self.queued.load(Ordering::Acquire) >= MAX_QUEUED {
+        if self.queued.load(Ordering::Acquire) >= MAX_QUEUED {
+            return;
+        }
+        self.poke_anyway();
+    }
+
+    /// Sends one more delivery even with `MAX_QUEUED` in flight: the ones in flight may wait for
+    /// an eval-breaker bit that another worker's VM cleared, and then nothing else wakes this
+    /// worker's VM. Not to a worker given up as stuck (it drains nothing).
+    pub fn poke_anyway(self: &Arc<Abort>) {
+        if self.ended.load(Ordering::Acquire) || self.stuck.load(Ordering::Acquire) {
             return;
         }
         if let Some(runner) = lock(&self.runner).as_ref() {

@@ -23,22 +23,28 @@ pub fn start() -> Result<(), String> {
         .map_err(|e| format!("could not start the watchdog thread: {e}"))
 }
 
+/// Every this many ticks, stop requests and preemptions are re-sent even when some are in flight.
+const FORCE_EVERY: u32 = 10;
+
 fn watch() {
+    let mut ticks = 0u32;
     loop {
         thread::sleep(TICK);
+        ticks = ticks.wrapping_add(1);
         let limit = config::with(|c| c.execution_time_limit);
         let limit = (limit > 0).then(|| Duration::from_millis(limit as u64));
-        pool::nudge();
-        for (worker, abort) in tick(limit) {
+        pool::nudge(ticks % FORCE_EVERY == 0);
+        for (worker, abort) in tick(limit, ticks % FORCE_EVERY == 0) {
             sessions::abandon(worker, &abort);
             pool::replace(worker);
         }
     }
 }
 
-/// One pass: applies the time limit and the memory budget, re-sends pending stop requests, and
-/// returns the (worker, request) pairs newly found stuck.
-fn tick(time_limit: Option<Duration>) -> Vec<(usize, Arc<Abort>)> {
+/// One pass: applies the time limit and the memory budget, re-sends pending stop requests (with
+/// `force`, even those with deliveries in flight), and returns the (worker, request) pairs newly
+/// found stuck.
+pub fn tick(time_limit: Option<Duration>, force: bool) -> Vec<(usize, Arc<Abort>)> {
     let mut stuck = Vec::new();
     for abort in stop::armed() {
         if abort.over_memory() {
@@ -51,7 +57,11 @@ fn tick(time_limit: Option<Duration>) -> Vec<(usize, Arc<Abort>)> {
         if !abort.requested() {
             continue;
         }
-        abort.poke();
+        if force {
+            abort.poke_anyway();
+        } else {
+            abort.poke();
+        }
         if abort.requested_at().is_some_and(|t| t.elapsed() > STUCK_AFTER) && abort.mark_stuck() {
             stuck.push((worker, abort));
         }

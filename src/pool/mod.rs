@@ -35,6 +35,10 @@ pub type Visit = Box<dyn FnOnce(&Runtime) + Send>;
 /// A deferred job: stays on the worker that deferred it.
 pub type Deferred = Box<dyn FnOnce(&Runtime)>;
 
+/// Preemptions allowed in flight per home: enough to survive another interpreter clearing the
+/// eval-breaker bit, bounded while the worker is stuck in native code.
+const MAX_PREEMPTING: usize = 4;
+
 /// Deep recursion must end in RecursionError (the VM checks the stack it runs on), and the
 /// compiler recurses on nesting in the source: give workers room for both.
 const WORKER_STACK: usize = 256 * 1024 * 1024;
@@ -58,6 +62,8 @@ struct Home {
     load: AtomicUsize,
     /// Main-thread calls queued or running: they preempt whatever the worker runs.
     urgent: AtomicUsize,
+    /// Preemptions sent and not yet drained by the worker's interpreter.
+    preempting: AtomicUsize,
     /// The interrupter of the interpreter serving this home now.
     interrupter: Mutex<Option<Arc<Interrupter>>>,
     /// The retirement flag of the thread serving this home now.
@@ -94,6 +100,7 @@ pub fn start(threads: usize) -> Result<(), String> {
                 activity: AtomicU8::new(Activity::Idle as u8),
                 load: AtomicUsize::new(0),
                 urgent: AtomicUsize::new(0),
+                preempting: AtomicUsize::new(0),
                 interrupter: Mutex::new(None),
                 retired: Mutex::new(Arc::new(AtomicBool::new(false))),
             }
@@ -147,7 +154,7 @@ pub fn choose_home() -> Result<usize, GearsError> {
 /// anything), it is preempted: the visit runs at its next bytecode instruction.
 pub fn visit(home: usize, urgent: bool, visit: Visit) -> Result<(), GearsError> {
     let pool = pool()?;
-    let home_ref = pool.homes.get(home).ok_or(GearsError::ShuttingDown)?;
+    let home_ref: &'static Home = pool.homes.get(home).ok_or(GearsError::ShuttingDown)?;
     home_ref.load.fetch_add(1, Ordering::AcqRel);
     if urgent {
         home_ref.urgent.fetch_add(1, Ordering::AcqRel);
@@ -158,31 +165,40 @@ pub fn visit(home: usize, urgent: bool, visit: Visit) -> Result<(), GearsError> 
         visit(runtime)
     });
     home_ref.visits.send(visit).map_err(|_| GearsError::ShuttingDown)?;
-    preempt(home_ref);
+    preempt(home_ref, false);
     Ok(())
 }
 
 /// Asks a busy home's worker to serve its visits at its next bytecode instruction: one running
 /// an execution for any visit, anything else for an urgent one (a main-thread call).
-fn preempt(home: &Home) {
+fn preempt(home: &'static Home, force: bool) {
     let activity = home.activity.load(Ordering::Acquire);
     let urgent = home.urgent.load(Ordering::Acquire) > 0;
     if activity == Activity::Executing as u8 || (urgent && activity != Activity::Idle as u8) {
+        // Bounded in flight, as a worker stuck in native code drains none of them; `force` sends
+        // one more anyway, for when the ones in flight wait for a bit another VM cleared.
+        if !force && home.preempting.load(Ordering::Acquire) >= MAX_PREEMPTING {
+            return;
+        }
         let interrupter = home.interrupter.lock().unwrap_or_else(PoisonError::into_inner).clone();
         if let Some(interrupter) = interrupter {
-            interrupter.send(move |_vm| serve_now());
+            home.preempting.fetch_add(1, Ordering::AcqRel);
+            interrupter.send(move |_vm| {
+                home.preempting.fetch_sub(1, Ordering::AcqRel);
+                serve_now();
+            });
         }
     }
 }
 
 /// Preempts again the homes whose visits still wait: the eval-breaker bit that delivers a
 /// preemption is process-wide, and another worker's interpreter may clear it first. The
-/// watchdog calls this every tick, as it re-sends stop requests.
-pub fn nudge() {
+/// watchdog calls this every tick, as it re-sends stop requests, with `force` now and then.
+pub fn nudge(force: bool) {
     let Some(pool) = POOL.get() else { return };
     for home in &pool.homes {
         if !home.queue.is_empty() {
-            preempt(home);
+            preempt(home, force);
         }
     }
 }
@@ -268,6 +284,7 @@ pub fn replace(home: usize) {
         return; // already retired
     }
     home_ref.interrupter.lock().unwrap_or_else(PoisonError::into_inner).take();
+    home_ref.preempting.store(0, Ordering::Release);
     home_ref.activity.store(Activity::Idle as u8, Ordering::Release);
     let stuck = pool.stuck.fetch_add(1, Ordering::AcqRel) + 1;
     if stuck > pool.max_stuck {
