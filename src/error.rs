@@ -46,6 +46,9 @@ pub enum GearsError {
     /// The watchdog gave up on a worker stuck in native code while it ran this script.
     #[error("{} (its worker is stuck in native code and was replaced)", .0.message())]
     StuckWorker(Reason),
+    /// Every worker that could take the job is stuck in native code and none was replaced.
+    #[error("rustgears: no worker left to run this (every one is stuck in native code; see the Redis log)")]
+    NoWorker,
     /// A call on behalf of the main thread found its worker busy in native code.
     #[error("rustgears: the session's worker did not take the call in time (busy in native code)")]
     HomeBusy,

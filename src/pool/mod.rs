@@ -52,6 +52,8 @@ pub enum Activity {
     Visiting = 1,
     /// Running a deferred job (an execution): preempted by visits.
     Executing = 2,
+    /// Its worker is stuck in native code and was not replaced (over the cap): nothing reaches it.
+    Lost = 3,
 }
 
 struct Home {
@@ -143,7 +145,8 @@ pub fn choose_home() -> Result<usize, GearsError> {
         let busy = match h.activity.load(Ordering::Acquire) {
             a if a == Activity::Idle as u8 => 0,
             a if a == Activity::Executing as u8 => 1,
-            _ => 2,
+            a if a == Activity::Visiting as u8 => 2,
+            _ => 3,
         };
         (busy, h.load.load(Ordering::Acquire))
     };
@@ -155,6 +158,9 @@ pub fn choose_home() -> Result<usize, GearsError> {
 pub fn visit(home: usize, urgent: bool, visit: Visit) -> Result<(), GearsError> {
     let pool = pool()?;
     let home_ref: &'static Home = pool.homes.get(home).ok_or(GearsError::ShuttingDown)?;
+    if home_ref.activity.load(Ordering::Acquire) == Activity::Lost as u8 {
+        return Err(GearsError::NoWorker);
+    }
     home_ref.load.fetch_add(1, Ordering::AcqRel);
     if urgent {
         home_ref.urgent.fetch_add(1, Ordering::AcqRel);
@@ -292,6 +298,9 @@ pub fn replace(home: usize) {
             "rustgears: worker {home} is stuck in native code; {stuck} stuck workers, over the cap of {}: not replaced",
             pool.max_stuck
         ));
+        home_ref.activity.store(Activity::Lost as u8, Ordering::Release);
+        // Nobody will serve what waits there: dropping a visit answers its client.
+        home_ref.queue.try_iter().for_each(drop);
         return;
     }
     log::warning(&format!("rustgears: worker {home} is stuck in native code; starting a replacement ({stuck} stuck)"));
@@ -348,11 +357,18 @@ fn work(pool: &'static Pool, home: usize, retired: Arc<AtomicBool>) {
             || runtime.poisoned();
         if retired.load(Ordering::Acquire) {
             pool.stuck.fetch_sub(1, Ordering::AcqRel);
-            log::notice(&format!("rustgears: stuck worker {home} returned and exits"));
-            WORKER.set(None);
             // Its deferred executions were answered by the watchdog; dropping them is all.
             DEFERRED.with_borrow_mut(VecDeque::clear);
-            return;
+            let current = home_ref.retired.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            if !Arc::ptr_eq(&current, &retired) {
+                log::notice(&format!("rustgears: stuck worker {home} returned and exits"));
+                WORKER.set(None);
+                return;
+            }
+            // Not replaced (the cap was reached): this thread is the home's only worker again.
+            log::notice(&format!("rustgears: stuck worker {home} returned and serves its home again"));
+            retired.store(false, Ordering::Release);
+            home_ref.activity.store(Activity::Idle as u8, Ordering::Release);
         }
         if panicked {
             log::warning("rustgears: a job panicked; rebuilding this worker's interpreter");
