@@ -40,6 +40,14 @@ impl Reason {
     }
 }
 
+/// One worker thread: the home it serves and which of that home's threads it is (a home gets a
+/// new thread when its worker is stuck in native code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WorkerId {
+    pub home: usize,
+    pub generation: u64,
+}
+
 /// Delivers a stop request to the worker running it (into its interpreter).
 pub trait Interrupt: Send + Sync {
     fn interrupt(&self, abort: &Arc<Abort>);
@@ -52,7 +60,7 @@ const MAX_QUEUED: usize = 4;
 /// The worker running an armed request.
 struct Runner {
     interrupt: Arc<dyn Interrupt>,
-    worker: usize,
+    worker: WorkerId,
     started: Instant,
 }
 
@@ -132,7 +140,7 @@ impl Abort {
     }
 
     /// When it was armed and on which worker, while it is armed.
-    pub fn runner(&self) -> Option<(Instant, usize)> {
+    pub fn runner(&self) -> Option<(Instant, WorkerId)> {
         lock(&self.runner).as_ref().map(|r| (r.started, r.worker))
     }
 
@@ -160,7 +168,7 @@ thread_local! {
 }
 
 /// Marks `abort` as what this worker runs until the returned guard is dropped.
-pub fn arm(abort: Arc<Abort>, interrupt: Arc<dyn Interrupt>, worker: usize) -> Armed {
+pub fn arm(abort: Arc<Abort>, interrupt: Arc<dyn Interrupt>, worker: WorkerId) -> Armed {
     // The same request may arm twice: a script's body, then the execution it started.
     abort.ended.store(false, Ordering::Release);
     *lock(&abort.runner) = Some(Runner { interrupt, worker, started: Instant::now() });
@@ -221,7 +229,7 @@ mod tests {
         assert_eq!(abort.reason(), Some(Reason::TimedOut));
         assert_eq!(stop_reason(), None, "not armed on this thread");
         let counting = Arc::new(Counting::default());
-        let armed = arm(abort.clone(), counting.clone(), 0);
+        let armed = arm(abort.clone(), counting.clone(), WorkerId::default());
         assert_eq!(counting.0.load(Ordering::Acquire), 1, "requested before it was armed: delivered at once");
         assert_eq!(stop_reason(), Some(Reason::TimedOut));
         assert_eq!(abort.delivered(), Some(Reason::TimedOut));
@@ -236,7 +244,7 @@ mod tests {
     fn deliveries_in_flight_are_bounded() {
         let abort = Abort::new();
         let counting = Arc::new(Counting::default());
-        let _armed = arm(abort.clone(), counting.clone(), 0);
+        let _armed = arm(abort.clone(), counting.clone(), WorkerId::default());
         abort.request(Reason::Aborted);
         for _ in 0..10 {
             abort.poke();
@@ -249,10 +257,10 @@ mod tests {
         let outer = Abort::new();
         let inner = Abort::new();
         let counting = Arc::new(Counting::default());
-        let _outer_armed = arm(outer.clone(), counting.clone(), 0);
+        let _outer_armed = arm(outer.clone(), counting.clone(), WorkerId::default());
         outer.request(Reason::Aborted);
         {
-            let _inner_armed = arm(inner.clone(), counting.clone(), 0);
+            let _inner_armed = arm(inner.clone(), counting.clone(), WorkerId::default());
             assert_eq!(stop_reason(), None, "the inner one was not asked to stop");
             assert_eq!(outer.delivered(), None, "the outer one waits until the inner one ends");
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::stop::{self, Abort, Reason};
+use crate::stop::{self, Abort, Reason, WorkerId};
 use crate::{config, pool, sessions};
 
 /// A worker that did not stop within this long of being asked: it is in native code that never
@@ -44,7 +44,7 @@ fn watch() {
 /// One pass: applies the time limit and the memory budget, re-sends pending stop requests (with
 /// `force`, even those with deliveries in flight), and returns the (worker, request) pairs newly
 /// found stuck.
-pub fn tick(time_limit: Option<Duration>, force: bool) -> Vec<(usize, Arc<Abort>)> {
+pub fn tick(time_limit: Option<Duration>, force: bool) -> Vec<(WorkerId, Arc<Abort>)> {
     let mut stuck = Vec::new();
     for abort in stop::armed() {
         if abort.over_memory() {

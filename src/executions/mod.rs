@@ -10,7 +10,7 @@ use crate::engine::Report;
 use crate::error::GearsError;
 use crate::redis::blocked::BlockedClient;
 use crate::reply::Reply;
-use crate::stop::Abort;
+use crate::stop::{Abort, WorkerId};
 
 static TABLE: LazyLock<Mutex<table::Table>> = LazyLock::new(|| Mutex::new(table::Table::new()));
 
@@ -21,12 +21,12 @@ fn table() -> MutexGuard<'static, table::Table> {
 /// The shard id outside cluster mode: forty zeros.
 pub const SHARD_ID: &str = "0000000000000000000000000000000000000000";
 
-/// Creates an execution in state `created` on worker home `home`. `keep` says whether it stays
+/// Creates an execution in state `created` on `worker`. `keep` says whether it stays
 /// listed after it ends (UNBLOCKING runs) or is dropped once its result is delivered (blocking
 /// runs); `abort` is what stops it.
-pub fn create(home: usize, keep: bool, abort: Arc<Abort>) -> ExecutionKey {
+pub fn create(worker: WorkerId, keep: bool, abort: Arc<Abort>) -> ExecutionKey {
     let limit = crate::config::with(|c| c.max_executions);
-    table().create(home, keep, limit, abort)
+    table().create(worker, keep, limit, abort)
 }
 
 /// Marks the execution running. Returns what stops it, or `None` if it was aborted before it
@@ -109,9 +109,9 @@ pub fn find_by_abort(abort: &Arc<Abort>) -> Option<ExecutionKey> {
     table().find_by_abort(abort)
 }
 
-/// Executions of `home` that have not started.
-pub fn created_on(home: usize) -> Vec<ExecutionKey> {
-    table().created_on(home)
+/// Executions of `worker` that have not started.
+pub fn created_on(worker: WorkerId) -> Vec<ExecutionKey> {
+    table().created_on(worker)
 }
 
 /// RG.GETEXECUTION's view of one execution: its state and, once it has ended, its report.

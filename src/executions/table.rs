@@ -9,7 +9,7 @@ use slab::Slab;
 use super::SHARD_ID;
 use crate::engine::Report;
 use crate::error::GearsError;
-use crate::stop::{Abort, Reason};
+use crate::stop::{Abort, Reason, WorkerId};
 use crate::redis::blocked::BlockedClient;
 use crate::reply::Reply;
 
@@ -61,8 +61,8 @@ struct Execution {
     report: Option<Arc<Report>>,
     waiters: Vec<Waiter>,
     abort: Arc<Abort>,
-    /// The worker home it runs on.
-    home: usize,
+    /// The worker it runs on.
+    worker: WorkerId,
     keep: bool,
     /// Still listed (counts towards MaxExecutions). An evicted execution that is still running
     /// stays reachable by id until it ends, then goes.
@@ -106,7 +106,7 @@ impl Table {
         Table::default()
     }
 
-    pub fn create(&mut self, home: usize, keep: bool, limit: i64, abort: Arc<Abort>) -> ExecutionKey {
+    pub fn create(&mut self, worker: WorkerId, keep: bool, limit: i64, abort: Arc<Abort>) -> ExecutionKey {
         let id = format!("{SHARD_ID}-{}", self.counter);
         self.counter += 1;
         if limit > 0 {
@@ -121,7 +121,7 @@ impl Table {
             report: None,
             waiters: Vec::new(),
             abort,
-            home,
+            worker,
             keep,
             listed: true,
         });
@@ -224,11 +224,11 @@ impl Table {
         })
     }
 
-    /// Executions of `home` that have not started: their worker was lost.
-    pub fn created_on(&self, home: usize) -> Vec<ExecutionKey> {
+    /// Executions of `worker` that have not started: their worker was lost.
+    pub fn created_on(&self, worker: WorkerId) -> Vec<ExecutionKey> {
         self.slab
             .iter()
-            .filter(|(_, e)| e.home == home && e.state == State::Created && e.reply.is_none())
+            .filter(|(_, e)| e.worker == worker && e.state == State::Created && e.reply.is_none())
             .map(|(slot, e)| ExecutionKey { slot, id: e.id.clone() })
             .collect()
     }
@@ -260,7 +260,7 @@ mod tests {
     use super::*;
 
     fn create(t: &mut Table, keep: bool, limit: i64) -> ExecutionKey {
-        t.create(0, keep, limit, Abort::new())
+        t.create(WorkerId::default(), keep, limit, Abort::new())
     }
 
     fn done(t: &mut Table, k: &ExecutionKey) {

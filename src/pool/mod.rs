@@ -19,16 +19,17 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, Select, Sender, unbounded};
 
 use crate::error::GearsError;
 use crate::python::{Interrupter, Runtime};
 use crate::redis::log;
+use crate::stop::WorkerId;
 
 /// A visit: runs on the home's worker, given its interpreter.
 pub type Visit = Box<dyn FnOnce(&Runtime) + Send>;
@@ -59,6 +60,11 @@ pub enum Activity {
 struct Home {
     visits: Sender<Visit>,
     queue: Receiver<Visit>,
+    /// Main-thread calls: served before the visits queued ahead of them.
+    urgent_visits: Sender<Visit>,
+    urgent_queue: Receiver<Visit>,
+    /// The thread serving this home now (a new one when it is replaced).
+    generation: AtomicU64,
     activity: AtomicU8,
     /// Visits queued or running plus deferred jobs: how busy the home is.
     load: AtomicUsize,
@@ -96,9 +102,13 @@ pub fn start(threads: usize) -> Result<(), String> {
     let homes = (0..threads)
         .map(|_| {
             let (visits, queue) = unbounded::<Visit>();
+            let (urgent_visits, urgent_queue) = unbounded::<Visit>();
             Home {
                 visits,
                 queue,
+                urgent_visits,
+                urgent_queue,
+                generation: AtomicU64::new(0),
                 activity: AtomicU8::new(Activity::Idle as u8),
                 load: AtomicUsize::new(0),
                 urgent: AtomicUsize::new(0),
@@ -122,12 +132,13 @@ fn pool() -> Result<&'static Pool, GearsError> {
 fn spawn(pool: &'static Pool, home: usize) -> Result<(), String> {
     let retired = Arc::new(AtomicBool::new(false));
     *pool.homes[home].retired.lock().unwrap_or_else(PoisonError::into_inner) = retired.clone();
+    let worker = WorkerId { home, generation: pool.homes[home].generation.fetch_add(1, Ordering::AcqRel) + 1 };
     pool.alive.fetch_add(1, Ordering::AcqRel);
     thread::Builder::new()
         .name(format!("rg-worker-{home}"))
         .stack_size(WORKER_STACK)
         .spawn(move || {
-            work(pool, home, retired);
+            work(pool, worker, retired);
             pool.alive.fetch_sub(1, Ordering::AcqRel);
         })
         .map(drop)
@@ -170,7 +181,8 @@ pub fn visit(home: usize, urgent: bool, visit: Visit) -> Result<(), GearsError> 
         let _done = done;
         visit(runtime)
     });
-    home_ref.visits.send(visit).map_err(|_| GearsError::ShuttingDown)?;
+    let channel = if urgent { &home_ref.urgent_visits } else { &home_ref.visits };
+    channel.send(visit).map_err(|_| GearsError::ShuttingDown)?;
     preempt(home_ref, false);
     Ok(())
 }
@@ -203,7 +215,7 @@ fn preempt(home: &'static Home, force: bool) {
 pub fn nudge(force: bool) {
     let Some(pool) = POOL.get() else { return };
     for home in &pool.homes {
-        if !home.queue.is_empty() {
+        if !home.queue.is_empty() || !home.urgent_queue.is_empty() {
             preempt(home, force);
         }
     }
@@ -259,13 +271,41 @@ fn serve(timeout: Duration) {
         thread::sleep(timeout);
         return;
     }
-    let queue = &pool.homes[home].queue;
-    let mut next = queue.recv_timeout(timeout).ok();
+    let home_ref = &pool.homes[home];
+    let mut next = home_ref.next_visit(Some(timeout));
     while let Some(visit) = next {
         if run_visit(pool, home, &runtime, visit) {
             NESTED_PANIC.set(true);
         }
-        next = queue.try_recv().ok();
+        next = home_ref.next_visit(Some(Duration::ZERO));
+    }
+}
+
+impl Home {
+    /// The next visit, main-thread calls first; waits up to `timeout` (`None`: for ever).
+    /// `None` when nothing came (or the channels are gone).
+    fn next_visit(&self, timeout: Option<Duration>) -> Option<Visit> {
+        if let Ok(visit) = self.urgent_queue.try_recv().or_else(|_| self.queue.try_recv()) {
+            return Some(visit);
+        }
+        if timeout == Some(Duration::ZERO) {
+            return None;
+        }
+        let mut select = Select::new();
+        let urgent = select.recv(&self.urgent_queue);
+        let ordinary = select.recv(&self.queue);
+        let ready = match timeout {
+            Some(timeout) => select.select_timeout(timeout).ok()?,
+            None => select.select(),
+        };
+        let index = ready.index();
+        let visit = if index == urgent {
+            ready.recv(&self.urgent_queue)
+        } else {
+            debug_assert_eq!(index, ordinary);
+            ready.recv(&self.queue)
+        };
+        visit.ok()
     }
 }
 
@@ -281,10 +321,15 @@ fn run_visit(pool: &Pool, home: usize, runtime: &Runtime, visit: Visit) -> bool 
     panicked
 }
 
-/// Retires home `home`'s worker, stuck in native code, and starts a replacement there.
-pub fn replace(home: usize) {
+/// Retires `worker`, stuck in native code, and starts a replacement on its home. A worker that
+/// was replaced already is left alone (its home's current worker is another).
+pub fn replace(worker: WorkerId) {
     let Some(pool) = POOL.get() else { return };
+    let home = worker.home;
     let Some(home_ref) = pool.homes.get(home) else { return };
+    if home_ref.generation.load(Ordering::Acquire) != worker.generation {
+        return;
+    }
     let flag = home_ref.retired.lock().unwrap_or_else(PoisonError::into_inner).clone();
     if flag.swap(true, Ordering::AcqRel) {
         return; // already retired
@@ -301,6 +346,7 @@ pub fn replace(home: usize) {
         home_ref.activity.store(Activity::Lost as u8, Ordering::Release);
         // Nobody will serve what waits there: dropping a visit answers its client.
         home_ref.queue.try_iter().for_each(drop);
+        home_ref.urgent_queue.try_iter().for_each(drop);
         return;
     }
     log::warning(&format!("rustgears: worker {home} is stuck in native code; starting a replacement ({stuck} stuck)"));
@@ -319,20 +365,23 @@ pub fn stuck_workers() -> usize {
     POOL.get().map_or(0, |p| p.stuck.load(Ordering::Acquire))
 }
 
-fn build(home: usize) -> Result<Runtime, String> {
+fn build(worker: WorkerId) -> Result<Runtime, String> {
     // Counted: the interpreter's own start-up memory is part of what RG.PYSTATS reports.
-    catch_unwind(|| crate::memory::counted(|| Runtime::new(home)))
+    catch_unwind(|| crate::memory::counted(|| Runtime::new(worker)))
         .unwrap_or_else(|_| Err("building the interpreter panicked".to_owned()))
 }
 
-fn work(pool: &'static Pool, home: usize, retired: Arc<AtomicBool>) {
+fn work(pool: &'static Pool, worker: WorkerId, retired: Arc<AtomicBool>) {
+    let home = worker.home;
     let home_ref = &pool.homes[home];
-    let mut runtime = match build(home) {
+    let mut runtime = match build(worker) {
         Ok(runtime) => Rc::new(runtime),
         Err(e) => {
             log::warning(&format!("rustgears: worker {home} could not build a Python interpreter: {e}"));
             // Still take visits, so none waits forever: dropping one answers its client.
-            home_ref.queue.iter().for_each(drop);
+            while let Some(visit) = home_ref.next_visit(None) {
+                drop(visit);
+            }
             return;
         }
     };
@@ -341,7 +390,7 @@ fn work(pool: &'static Pool, home: usize, retired: Arc<AtomicBool>) {
         WORKER.set(Some((home, runtime.clone())));
         *home_ref.interrupter.lock().unwrap_or_else(PoisonError::into_inner) = Some(runtime.interrupter());
         let deferred = || DEFERRED.with_borrow_mut(VecDeque::pop_front);
-        let panicked = if let Ok(visit) = home_ref.queue.try_recv() {
+        let panicked = if let Some(visit) = home_ref.next_visit(Some(Duration::ZERO)) {
             run_visit(pool, home, &runtime, visit)
         } else if let Some(job) = deferred() {
             home_ref.activity.store(Activity::Executing as u8, Ordering::Release);
@@ -349,9 +398,9 @@ fn work(pool: &'static Pool, home: usize, retired: Arc<AtomicBool>) {
             home_ref.activity.store(Activity::Idle as u8, Ordering::Release);
             panicked
         } else {
-            match home_ref.queue.recv() {
-                Ok(visit) => run_visit(pool, home, &runtime, visit),
-                Err(_) => return,
+            match home_ref.next_visit(None) {
+                Some(visit) => run_visit(pool, home, &runtime, visit),
+                None => return,
             }
         } || NESTED_PANIC.take()
             || runtime.poisoned();
@@ -376,7 +425,7 @@ fn work(pool: &'static Pool, home: usize, retired: Arc<AtomicBool>) {
             // answers its clients) before it goes.
             DEFERRED.with_borrow_mut(VecDeque::clear);
             WORKER.set(None);
-            match build(home) {
+            match build(worker) {
                 Ok(fresh) => {
                     let old = std::mem::replace(&mut runtime, Rc::new(fresh));
                     // Tearing down a VM left mid-panic may panic again: contain it, leak if so.

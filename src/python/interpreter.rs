@@ -16,7 +16,7 @@ use super::interrupt::{self, Interrupter};
 use super::pristine;
 use super::session::{self, RawPlan};
 use crate::memory;
-use crate::stop::{self, Abort, Armed};
+use crate::stop::{self, Abort, Armed, WorkerId};
 
 /// Native modules of rustpython-stdlib that scripts may import. Left out on purpose (see
 /// docs/sandbox.md): _bz2, _lzma, pyexpat, _elementtree (decompression and entity bombs run
@@ -58,7 +58,7 @@ pub struct Runtime {
     state: Option<Prepared>,
     interp: Option<Interpreter>,
     interrupter: Arc<Interrupter>,
-    home: usize,
+    worker: WorkerId,
 }
 
 /// Python objects prepared once per interpreter.
@@ -72,7 +72,7 @@ struct Prepared {
 }
 
 impl Runtime {
-    pub fn new(home: usize) -> Result<Runtime, String> {
+    pub fn new(worker: WorkerId) -> Result<Runtime, String> {
         let builder = Interpreter::builder(Settings::default());
         let stdlib: Vec<_> = rustpython_stdlib::stdlib_module_defs(&builder.ctx)
             .into_iter()
@@ -96,7 +96,7 @@ impl Runtime {
             })
             .build();
         let state = interp.enter(|vm| prepare(vm).map_err(|e| error_text(vm, &e)))?;
-        Ok(Runtime { state: Some(state), interp: Some(interp), interrupter, home })
+        Ok(Runtime { state: Some(state), interp: Some(interp), interrupter, worker })
     }
 
     pub fn enter<R>(&self, f: impl FnOnce(&VirtualMachine) -> R) -> R {
@@ -150,7 +150,12 @@ impl Runtime {
 
     /// Makes `abort` stop what this runtime runs until the guard is dropped.
     pub fn arm(&self, abort: Arc<Abort>) -> Armed {
-        stop::arm(abort, self.interrupter.clone(), self.home)
+        stop::arm(abort, self.interrupter.clone(), self.worker)
+    }
+
+    /// The worker thread this interpreter belongs to.
+    pub fn worker(&self) -> WorkerId {
+        self.worker
     }
 
     /// The handle that runs closures on this interpreter at its next bytecode instruction.

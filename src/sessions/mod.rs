@@ -23,7 +23,7 @@ use crate::python::{RawPlan, Runtime, ScriptOutcome};
 use crate::redis::blocked::BlockedClient;
 use crate::redis::keyspace::RedisStore;
 use crate::reply::Reply;
-use crate::stop::{Abort, Reason};
+use crate::stop::{Abort, Reason, WorkerId};
 
 pub use answers::Answer;
 
@@ -36,52 +36,52 @@ pub fn submit_script(script: String, db: i32, unblocking: bool, client: BlockedC
     pool::visit(
         home,
         false,
-        Box::new(move |runtime| run_script(runtime, home, &script, db, unblocking, client, abort)),
+        Box::new(move |runtime| run_script(runtime, &script, db, unblocking, client, abort)),
     )
 }
 
-fn run_script(runtime: &Runtime, home: usize, script: &str, db: i32, unblocking: bool, client: BlockedClient, abort: Arc<Abort>) {
+fn run_script(runtime: &Runtime, script: &str, db: i32, unblocking: bool, client: BlockedClient, abort: Arc<Abort>) {
     let body = answers::Listed::enter(abort.clone(), Answer::Client(client));
     let outcome = runtime.run_script(script, db, abort.clone());
     runtime.end_job();
-    defer_nested(runtime, home, db);
+    defer_nested(runtime, db);
     // Taken by the watchdog: the client has its answer and this worker is retired.
     let Some(Answer::Client(client)) = body.leave() else { return };
     match outcome {
         ScriptOutcome::Failed(text) => client.reply(Arc::new(Reply::Error(text))),
         ScriptOutcome::Done => client.reply(Arc::new(Reply::ok())),
         ScriptOutcome::Run(plan) => {
-            let key = executions::create(home, unblocking, abort);
+            let key = executions::create(runtime.worker(), unblocking, abort);
             if unblocking {
                 client.reply(Arc::new(Reply::bulk(key.id.as_bytes())));
             } else {
                 executions::add_waiter(&key.id, client, Wants::Results);
             }
-            defer_plan(home, plan, db, key);
+            defer_plan(plan, db, key);
         }
     }
 }
 
 /// Leaves an execution in state `created` on this worker, to run after the visits waiting.
-fn defer_plan(home: usize, plan: RawPlan, db: i32, key: ExecutionKey) {
+fn defer_plan(plan: RawPlan, db: i32, key: ExecutionKey) {
     let queued = Running(Some(key));
-    pool::defer(Box::new(move |runtime| run_plan(runtime, home, plan, db, queued)));
+    pool::defer(Box::new(move |runtime| run_plan(runtime, plan, db, queued)));
 }
 
 /// Executions that callbacks of the last job started with `run()`: independent, each dropped
 /// when done.
-pub(crate) fn defer_nested(runtime: &Runtime, home: usize, db: i32) {
+pub(crate) fn defer_nested(runtime: &Runtime, db: i32) {
     for plan in runtime.take_nested() {
-        defer_plan(home, plan, db, executions::create(home, false, Abort::new()));
+        defer_plan(plan, db, executions::create(runtime.worker(), false, Abort::new()));
     }
 }
 
 /// Runs one execution on its home's worker.
-fn run_plan(runtime: &Runtime, home: usize, plan: RawPlan, db: i32, execution: Running) {
+fn run_plan(runtime: &Runtime, plan: RawPlan, db: i32, execution: Running) {
     let (reply, report) = run_now(runtime, plan, db, execution.key());
     execution.finish(reply, report);
     runtime.end_job();
-    defer_nested(runtime, home, db);
+    defer_nested(runtime, db);
 }
 
 /// Runs the plan of `key`, unless it was aborted before it started.
@@ -125,17 +125,17 @@ impl Drop for Running {
 }
 
 /// Ends, with an error, what `abort` stops (a script body, a main-thread call or an execution)
-/// on home `home`, whose worker is stuck in native code: its clients are answered now, and so
-/// are those of the executions waiting on that worker, which the replacement cannot run (their
-/// Python objects are in the stuck interpreter). Whatever the worker reports later is ignored.
-pub fn abandon(home: usize, abort: &Arc<Abort>) {
+/// on `worker`, stuck in native code: its clients are answered now, and so are those of the
+/// executions waiting on that worker, which its replacement cannot run (their Python objects are
+/// in the stuck interpreter). Whatever the worker reports later is ignored.
+pub fn abandon(worker: WorkerId, abort: &Arc<Abort>) {
     let error = GearsError::StuckWorker(abort.reason().unwrap_or(Reason::Aborted)).to_string();
     if !answers::abandon(abort, &error) {
         if let Some(key) = executions::find_by_abort(abort) {
             executions::fail(&key, error.clone());
         }
     }
-    for key in executions::created_on(home) {
+    for key in executions::created_on(worker) {
         executions::fail(&key, error.clone());
     }
 }

@@ -141,7 +141,7 @@ pub fn run_script(ctx: &Context, script: String) -> Result<Reply, GearsError> {
                 return;
             }
             let listed = Listed::enter(abort_for_worker.clone(), Answer::MainThread(for_worker.clone()));
-            let reply = gil::lend(lent_to_worker, || body_and_execution(runtime, home, &script, db, abort_for_worker));
+            let reply = gil::lend(lent_to_worker, || body_and_execution(runtime, &script, db, abort_for_worker));
             if listed.leave().is_some() {
                 for_worker.finish(reply);
             }
@@ -152,7 +152,7 @@ pub fn run_script(ctx: &Context, script: String) -> Result<Reply, GearsError> {
     Ok(reply)
 }
 
-fn body_and_execution(runtime: &Runtime, home: usize, script: &str, db: i32, abort: Arc<Abort>) -> Reply {
+fn body_and_execution(runtime: &Runtime, script: &str, db: i32, abort: Arc<Abort>) -> Reply {
     // An empty script is the round trip alone (what `make bench` measures as S1): no session
     // environment to set up or put back.
     if script.is_empty() {
@@ -163,7 +163,7 @@ fn body_and_execution(runtime: &Runtime, home: usize, script: &str, db: i32, abo
         ScriptOutcome::Failed(text) => Reply::Error(text),
         ScriptOutcome::Done => Reply::ok(),
         ScriptOutcome::Run(plan) => {
-            let key = executions::create(home, false, abort);
+            let key = executions::create(runtime.worker(), false, abort);
             let (reply, report) = super::run_now(runtime, plan, db, &key);
             executions::finish(&key, reply.clone(), report);
             reply
@@ -172,6 +172,6 @@ fn body_and_execution(runtime: &Runtime, home: usize, script: &str, db: i32, abo
     runtime.end_job();
     // Executions its callbacks started with `run()` do not belong to the call: they run later,
     // on the home, like any other.
-    super::defer_nested(runtime, home, db);
+    super::defer_nested(runtime, db);
     reply
 }
