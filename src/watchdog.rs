@@ -37,8 +37,9 @@ fn watch() {
 }
 
 /// One pass: applies the time limit and the memory budget, re-sends pending stop requests, and
-/// returns the (worker, request) pairs newly found stuck.
-fn tick(time_limit: Option<Duration>) -> Vec<(usize, Arc<Abort>)> {
+/// returns the (worker, request) pairs newly found stuck. Public for the fuzz targets, which run
+/// interpreters without the module and its watchdog thread.
+pub fn tick(time_limit: Option<Duration>) -> Vec<(usize, Arc<Abort>)> {
     let mut stuck = Vec::new();
     for abort in stop::armed() {
         if abort.over_memory() {

@@ -7,7 +7,7 @@ use rustpython_vm::protocol::{PyIter, PyIterReturn};
 use rustpython_vm::{PyObjectRef, VirtualMachine};
 
 use super::plan::ReaderSpec;
-use super::store::{KeyEntry, KeyPages, KeyValue, Store};
+use crate::store::{KeyEntry, KeyPages, KeyValue, Store};
 use crate::python::{error_text, fields, redis_string};
 use crate::reply::Reply;
 

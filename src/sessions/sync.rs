@@ -14,6 +14,7 @@
 //! `execute()` goes through the lent context, `atomic()` is already atomic, and `run()` runs its
 //! execution inside the call.
 
+use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use crate::executions;
 use crate::pool;
 use crate::python::{Runtime, ScriptOutcome};
 use crate::redis::gil::{self, Lent};
+use crate::redis::keyspace::RedisStore;
 use crate::reply::Reply;
 use crate::stop::{Abort, Reason};
 
@@ -139,7 +141,7 @@ pub fn run_script(ctx: &Context, script: String) -> Result<Reply, GearsError> {
 }
 
 fn body_and_execution(runtime: &Runtime, home: usize, script: &str, db: i32, abort: Arc<Abort>) -> Reply {
-    let outcome = runtime.run_script(script, db, abort.clone());
+    let outcome = runtime.run_script(script, Rc::new(RedisStore { db }), abort.clone());
     let reply = match outcome {
         ScriptOutcome::Failed(text) => Reply::Error(text),
         ScriptOutcome::Done => Reply::ok(),
