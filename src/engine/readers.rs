@@ -154,11 +154,11 @@ impl StreamReader<'_> {
         };
         self.done = entries.is_empty();
         for entry in entries {
-            if let Reply::Array(mut parts) = entry {
-                if let (Some(Reply::Array(fields)), Some(Reply::Bulk(id))) = (parts.pop(), parts.pop()) {
-                    self.last_id = id.clone();
-                    self.buffer.push_back((id, fields));
-                }
+            if let Reply::Array(mut parts) = entry
+                && let (Some(Reply::Array(fields)), Some(Reply::Bulk(id))) = (parts.pop(), parts.pop())
+            {
+                self.last_id = id.clone();
+                self.buffer.push_back((id, fields));
             }
         }
         Ok(())

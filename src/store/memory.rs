@@ -118,6 +118,33 @@ impl MemoryStore {
                     Some(_) => Err(WRONG_TYPE.to_owned()),
                 }
             }
+            // `SCAN cursor [MATCH pattern] [COUNT n]`, the cursor being how many keys were passed.
+            "scan" => {
+                arity(!args.is_empty() && args.len() % 2 == 1)?;
+                let cursor = std::str::from_utf8(args[0])
+                    .ok()
+                    .and_then(|c| c.parse::<usize>().ok())
+                    .ok_or("ERR invalid cursor")?;
+                let (mut pattern, mut count) = (b"*".as_slice(), 10);
+                for option in args[1..].chunks_exact(2) {
+                    match option[0].to_ascii_lowercase().as_slice() {
+                        b"match" => pattern = option[1],
+                        b"count" => {
+                            count = std::str::from_utf8(option[1])
+                                .ok()
+                                .and_then(|n| n.parse::<usize>().ok())
+                                .filter(|n| *n > 0)
+                                .ok_or("ERR value is not an integer or out of range")?;
+                        }
+                        _ => return Err("ERR syntax error".to_owned()),
+                    }
+                }
+                let passed = keys.keys().skip(cursor).take(count);
+                let found = passed.filter(|key| glob_match(pattern, key)).map(|key| Reply::Bulk(key.clone())).collect();
+                let next = cursor.saturating_add(count);
+                let next = if next >= keys.len() { 0 } else { next };
+                Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(found)]))
+            }
             _ => Err(format!("ERR unknown command '{command}'")),
         }
     }
@@ -209,6 +236,17 @@ mod tests {
         assert_eq!(store.call("EXISTS", &[b"a", b"h", b"nope"]), Reply::Int(2));
         assert_eq!(store.call("DEL", &[b"a", b"nope"]), Reply::Int(1));
         assert_eq!(store.get(b"a"), None);
+    }
+
+    #[test]
+    fn scan_pages_by_cursor() {
+        let store = MemoryStore::new([("a1", string("1")), ("b", string("2")), ("a2", string("3"))]);
+        let scan = |cursor: &[u8]| store.call("SCAN", &[cursor, b"MATCH", b"a*", b"COUNT", b"2"]);
+        let page = |cursor: &str, keys: &[&str]| {
+            Reply::Array(vec![Reply::bulk(cursor), Reply::Array(keys.iter().map(|k| Reply::bulk(*k)).collect())])
+        };
+        assert_eq!(scan(b"0"), page("2", &["a1", "a2"]));
+        assert_eq!(scan(b"2"), page("0", &[]));
     }
 
     #[test]
