@@ -12,6 +12,11 @@ use crate::reply::Reply;
 const PAGE: usize = 100;
 
 const WRONG_TYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
+
+fn number<T: std::str::FromStr>(arg: &[u8]) -> Option<T> {
+    std::str::from_utf8(arg).ok()?.parse().ok()
+}
 
 pub struct MemoryStore {
     keys: RefCell<BTreeMap<Vec<u8>, KeyValue>>,
@@ -82,10 +87,7 @@ impl MemoryStore {
                 arity(args.len() == 1)?;
                 let value = match keys.get(args[0]) {
                     None => 0,
-                    Some(KeyValue::String(s)) => std::str::from_utf8(s)
-                        .ok()
-                        .and_then(|s| s.parse::<i64>().ok())
-                        .ok_or("ERR value is not an integer or out of range")?,
+                    Some(KeyValue::String(s)) => number::<i64>(s).ok_or(NOT_AN_INTEGER)?,
                     Some(_) => return Err(WRONG_TYPE.to_owned()),
                 };
                 let value = value.checked_add(1).ok_or("ERR increment or decrement would overflow")?;
@@ -121,20 +123,13 @@ impl MemoryStore {
             // `SCAN cursor [MATCH pattern] [COUNT n]`, the cursor being how many keys were passed.
             "scan" => {
                 arity(!args.is_empty() && args.len() % 2 == 1)?;
-                let cursor = std::str::from_utf8(args[0])
-                    .ok()
-                    .and_then(|c| c.parse::<usize>().ok())
-                    .ok_or("ERR invalid cursor")?;
+                let cursor = number::<usize>(args[0]).ok_or("ERR invalid cursor")?;
                 let (mut pattern, mut count) = (b"*".as_slice(), 10);
                 for option in args[1..].chunks_exact(2) {
                     match option[0].to_ascii_lowercase().as_slice() {
                         b"match" => pattern = option[1],
                         b"count" => {
-                            count = std::str::from_utf8(option[1])
-                                .ok()
-                                .and_then(|n| n.parse::<usize>().ok())
-                                .filter(|n| *n > 0)
-                                .ok_or("ERR value is not an integer or out of range")?;
+                            count = number::<usize>(option[1]).filter(|n| *n > 0).ok_or(NOT_AN_INTEGER)?;
                         }
                         _ => return Err("ERR syntax error".to_owned()),
                     }
@@ -252,7 +247,7 @@ mod tests {
     #[test]
     fn errors_as_redis_words_them() {
         let store = MemoryStore::new([("s", string("x")), ("h", KeyValue::Hash(Vec::new()))]);
-        assert_eq!(store.call("INCR", &[b"s"]), Reply::Error("ERR value is not an integer or out of range".to_owned()));
+        assert_eq!(store.call("INCR", &[b"s"]), Reply::Error(NOT_AN_INTEGER.to_owned()));
         assert_eq!(store.call("GET", &[b"h"]), Reply::Error(WRONG_TYPE.to_owned()));
         assert_eq!(store.call("HSET", &[b"s", b"f", b"v"]), Reply::Error(WRONG_TYPE.to_owned()));
         assert_eq!(store.call("GET", &[]), Reply::Error("ERR wrong number of arguments for 'get' command".to_owned()));
