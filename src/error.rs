@@ -41,6 +41,11 @@ pub enum GearsError {
     /// A Python exception, already formatted as docs/commands.md#python-error-texts says.
     #[error("{0}")]
     Python(String),
+    /// `execute()` with no Redis to run it (outside a server), or a reply it cannot convert.
+    #[error("Failed executing command")]
+    CommandFailed,
+    #[error("Already inside an atomic block")]
+    AlreadyAtomic,
     #[error("Execution was stopped because the module is shutting down")]
     ShuttingDown,
     /// The watchdog gave up on a worker stuck in native code while it ran this script.

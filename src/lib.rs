@@ -15,6 +15,7 @@ pub mod redis;
 pub mod reply;
 pub mod sessions;
 pub mod stop;
+pub mod store;
 pub mod watchdog;
 
 /// The Redis entry point. Left out of unit tests and fuzz targets, which run without Redis.

@@ -253,6 +253,25 @@ mod tests {
     }
 
     #[test]
+    fn a_request_armed_again_for_the_execution_is_delivered_again() {
+        let abort = Abort::new();
+        let counting = Arc::new(Counting::default());
+        let body = arm(abort.clone(), counting.clone(), 0);
+        abort.request(Reason::Aborted);
+        let first_asked = abort.requested_at();
+        drop(body);
+        assert_eq!(abort.delivered(), None, "drained after the body ended: stale");
+        let _execution = arm(abort.clone(), counting.clone(), 1);
+        assert_eq!(counting.0.load(Ordering::Acquire), 2, "the execution gets a delivery of its own");
+        assert_eq!(abort.runner().map(|(_, worker)| worker), Some(1));
+        abort.request(Reason::TimedOut);
+        assert_eq!(abort.requested_at(), first_asked, "the first request's time is kept");
+        assert_eq!(abort.delivered(), Some(Reason::Aborted));
+        assert!(abort.mark_stuck(), "found stuck once");
+        assert!(!abort.mark_stuck());
+    }
+
+    #[test]
     fn nested_requests_raise_innermost_first() {
         let outer = Abort::new();
         let inner = Abort::new();

@@ -43,7 +43,8 @@ fn watch() {
 
 /// One pass: applies the time limit and the memory budget, re-sends pending stop requests (with
 /// `force`, even those with deliveries in flight), and returns the (worker, request) pairs newly
-/// found stuck.
+/// found stuck. Public for the fuzz targets, which run interpreters without the module and its
+/// watchdog thread.
 pub fn tick(time_limit: Option<Duration>, force: bool) -> Vec<(WorkerId, Arc<Abort>)> {
     let mut stuck = Vec::new();
     for abort in stop::armed() {

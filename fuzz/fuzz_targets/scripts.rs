@@ -3,19 +3,21 @@
 #![no_main]
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Once;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use rustgears::engine::{self, store::MemoryStore};
-use rustgears::python::interrupt::{self, Abort};
+use rustgears::engine;
 use rustgears::python::{Runtime, ScriptOutcome};
+use rustgears::stop::{Abort, WorkerId};
+use rustgears::store::MemoryStore;
 
 #[global_allocator]
 static ALLOCATOR: rustgears::memory::Accounting = rustgears::memory::Accounting;
 
 thread_local! {
-    static RUNTIME: RefCell<Runtime> = RefCell::new(match Runtime::new(0) {
+    static RUNTIME: RefCell<Runtime> = RefCell::new(match Runtime::new(WorkerId::default()) {
         Ok(runtime) => runtime,
         Err(e) => panic!("cannot build an interpreter: {e}"),
     });
@@ -27,8 +29,8 @@ fn start_watchdog() {
     WATCHDOG.call_once(|| {
         rustgears::memory::set_limit(64 << 20);
         std::thread::spawn(|| loop {
-            std::thread::sleep(interrupt::TICK);
-            let _ = interrupt::tick(Some(Duration::from_millis(200)));
+            std::thread::sleep(Duration::from_millis(10));
+            let _ = rustgears::watchdog::tick(Some(Duration::from_millis(200)), false);
         });
     });
 }
@@ -40,9 +42,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(script) = std::str::from_utf8(data) else { return };
     start_watchdog();
     RUNTIME.with_borrow_mut(|runtime| {
-        if let ScriptOutcome::Run(plan) = runtime.run_script(script, 0, Abort::new()) {
+        // One keyspace for the body and its execution, as one Redis database would be.
+        let store = Rc::new(MemoryStore::default());
+        if let ScriptOutcome::Run(plan) = runtime.run_script(script, store.clone(), Abort::new()) {
             let _armed = runtime.arm(Abort::new());
-            let _ = engine::run(runtime, plan, &MemoryStore::default());
+            let _ = engine::run(runtime, plan, store);
         }
         runtime.end_job();
     });

@@ -5,8 +5,10 @@ mod plan;
 mod readers;
 pub mod report;
 mod steps;
-pub mod store;
+#[cfg(test)]
+mod tests;
 
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use rustpython_vm::VirtualMachine;
@@ -17,12 +19,19 @@ pub use report::Report;
 use crate::memory;
 use crate::python::{RawPlan, Runtime, error_text, interrupt, to_reply};
 use crate::reply::Reply;
-use store::Store;
+use crate::store::{self, Store};
 
-/// Runs one execution to its end: its `[results, errors]` reply and its report.
-pub fn run(runtime: &Runtime, raw: RawPlan, store: &dyn Store) -> (Reply, Report) {
+/// Runs one execution to its end: its `[results, errors]` reply and its report. Readers and the
+/// steps' `execute()` and `atomic()` reach Redis through `store`.
+pub fn run(runtime: &Runtime, raw: RawPlan, store: Rc<dyn Store>) -> (Reply, Report) {
     let profile = crate::config::with(|c| c.profile_executions != 0);
-    runtime.enter(|vm| run_in(vm, raw, store, profile))
+    let outcome = {
+        let _installed = store::install(store.clone());
+        runtime.enter(|vm| run_in(vm, raw, &*store, profile))
+    };
+    // A step that entered atomic() without leaving it must not keep Redis locked.
+    store.release();
+    outcome
 }
 
 fn run_in(vm: &VirtualMachine, raw: RawPlan, store: &dyn Store, profile: bool) -> (Reply, Report) {

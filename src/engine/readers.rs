@@ -7,8 +7,8 @@ use rustpython_vm::protocol::{PyIter, PyIterReturn};
 use rustpython_vm::{PyObjectRef, VirtualMachine};
 
 use super::plan::ReaderSpec;
-use super::store::{KeyEntry, KeyPages, KeyValue, Store};
 use crate::python::{call_callback, error_text, fields, redis_string};
+use crate::store::{KeyEntry, KeyPages, KeyValue, Store};
 use crate::reply::Reply;
 
 pub trait Reader {
@@ -154,11 +154,11 @@ impl StreamReader<'_> {
         };
         self.done = entries.is_empty();
         for entry in entries {
-            if let Reply::Array(mut parts) = entry {
-                if let (Some(Reply::Array(fields)), Some(Reply::Bulk(id))) = (parts.pop(), parts.pop()) {
-                    self.last_id = id.clone();
-                    self.buffer.push_back((id, fields));
-                }
+            if let Reply::Array(mut parts) = entry
+                && let (Some(Reply::Array(fields)), Some(Reply::Bulk(id))) = (parts.pop(), parts.pop())
+            {
+                self.last_id = id.clone();
+                self.buffer.push_back((id, fields));
             }
         }
         Ok(())

@@ -3,6 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use rustpython_vm::builtins::{PyCode, PyDictRef};
@@ -17,6 +18,7 @@ use super::pristine;
 use super::session::{self, RawPlan};
 use crate::memory;
 use crate::stop::{self, Abort, Armed, WorkerId};
+use crate::store::{self, Store};
 
 /// Native modules of rustpython-stdlib that scripts may import. Left out on purpose (see
 /// docs/sandbox.md): _bz2, _lzma, pyexpat, _elementtree (decompression and entity bombs run
@@ -106,9 +108,11 @@ impl Runtime {
         }
     }
 
-    /// Compiles and runs one script in fresh globals; `abort` stops it.
-    pub fn run_script(&self, script: &str, db: i32, abort: Arc<Abort>) -> ScriptOutcome {
-        session::begin(db);
+    /// Compiles and runs one script in fresh globals, reaching Redis through `store`; `abort`
+    /// stops it.
+    pub fn run_script(&self, script: &str, store: Rc<dyn Store>, abort: Arc<Abort>) -> ScriptOutcome {
+        session::begin();
+        let _installed = store::install(store.clone());
         let _armed = self.arm(abort);
         let (Some(interp), Some(state)) = (&self.interp, &self.state) else {
             return ScriptOutcome::Failed(crate::error::GearsError::ScriptFailed.to_string());
@@ -119,7 +123,7 @@ impl Runtime {
                 vm.run_code_obj(code, Scope::with_builtins(None, globals, vm)).map(drop)
             });
             // A script that left an atomic block open (it can only by not using `with`).
-            crate::redis::gil::release();
+            store.release();
             flush_stdout(vm);
             let plan = session::with(|s| {
                 s.in_body = false;
@@ -169,9 +173,9 @@ impl Runtime {
         session::nest()
     }
 
-    /// Prepares this thread to run an execution of a script that ran against `db`.
-    pub fn begin_execution(&self, db: i32) {
-        session::begin_execution(db);
+    /// Prepares this thread to run an execution.
+    pub fn begin_execution(&self) {
+        session::begin_execution();
     }
 
     /// Executions that callbacks asked for with `run()` while the last one ran.

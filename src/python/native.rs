@@ -46,10 +46,11 @@ mod _redisgears {
 
     use super::{ErrorTypes, gears_error, is_none, set_types};
     use crate::python::convert::{command_arg, to_python};
+    use crate::error::GearsError;
     use crate::python::session::{self, RawPlan};
-    use crate::redis::gil::with_gil;
     use crate::redis::log::{self, Level};
     use crate::reply::Reply;
+    use crate::store;
 
     #[pyfunction]
     fn register_types(error: PyTypeRef, forcestopped: PyTypeRef, flat_error: PyTypeRef) {
@@ -92,10 +93,10 @@ mod _redisgears {
         let command = command.to_string_lossy().into_owned();
         let rest = rest.iter().map(|a| command_arg(a, vm)).collect::<PyResult<Vec<Vec<u8>>>>()?;
         let rest: Vec<&[u8]> = rest.iter().map(Vec::as_slice).collect();
-        if !crate::redis::gil::available() {
-            return Err(gears_error(vm, "Failed executing command"));
-        }
-        let reply = with_gil(session::db(), |ctx| crate::redis::call::call(ctx, &command, &rest));
+        let reply = match store::current() {
+            Some(store) => store.call(&command, &rest),
+            None => Reply::Error(GearsError::CommandFailed.to_string()),
+        };
         match reply {
             Reply::Error(text) => Err(gears_error(vm, text)),
             reply => Ok(to_python(reply, vm)),
@@ -104,15 +105,17 @@ mod _redisgears {
 
     #[pyfunction]
     fn atomic_enter(vm: &VirtualMachine) -> PyResult<()> {
-        if !crate::redis::gil::hold() {
-            return Err(gears_error(vm, "Already inside an atomic block"));
+        if !store::current().is_some_and(|store| store.hold()) {
+            return Err(gears_error(vm, GearsError::AlreadyAtomic.to_string()));
         }
         Ok(())
     }
 
     #[pyfunction]
     fn atomic_exit() {
-        crate::redis::gil::release();
+        if let Some(store) = store::current() {
+            store.release();
+        }
     }
 
     /// True inside an execution's steps, which may go asynchronous; false in a script body.
@@ -123,7 +126,7 @@ mod _redisgears {
 
     #[pyfunction]
     fn in_atomic() -> bool {
-        crate::redis::gil::holding()
+        store::current().is_some_and(|store| store.holding())
     }
 
     #[pyfunction]

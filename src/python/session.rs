@@ -1,5 +1,6 @@
-//! What the native functions need to know about the job running on this worker thread: its
-//! database and the executions its script asked for. Thread-local because the VM is.
+//! What the native functions need to know about the job running on this worker thread: the
+//! executions its script asked for. Thread-local because the VM is. (Its way into Redis is the
+//! thread's current `store`.)
 
 use std::cell::RefCell;
 
@@ -16,7 +17,6 @@ pub struct RawPlan {
 
 #[derive(Default)]
 pub struct Session {
-    pub db: i32,
     /// True while the script body runs; `run()` there is the script's own execution.
     pub in_body: bool,
     pub body_run: Option<RawPlan>,
@@ -32,18 +32,14 @@ pub fn with<R>(f: impl FnOnce(&mut Session) -> R) -> R {
     SESSION.with_borrow_mut(f)
 }
 
-pub fn db() -> i32 {
-    with(|s| s.db)
-}
-
-/// Sets up this thread for an execution of a script that ran against database `db`.
-pub fn begin_execution(db: i32) {
-    with(|s| *s = Session { db, ..Session::default() });
+/// Sets up this thread for an execution.
+pub fn begin_execution() {
+    with(|s| *s = Session::default());
 }
 
 /// Starts a fresh session for one script; whatever the previous job left is dropped.
-pub fn begin(db: i32) {
-    with(|s| *s = Session { db, in_body: true, ..Session::default() });
+pub fn begin() {
+    with(|s| *s = Session { in_body: true, ..Session::default() });
 }
 
 /// The session of a job that a visit preempted, set aside until the visit ends.

@@ -3,6 +3,7 @@
 
 use redis_module::{CallOptionsBuilder, CallReply, CallResult, Context, ErrorReply};
 
+use crate::error::GearsError;
 use crate::reply::Reply;
 
 pub fn call(ctx: &Context, command: &str, args: &[&[u8]]) -> Reply {
@@ -21,7 +22,7 @@ fn from_result(result: &CallResult<'_>) -> Reply {
 
 fn from_reply(reply: &CallReply<'_>) -> Reply {
     match reply {
-        CallReply::Unknown => Reply::Error("Failed executing command".to_owned()),
+        CallReply::Unknown => Reply::Error(GearsError::CommandFailed.to_string()),
         CallReply::I64(i) => Reply::Int(i.to_i64()),
         CallReply::String(s) => Reply::Bulk(s.as_bytes().to_vec()),
         CallReply::Null(_) => Reply::Null,

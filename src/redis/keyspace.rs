@@ -1,5 +1,5 @@
-//! `engine::Store` against the live keyspace: every method is one locked section, so Redis keeps
-//! serving clients between the pages of a long scan.
+//! `Store` against the live keyspace: every method is one locked section, so Redis keeps serving
+//! clients between the pages of a long scan; `atomic()` blocks are the lock held across calls.
 
 use std::cell::{Cell, RefCell};
 
@@ -7,9 +7,10 @@ use redis_module::key::RedisKey;
 use redis_module::{Context, KeyType, KeysCursor, RedisString};
 
 use super::call::call;
-use super::gil::with_gil;
+use super::gil::{self, with_gil};
+use crate::error::GearsError;
 use crate::reply::Reply;
-use crate::engine::store::{KeyEntry, KeyPages, KeyValue, Store, glob_match};
+use crate::store::{KeyEntry, KeyPages, KeyValue, Store, glob_match};
 
 pub struct RedisStore {
     pub db: i32,
@@ -36,7 +37,22 @@ impl Store for RedisStore {
     }
 
     fn call(&self, command: &str, args: &[&[u8]]) -> Reply {
+        if !gil::available() {
+            return Reply::Error(GearsError::CommandFailed.to_string());
+        }
         with_gil(self.db, |ctx| call(ctx, command, args))
+    }
+
+    fn hold(&self) -> bool {
+        gil::hold()
+    }
+
+    fn release(&self) {
+        gil::release();
+    }
+
+    fn holding(&self) -> bool {
+        gil::holding()
     }
 }
 

@@ -13,6 +13,7 @@
 mod answers;
 pub mod sync;
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::engine::{self, Report};
@@ -42,7 +43,7 @@ pub fn submit_script(script: String, db: i32, unblocking: bool, client: BlockedC
 
 fn run_script(runtime: &Runtime, script: &str, db: i32, unblocking: bool, client: BlockedClient, abort: Arc<Abort>) {
     let body = answers::Listed::enter(abort.clone(), Answer::Client(client));
-    let outcome = runtime.run_script(script, db, abort.clone());
+    let outcome = runtime.run_script(script, Rc::new(RedisStore { db }), abort.clone());
     runtime.end_job();
     defer_nested(runtime, db);
     // Taken by the watchdog: the client has its answer and this worker is retired.
@@ -89,12 +90,9 @@ pub(crate) fn run_now(runtime: &Runtime, plan: RawPlan, db: i32, key: &Execution
     let Some(abort) = executions::start(key) else {
         return (Reply::results(Vec::new(), &[]), Report::default());
     };
-    runtime.begin_execution(db);
+    runtime.begin_execution();
     let _armed = runtime.arm(abort);
-    let outcome = engine::run(runtime, plan, &RedisStore { db });
-    // A step that entered atomic() without leaving it must not keep Redis locked.
-    crate::redis::gil::release();
-    outcome
+    engine::run(runtime, plan, Rc::new(RedisStore { db }))
 }
 
 /// An execution that has been created. If it is dropped before it finishes (its worker

@@ -15,6 +15,7 @@
 //! `execute()` goes through the lent context, `atomic()` is already atomic, and `run()` runs its
 //! execution inside the call.
 
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use crate::executions;
 use crate::pool;
 use crate::python::{Runtime, ScriptOutcome};
 use crate::redis::gil::{self, Lent};
+use crate::redis::keyspace::RedisStore;
 use crate::reply::Reply;
 use crate::stop::{Abort, Reason};
 
@@ -158,7 +160,7 @@ fn body_and_execution(runtime: &Runtime, script: &str, db: i32, abort: Arc<Abort
     if script.is_empty() {
         return Reply::ok();
     }
-    let outcome = runtime.run_script(script, db, abort.clone());
+    let outcome = runtime.run_script(script, Rc::new(RedisStore { db }), abort.clone());
     let reply = match outcome {
         ScriptOutcome::Failed(text) => Reply::Error(text),
         ScriptOutcome::Done => Reply::ok(),

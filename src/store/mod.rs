@@ -1,5 +1,17 @@
-//! The narrow view of Redis that readers need. `redis::keyspace` implements it against the real
-//! server; tests implement it in memory, so plans, readers and steps run without a server.
+//! The narrow view of Redis that a job needs: readers scan and read keys, `execute()` calls
+//! commands, `atomic()` holds Redis for a block. `redis::keyspace` implements it against the
+//! real server; `MemoryStore` in memory, so plans, readers, steps and the script functions that
+//! reach Redis run without a server (unit tests, fuzzing).
+//!
+//! The store of the job a worker runs is installed on its thread (`install`) for the duration
+//! of a script body or an execution: that is where the native `execute()` and `atomic()` find it.
+
+mod memory;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+pub use memory::MemoryStore;
 
 use crate::reply::Reply;
 
@@ -58,42 +70,37 @@ pub trait Store {
     fn read(&self, key: &[u8], read_value: bool) -> KeyEntry;
     /// Runs a command (replicated), returning its reply; errors come back as `Reply::Error`.
     fn call(&self, command: &str, args: &[&[u8]]) -> Reply;
+    /// Opens an atomic block: nothing else touches the keyspace until `release`, and the writes
+    /// made meanwhile replicate as one unit. False if one is open already (or cannot be).
+    fn hold(&self) -> bool;
+    /// Closes the atomic block, if one is open.
+    fn release(&self);
+    /// True inside an atomic block.
+    fn holding(&self) -> bool;
 }
 
-/// A keyspace in memory: for running plans without a server (unit tests, fuzzing).
-#[derive(Default)]
-pub struct MemoryStore {
-    pub keys: std::collections::BTreeMap<Vec<u8>, KeyValue>,
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<dyn Store>>> = const { RefCell::new(None) };
 }
 
-/// The whole keyspace in one page.
-struct OnePage(Option<Vec<KeyEntry>>);
+/// Makes `store` the one this thread's job uses until the guard is dropped. The previous one is
+/// put back then: a script body that visits a worker runs nested in the execution it preempted.
+pub fn install(store: Rc<dyn Store>) -> Installed {
+    Installed(CURRENT.replace(Some(store)))
+}
 
-impl KeyPages for OnePage {
-    fn next_page(&mut self) -> Result<Option<Vec<KeyEntry>>, String> {
-        Ok(self.0.take())
+pub struct Installed(Option<Rc<dyn Store>>);
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        CURRENT.set(self.0.take());
     }
 }
 
-impl Store for MemoryStore {
-    fn keys<'s>(&'s self, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages + 's> {
-        let entries = self
-            .keys
-            .iter()
-            .filter(|(key, _)| glob_match(pattern, key))
-            .map(|(key, value)| KeyEntry { key: key.clone(), value: read_value.then(|| value.clone()) })
-            .collect();
-        Box::new(OnePage(Some(entries)))
-    }
-
-    fn read(&self, key: &[u8], read_value: bool) -> KeyEntry {
-        let value = self.keys.get(key).cloned().unwrap_or(KeyValue::Missing);
-        KeyEntry { key: key.to_vec(), value: read_value.then_some(value) }
-    }
-
-    fn call(&self, command: &str, _args: &[&[u8]]) -> Reply {
-        Reply::Error(format!("ERR unknown command '{command}'"))
-    }
+/// The store of the job running on this thread. A clone, not a borrow: a call into it may wait
+/// for the Redis lock and serve a visit meanwhile, which installs its own.
+pub fn current() -> Option<Rc<dyn Store>> {
+    CURRENT.with_borrow(Clone::clone)
 }
 
 /// Redis's glob: `*`, `?`, `[...]` (with `^` and ranges) and `\` escapes, case-sensitive.
@@ -127,9 +134,7 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
             let after = if i < rest.len() { &rest[i + 1..] } else { &rest[i..] };
             matched != negate && glob_match(after, text_rest)
         }
-        Some((b'\\', rest)) if !rest.is_empty() => {
-            text.first() == Some(&rest[0]) && glob_match(&rest[1..], &text[1..])
-        }
+        Some((b'\\', rest)) if !rest.is_empty() => text.first() == Some(&rest[0]) && glob_match(&rest[1..], &text[1..]),
         Some((&p, rest)) => text.first() == Some(&p) && glob_match(rest, &text[1..]),
     }
 }
