@@ -74,6 +74,9 @@ pub struct Abort {
     queued: AtomicUsize,
     stuck: AtomicBool,
     over_memory: AtomicBool,
+    /// Requests armed above this one on its worker (a visit preempting it): it cannot be raised
+    /// into until they end.
+    covered: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,6 +155,19 @@ impl Abort {
         self.over_memory.load(Ordering::Relaxed)
     }
 
+    /// True while a request armed above it on its worker (a preempting visit) runs.
+    pub fn covered(&self) -> bool {
+        self.covered.load(Ordering::Acquire) > 0
+    }
+
+    /// Restarts the clock of a pending request: it could not be delivered, through no fault of
+    /// its worker (it is covered).
+    pub fn restart_clock(&self) {
+        if self.requested() {
+            *lock(&self.requested_at) = Some(Instant::now());
+        }
+    }
+
     /// Marks the request as abandoned on a stuck worker; true the first time.
     pub fn mark_stuck(&self) -> bool {
         !self.stuck.swap(true, Ordering::AcqRel)
@@ -172,7 +188,12 @@ pub fn arm(abort: Arc<Abort>, interrupt: Arc<dyn Interrupt>, worker: WorkerId) -
     // The same request may arm twice: a script's body, then the execution it started.
     abort.ended.store(false, Ordering::Release);
     *lock(&abort.runner) = Some(Runner { interrupt, worker, started: Instant::now() });
-    ARMED_HERE.with_borrow_mut(|here| here.push(abort.clone()));
+    ARMED_HERE.with_borrow_mut(|here| {
+        if let Some(outer) = here.last() {
+            outer.covered.fetch_add(1, Ordering::AcqRel);
+        }
+        here.push(abort.clone());
+    });
     crate::memory::watch(&abort.over_memory);
     lock(&ARMED).push(abort.clone());
     if abort.requested() {
@@ -188,7 +209,11 @@ impl Drop for Armed {
         self.0.ended.store(true, Ordering::Release);
         lock(&ARMED).retain(|a| !Arc::ptr_eq(a, &self.0));
         let outer = ARMED_HERE.with_borrow_mut(|here| {
+            let innermost = here.last().is_some_and(|a| Arc::ptr_eq(a, &self.0));
             here.retain(|a| !Arc::ptr_eq(a, &self.0));
+            if innermost && let Some(outer) = here.last() {
+                outer.covered.fetch_sub(1, Ordering::AcqRel);
+            }
             here.last().cloned()
         });
         match outer {
@@ -256,14 +281,14 @@ mod tests {
     fn a_request_armed_again_for_the_execution_is_delivered_again() {
         let abort = Abort::new();
         let counting = Arc::new(Counting::default());
-        let body = arm(abort.clone(), counting.clone(), 0);
+        let body = arm(abort.clone(), counting.clone(), WorkerId { home: 0, generation: 1 });
         abort.request(Reason::Aborted);
         let first_asked = abort.requested_at();
         drop(body);
         assert_eq!(abort.delivered(), None, "drained after the body ended: stale");
-        let _execution = arm(abort.clone(), counting.clone(), 1);
+        let _execution = arm(abort.clone(), counting.clone(), WorkerId { home: 1, generation: 1 });
         assert_eq!(counting.0.load(Ordering::Acquire), 2, "the execution gets a delivery of its own");
-        assert_eq!(abort.runner().map(|(_, worker)| worker), Some(1));
+        assert_eq!(abort.runner().map(|(_, worker)| worker.home), Some(1));
         abort.request(Reason::TimedOut);
         assert_eq!(abort.requested_at(), first_asked, "the first request's time is kept");
         assert_eq!(abort.delivered(), Some(Reason::Aborted));

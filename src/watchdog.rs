@@ -63,6 +63,12 @@ pub fn tick(time_limit: Option<Duration>, force: bool) -> Vec<(WorkerId, Arc<Abo
         } else {
             abort.poke();
         }
+        if abort.covered() {
+            // A visit runs above it: it is stopped when the visit ends, and its worker is not
+            // stuck for that.
+            abort.restart_clock();
+            continue;
+        }
         if abort.requested_at().is_some_and(|t| t.elapsed() > STUCK_AFTER) && abort.mark_stuck() {
             stuck.push((worker, abort));
         }

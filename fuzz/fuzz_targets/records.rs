@@ -5,9 +5,10 @@
 use libfuzzer_sys::fuzz_target;
 use rustgears::python::{Runtime, to_python, to_reply};
 use rustgears::reply::Reply;
+use rustgears::stop::WorkerId;
 
 thread_local! {
-    static RUNTIME: Runtime = match Runtime::new(0) {
+    static RUNTIME: Runtime = match Runtime::new(WorkerId::default()) {
         Ok(runtime) => runtime,
         Err(e) => panic!("cannot build an interpreter: {e}"),
     };

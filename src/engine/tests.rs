@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use super::report::Report;
 use crate::python::{Runtime, ScriptOutcome};
 use crate::reply::Reply;
+use crate::stop::WorkerId;
 use crate::stop::{Abort, Reason};
 use crate::store::{KeyEntry, KeyPages, KeyValue, MemoryStore, Store};
 
@@ -27,7 +28,7 @@ fn on_runtime<R: Send + 'static>(f: impl FnOnce(&Runtime) -> R + Send + 'static)
             .name("engine-tests".to_owned())
             .stack_size(256 << 20)
             .spawn(move || {
-                let runtime = Runtime::new(0).unwrap_or_else(|e| panic!("cannot build an interpreter: {e}"));
+                let runtime = Runtime::new(WorkerId::default()).unwrap_or_else(|e| panic!("cannot build an interpreter: {e}"));
                 for job in queue {
                     job(&runtime);
                 }

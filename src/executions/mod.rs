@@ -109,9 +109,9 @@ pub fn find_by_abort(abort: &Arc<Abort>) -> Option<ExecutionKey> {
     table().find_by_abort(abort)
 }
 
-/// Executions of `worker` that have not started.
-pub fn created_on(worker: WorkerId) -> Vec<ExecutionKey> {
-    table().created_on(worker)
+/// Executions of `worker` that have not ended.
+pub fn unfinished_on(worker: WorkerId) -> Vec<ExecutionKey> {
+    table().unfinished_on(worker)
 }
 
 /// RG.GETEXECUTION's view of one execution: its state and, once it has ended, its report.

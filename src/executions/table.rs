@@ -224,11 +224,11 @@ impl Table {
         })
     }
 
-    /// Executions of `worker` that have not started: their worker was lost.
-    pub fn created_on(&self, worker: WorkerId) -> Vec<ExecutionKey> {
+    /// Executions of `worker` that have not ended: waiting for it, or preempted on it.
+    pub fn unfinished_on(&self, worker: WorkerId) -> Vec<ExecutionKey> {
         self.slab
             .iter()
-            .filter(|(_, e)| e.worker == worker && e.state == State::Created && e.reply.is_none())
+            .filter(|(_, e)| e.worker == worker && e.reply.is_none())
             .map(|(slot, e)| ExecutionKey { slot, id: e.id.clone() })
             .collect()
     }

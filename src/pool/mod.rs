@@ -274,7 +274,7 @@ fn serve(timeout: Duration) {
     let home_ref = &pool.homes[home];
     let mut next = home_ref.next_visit(Some(timeout));
     while let Some(visit) = next {
-        if run_visit(pool, home, &runtime, visit) {
+        if run_visit(pool, home, &runtime, visit, true) {
             NESTED_PANIC.set(true);
         }
         next = home_ref.next_visit(Some(Duration::ZERO));
@@ -309,14 +309,15 @@ impl Home {
     }
 }
 
-/// Runs one visit, nested in what the worker was doing; true if it panicked.
-fn run_visit(pool: &Pool, home: usize, runtime: &Runtime, visit: Visit) -> bool {
+/// Runs one visit, at the top of the worker's loop or `nested` in what the worker was doing;
+/// true if it panicked.
+fn run_visit(pool: &Pool, home: usize, runtime: &Runtime, visit: Visit, nested: bool) -> bool {
     let activity = &pool.homes[home].activity;
     let outer = activity.swap(Activity::Visiting as u8, Ordering::AcqRel);
-    let nested = runtime.nest();
+    let nesting = nested.then(|| runtime.nest());
     // A visit that panics must not unwind through the job it preempted.
     let panicked = catch_unwind(AssertUnwindSafe(|| visit(runtime))).is_err();
-    drop(nested);
+    drop(nesting);
     activity.store(outer, Ordering::Release);
     panicked
 }
@@ -391,7 +392,7 @@ fn work(pool: &'static Pool, worker: WorkerId, retired: Arc<AtomicBool>) {
         *home_ref.interrupter.lock().unwrap_or_else(PoisonError::into_inner) = Some(runtime.interrupter());
         let deferred = || DEFERRED.with_borrow_mut(VecDeque::pop_front);
         let panicked = if let Some(visit) = home_ref.next_visit(Some(Duration::ZERO)) {
-            run_visit(pool, home, &runtime, visit)
+            run_visit(pool, home, &runtime, visit, false)
         } else if let Some(job) = deferred() {
             home_ref.activity.store(Activity::Executing as u8, Ordering::Release);
             let panicked = contain(|| job(&runtime));
@@ -399,7 +400,7 @@ fn work(pool: &'static Pool, worker: WorkerId, retired: Arc<AtomicBool>) {
             panicked
         } else {
             match home_ref.next_visit(None) {
-                Some(visit) => run_visit(pool, home, &runtime, visit),
+                Some(visit) => run_visit(pool, home, &runtime, visit, false),
                 None => return,
             }
         } || NESTED_PANIC.take()

@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use rustpython_vm::builtins::{PyCode, PyDictRef};
+use rustpython_vm::builtins::{PyBaseExceptionRef, PyCode, PyDictRef};
 use rustpython_vm::compiler::Mode;
 use rustpython_vm::scope::Scope;
 use rustpython_vm::{AsObject, Interpreter, PyPayload, PyRef, PyResult, Settings, VirtualMachine};
@@ -61,6 +61,29 @@ pub struct Runtime {
     interp: Option<Interpreter>,
     interrupter: Arc<Interrupter>,
     worker: WorkerId,
+    /// Visits running nested in the job that runs now.
+    nesting: Cell<u32>,
+}
+
+/// A visit running nested in the job it preempted (see `Runtime::nest`).
+pub struct Nested<'r> {
+    runtime: &'r Runtime,
+    /// The job's recursion depth, added to the limit for the visit.
+    depth: usize,
+    /// The exception the job was handling when it was preempted.
+    exception: Option<PyBaseExceptionRef>,
+    _session: session::Nested,
+}
+
+impl Drop for Nested<'_> {
+    fn drop(&mut self) {
+        let (depth, exception) = (self.depth, self.exception.take());
+        self.runtime.enter(|vm| {
+            vm.recursion_limit.set(vm.recursion_limit.get().saturating_sub(depth));
+            vm.set_exception(exception);
+        });
+        self.runtime.nesting.set(self.runtime.nesting.get() - 1);
+    }
 }
 
 /// Python objects prepared once per interpreter.
@@ -98,7 +121,7 @@ impl Runtime {
             })
             .build();
         let state = interp.enter(|vm| prepare(vm).map_err(|e| error_text(vm, &e)))?;
-        Ok(Runtime { state: Some(state), interp: Some(interp), interrupter, worker })
+        Ok(Runtime { state: Some(state), interp: Some(interp), interrupter, worker, nesting: Cell::new(0) })
     }
 
     pub fn enter<R>(&self, f: impl FnOnce(&VirtualMachine) -> R) -> R {
@@ -141,7 +164,13 @@ impl Runtime {
     }
 
     /// Puts interpreter-wide state back as it was before the job (see `pristine`).
+    ///
+    /// Not after a visit nested in another job: the interpreter-wide state is that job's too (what
+    /// it set on `builtins`, the recursion limit, ...), and is put back when the outermost job ends.
     pub fn end_job(&self) {
+        if self.nesting.get() > 0 {
+            return;
+        }
         let (Some(interp), Some(state)) = (&self.interp, &self.state) else { return };
         memory::counted(|| interp.enter(|vm| state.restore(vm)));
     }
@@ -169,8 +198,20 @@ impl Runtime {
 
     /// Sets aside what the running job keeps on this thread, for a visit that runs nested in
     /// it; put back when the guard is dropped.
-    pub fn nest(&self) -> session::Nested {
-        session::nest()
+    ///
+    /// The visit runs on top of the job's frames: it gets a recursion budget of its own (the
+    /// limit is raised by the job's depth) and an exception state of its own (what the job is
+    /// handling is neither seen nor chained to by the visit).
+    pub fn nest(&self) -> Nested<'_> {
+        self.nesting.set(self.nesting.get() + 1);
+        let (depth, exception) = self.enter(|vm| {
+            let depth = vm.current_recursion_depth();
+            vm.recursion_limit.set(vm.recursion_limit.get().saturating_add(depth));
+            let exception = vm.current_exception();
+            vm.set_exception(None);
+            (depth, exception)
+        });
+        Nested { runtime: self, depth, exception, _session: session::nest() }
     }
 
     /// Prepares this thread to run an execution.

@@ -124,8 +124,9 @@ impl Drop for Running {
 
 /// Ends, with an error, what `abort` stops (a script body, a main-thread call or an execution)
 /// on `worker`, stuck in native code: its clients are answered now, and so are those of the
-/// executions waiting on that worker, which its replacement cannot run (their Python objects are
-/// in the stuck interpreter). Whatever the worker reports later is ignored.
+/// other executions of that worker (waiting for it, or preempted by what got stuck), which its
+/// replacement cannot run (their Python objects are in the stuck interpreter). Whatever the
+/// worker reports later is ignored.
 pub fn abandon(worker: WorkerId, abort: &Arc<Abort>) {
     let error = GearsError::StuckWorker(abort.reason().unwrap_or(Reason::Aborted)).to_string();
     if !answers::abandon(abort, &error) {
@@ -133,7 +134,7 @@ pub fn abandon(worker: WorkerId, abort: &Arc<Abort>) {
             executions::fail(&key, error.clone());
         }
     }
-    for key in executions::created_on(worker) {
+    for key in executions::unfinished_on(worker) {
         executions::fail(&key, error.clone());
     }
 }
