@@ -222,7 +222,10 @@ enum PythonSetting {
     AttemptTraceback,
     InstallReqMaxIdleTime,
     /// Accepted for compatibility, no effect, not settable at runtime.
-    Inert { numeric: bool, default: &'static str },
+    Inert {
+        numeric: bool,
+        default: &'static str,
+    },
 }
 
 const PYTHON_SETTINGS: &[(&str, PythonSetting)] = &[

@@ -5,9 +5,9 @@
 pub mod commands;
 pub mod config;
 pub mod engine;
-pub mod idle;
 pub mod error;
 pub mod executions;
+pub mod idle;
 pub mod memory;
 pub mod pool;
 pub mod python;

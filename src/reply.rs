@@ -36,9 +36,6 @@ mod tests {
     #[test]
     fn results_shape() {
         let r = Reply::results(vec![Reply::Int(1)], &["boom".to_owned()]);
-        assert_eq!(
-            r,
-            Reply::Array(vec![Reply::Array(vec![Reply::Int(1)]), Reply::Array(vec![Reply::bulk("boom")])])
-        );
+        assert_eq!(r, Reply::Array(vec![Reply::Array(vec![Reply::Int(1)]), Reply::Array(vec![Reply::bulk("boom")])]));
     }
 }

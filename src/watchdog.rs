@@ -33,8 +33,9 @@ fn watch() {
         ticks = ticks.wrapping_add(1);
         let limit = config::with(|c| c.execution_time_limit);
         let limit = (limit > 0).then(|| Duration::from_millis(limit as u64));
-        pool::nudge(ticks % FORCE_EVERY == 0);
-        for (worker, abort) in tick(limit, ticks % FORCE_EVERY == 0) {
+        let force = ticks.is_multiple_of(FORCE_EVERY);
+        pool::nudge(force);
+        for (worker, abort) in tick(limit, force) {
             sessions::abandon(worker, &abort);
             pool::replace(worker);
         }

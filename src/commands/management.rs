@@ -70,7 +70,9 @@ pub fn py_stats() -> Result<Response, GearsError> {
 /// Fixed outside cluster mode, or by what an embedded interpreter cannot do (docs/commands.md#other-commands).
 pub fn fixed(which: Fixed) -> Result<Response, GearsError> {
     Ok(Response::Reply(match which {
-        Fixed::DumpPlugins => Reply::Array(vec![Reply::Array(vec![Reply::bulk("GearsPythonPlugin"), Reply::Int(10000)])]),
+        Fixed::DumpPlugins => {
+            Reply::Array(vec![Reply::Array(vec![Reply::bulk("GearsPythonPlugin"), Reply::Int(10000)])])
+        }
         Fixed::PyExecuteRemote => Reply::bulk("Execute remote is not longer supported"),
         Fixed::PyFreeInterpreter => Reply::bulk("Free interpreter is not longer supported"),
         Fixed::InfoCluster => Reply::bulk("no cluster mode"),

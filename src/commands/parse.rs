@@ -6,19 +6,39 @@ use crate::error::GearsError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    PyExecute { script: Vec<u8>, options: ExecuteOptions },
-    GetResults { id: String },
-    GetResultsBlocking { id: String },
+    PyExecute {
+        script: Vec<u8>,
+        options: ExecuteOptions,
+    },
+    GetResults {
+        id: String,
+    },
+    GetResultsBlocking {
+        id: String,
+    },
     DumpExecutions,
-    DropExecution { id: String },
-    AbortExecution { id: String },
-    GetExecution { id: String },
-    ConfigGet { names: Vec<String> },
+    DropExecution {
+        id: String,
+    },
+    AbortExecution {
+        id: String,
+    },
+    GetExecution {
+        id: String,
+    },
+    ConfigGet {
+        names: Vec<String>,
+    },
     /// Pairs, and a last name given without a value.
-    ConfigSet { pairs: Vec<(String, String)>, dangling: Option<String> },
+    ConfigSet {
+        pairs: Vec<(String, String)>,
+        dangling: Option<String>,
+    },
     PyStats,
     /// A test hook: the script run on behalf of the main thread.
-    TestSync { script: Vec<u8> },
+    TestSync {
+        script: Vec<u8>,
+    },
     /// Commands whose reply never depends on state (docs/commands.md#other-commands).
     Fixed(Fixed),
 }
@@ -165,10 +185,10 @@ impl ExecuteOptions {
         if let Some(name) = missing {
             return Err(GearsError::MissingValue(name.to_owned()));
         }
-        if let Some(id) = &options.id {
-            if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return Err(GearsError::BadSessionId);
-            }
+        if let Some(id) = &options.id
+            && !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(GearsError::BadSessionId);
         }
         if let Some(token) = unknown {
             return Err(GearsError::UnknownArgument(token));

@@ -2,8 +2,8 @@
 
 use redis_module::Context;
 
-use super::parse::ExecuteOptions;
 use super::Response;
+use super::parse::ExecuteOptions;
 use crate::error::GearsError;
 use crate::redis::blocked::BlockedClient;
 use crate::redis::gil::selected_db;

@@ -19,16 +19,31 @@ pub enum Step {
     FlatMap(PyObjectRef),
     Accumulate(PyObjectRef),
     /// `repartition`: declared as `groupby` (moves records between shards in a cluster).
-    LocalGroupBy { extractor: PyObjectRef, reducer: PyObjectRef, repartition: bool },
-    BatchGroupBy { extractor: PyObjectRef, reducer: PyObjectRef },
+    LocalGroupBy {
+        extractor: PyObjectRef,
+        reducer: PyObjectRef,
+        repartition: bool,
+    },
+    BatchGroupBy {
+        extractor: PyObjectRef,
+        reducer: PyObjectRef,
+    },
     Repartition(PyObjectRef),
     Collect,
-    Limit { length: usize, offset: usize },
+    Limit {
+        length: usize,
+        offset: usize,
+    },
     /// `count()`: RedisGears' aggregate of `1 + a`, counted in Rust. `shown`: the shim's
     /// equivalent callbacks, reported by RG.GETEXECUTION but never called.
-    Count { shown: Vec<PyObjectRef> },
+    Count {
+        shown: Vec<PyObjectRef>,
+    },
     /// `countby(e)`: RedisGears' aggregateby of `1 + a` per key, counted in Rust.
-    CountBy { extractor: PyObjectRef, shown: Vec<PyObjectRef> },
+    CountBy {
+        extractor: PyObjectRef,
+        shown: Vec<PyObjectRef>,
+    },
 }
 
 pub struct Plan {

@@ -8,8 +8,8 @@ use rustpython_vm::{PyObjectRef, VirtualMachine};
 
 use super::plan::ReaderSpec;
 use crate::python::{call_callback, error_text, fields, redis_string};
-use crate::store::{KeyEntry, KeyPages, KeyValue, Store};
 use crate::reply::Reply;
+use crate::store::{KeyEntry, KeyPages, KeyValue, Store};
 
 pub trait Reader {
     /// The next record, `None` at the end, or the error text that ends the reader.
@@ -110,9 +110,7 @@ fn key_record(entry: KeyEntry, vm: &VirtualMachine) -> rustpython_vm::PyResult<P
                 }
                 hash.into()
             }
-            KeyValue::List(items) => {
-                vm.ctx.new_list(items.into_iter().map(|i| redis_string(i, vm)).collect()).into()
-            }
+            KeyValue::List(items) => vm.ctx.new_list(items.into_iter().map(|i| redis_string(i, vm)).collect()).into(),
             _ => vm.ctx.none(),
         };
         dict.set_item(names.value, value, vm)?;
@@ -174,7 +172,12 @@ impl Reader for StreamReader<'_> {
 }
 
 /// `{'key': stream, 'id': 'ms-seq', 'value': {field: value, ...}}`.
-fn stream_record(vm: &VirtualMachine, key: &[u8], id: Vec<u8>, pairs: Vec<Reply>) -> rustpython_vm::PyResult<PyObjectRef> {
+fn stream_record(
+    vm: &VirtualMachine,
+    key: &[u8],
+    id: Vec<u8>,
+    pairs: Vec<Reply>,
+) -> rustpython_vm::PyResult<PyObjectRef> {
     let value = vm.ctx.new_dict();
     let mut pairs = pairs.into_iter();
     while let (Some(Reply::Bulk(f)), Some(Reply::Bulk(v))) = (pairs.next(), pairs.next()) {

@@ -46,7 +46,10 @@ enum StepState {
     Seen(usize),
     Counted(usize),
     /// Counts per group key, in first-seen order.
-    CountedBy { index: HashMap<Vec<u8>, usize>, counts: Vec<(PyObjectRef, i64)> },
+    CountedBy {
+        index: HashMap<Vec<u8>, usize>,
+        counts: Vec<(PyObjectRef, i64)>,
+    },
 }
 
 pub struct Pipeline {
@@ -157,9 +160,9 @@ impl Pipeline {
     fn apply(&mut self, vm: &VirtualMachine, i: usize, record: PyObjectRef) -> Option<PyObjectRef> {
         let outcome = match &self.steps[i] {
             Step::Map(f) => call_callback(vm, f, (record,)).map(Some),
-            Step::Filter(f) => {
-                call_callback(vm, f, (record.clone(),)).and_then(|keep| keep.try_to_bool(vm)).map(|keep| keep.then_some(record))
-            }
+            Step::Filter(f) => call_callback(vm, f, (record.clone(),))
+                .and_then(|keep| keep.try_to_bool(vm))
+                .map(|keep| keep.then_some(record)),
             Step::ForEach(f) => call_callback(vm, f, (record.clone(),)).map(|_| Some(record)),
             Step::Repartition(f) => call_callback(vm, f, (record.clone(),)).map(|_| Some(record)),
             Step::Collect => Ok(Some(record)),
@@ -250,7 +253,13 @@ impl Pipeline {
         Ok(())
     }
 
-    fn count_by(&mut self, vm: &VirtualMachine, i: usize, extractor: &PyObjectRef, record: PyObjectRef) -> PyResult<()> {
+    fn count_by(
+        &mut self,
+        vm: &VirtualMachine,
+        i: usize,
+        extractor: &PyObjectRef,
+        record: PyObjectRef,
+    ) -> PyResult<()> {
         let (key, id) = group_key(vm, call_callback(vm, extractor, (record,))?)?;
         if let StepState::CountedBy { index, counts } = &mut self.states[i] {
             let next = counts.len();

@@ -28,7 +28,8 @@ fn on_runtime<R: Send + 'static>(f: impl FnOnce(&Runtime) -> R + Send + 'static)
             .name("engine-tests".to_owned())
             .stack_size(256 << 20)
             .spawn(move || {
-                let runtime = Runtime::new(WorkerId::default()).unwrap_or_else(|e| panic!("cannot build an interpreter: {e}"));
+                let runtime =
+                    Runtime::new(WorkerId::default()).unwrap_or_else(|e| panic!("cannot build an interpreter: {e}"));
                 for job in queue {
                     job(&runtime);
                 }

@@ -9,9 +9,9 @@ use slab::Slab;
 use super::SHARD_ID;
 use crate::engine::Report;
 use crate::error::GearsError;
-use crate::stop::{Abort, Reason, WorkerId};
 use crate::redis::blocked::BlockedClient;
 use crate::reply::Reply;
+use crate::stop::{Abort, Reason, WorkerId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {

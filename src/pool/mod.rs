@@ -118,7 +118,12 @@ pub fn start(threads: usize) -> Result<(), String> {
             }
         })
         .collect();
-    let pool = POOL.get_or_init(|| Pool { homes, stuck: AtomicUsize::new(0), max_stuck: threads * 2, alive: AtomicUsize::new(0) });
+    let pool = POOL.get_or_init(|| Pool {
+        homes,
+        stuck: AtomicUsize::new(0),
+        max_stuck: threads * 2,
+        alive: AtomicUsize::new(0),
+    });
     for home in 0..threads {
         spawn(pool, home)?;
     }

@@ -66,9 +66,7 @@ pub fn to_python(reply: Reply, vm: &VirtualMachine) -> PyObjectRef {
         Reply::Bulk(b) => redis_string(b, vm),
         Reply::Int(i) => vm.ctx.new_int(i).into(),
         Reply::Null => vm.ctx.none(),
-        Reply::Array(items) => {
-            vm.ctx.new_list(items.into_iter().map(|r| to_python(r, vm)).collect()).into()
-        }
+        Reply::Array(items) => vm.ctx.new_list(items.into_iter().map(|r| to_python(r, vm)).collect()).into(),
     }
 }
 

@@ -46,10 +46,11 @@ pub fn error_text(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
     }
     normalize_syntax_error(vm, exc);
     let with_traceback = crate::config::with(|c| c.python_attempt_traceback != 0);
-    if with_traceback && exc.__traceback__().is_some_and(|tb| user_frames(vm, tb.into())) {
-        if let Some(text) = traceback_text(vm, exc) {
-            return text;
-        }
+    if with_traceback
+        && exc.__traceback__().is_some_and(|tb| user_frames(vm, tb.into()))
+        && let Some(text) = traceback_text(vm, exc)
+    {
+        return text;
     }
     if let Some(text) = plain_text(vm, exc) {
         return text;
@@ -137,7 +138,12 @@ fn traceback_text(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> Option<Strin
     list.as_object().repr(vm).ok().map(|s| s.to_string_lossy().into_owned())
 }
 
-fn chain(vm: &VirtualMachine, exc: &PyBaseExceptionRef, lines: &mut Vec<String>, seen: &mut HashSet<usize>) -> Option<()> {
+fn chain(
+    vm: &VirtualMachine,
+    exc: &PyBaseExceptionRef,
+    lines: &mut Vec<String>,
+    seen: &mut HashSet<usize>,
+) -> Option<()> {
     seen.insert(exc.as_object().get_id());
     let unseen = |e: &PyBaseExceptionRef, seen: &HashSet<usize>| !seen.contains(&e.as_object().get_id());
     let suppressed = attr(vm, exc.as_object(), "__suppress_context__").is_some_and(|v| v.is(&vm.ctx.true_value));
@@ -205,7 +211,8 @@ fn exception_only(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> Option<Strin
     let class: PyObjectRef = exc.class().to_owned().into();
     let qualname = attr(vm, &class, "__qualname__")?;
     let mut name = text(vm, &qualname)?;
-    let module = attr(vm, &class, "__module__").and_then(|m| m.downcast_ref::<PyStr>().map(|s| s.to_string_lossy().into_owned()));
+    let module = attr(vm, &class, "__module__")
+        .and_then(|m| m.downcast_ref::<PyStr>().map(|s| s.to_string_lossy().into_owned()));
     if let Some(module) = module.filter(|m| m != "builtins" && m != "__main__") {
         name = format!("{module}.{name}");
     }

@@ -11,9 +11,9 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use ruff_python_parser::ParseOptions;
 use rustpython_vm::builtins::{PyByteArray, PyBytes, PyMemoryView, PyStr};
 use rustpython_vm::function::FuncArgs;
-use ruff_python_parser::ParseOptions;
 use rustpython_vm::{PyObjectRef, PyResult, VirtualMachine};
 
 pub const MAX_SOURCE: usize = 1 << 20;
@@ -32,7 +32,9 @@ pub fn compilable(source: &str) -> Cow<'_, str> {
     if parsed.has_valid_syntax() {
         return Cow::Borrowed(source);
     }
-    Cow::Owned(source.chars().flat_map(|c| std::iter::repeat_n(if c.is_ascii() { c } else { '?' }, c.len_utf8())).collect())
+    Cow::Owned(
+        source.chars().flat_map(|c| std::iter::repeat_n(if c.is_ascii() { c } else { '?' }, c.len_utf8())).collect(),
+    )
 }
 
 thread_local! {
@@ -69,16 +71,16 @@ pub fn call_checked(name: &'static str, mut args: FuncArgs, vm: &VirtualMachine)
     if let Some(msg) = source.as_ref().and_then(|s| source_len(s, vm)).and_then(too_large) {
         return Err(vm.new_exception_msg(vm.ctx.exceptions.memory_error.to_owned(), msg.into()));
     }
-    if let Some(text) = source.as_ref().and_then(|s| s.downcast_ref::<PyStr>()).and_then(|s| s.to_str()) {
-        if let Cow::Owned(masked) = compilable(text) {
-            let masked: PyObjectRef = vm.ctx.new_str(masked).into();
-            match args.args.first_mut() {
-                Some(first) => *first = masked,
-                None => {
-                    // Given as `source=`: no positional argument came before it.
-                    args.kwargs.swap_remove("source");
-                    args.args.push(masked);
-                }
+    if let Some(text) = source.as_ref().and_then(|s| s.downcast_ref::<PyStr>()).and_then(|s| s.to_str())
+        && let Cow::Owned(masked) = compilable(text)
+    {
+        let masked: PyObjectRef = vm.ctx.new_str(masked).into();
+        match args.args.first_mut() {
+            Some(first) => *first = masked,
+            None => {
+                // Given as `source=`: no positional argument came before it.
+                args.kwargs.swap_remove("source");
+                args.args.push(masked);
             }
         }
     }

@@ -26,9 +26,24 @@ use crate::store::{self, Store};
 /// would wait in native code for a thread that cannot exist), _asyncio, _zoneinfo and the cjk
 /// codecs. `zlib` is not importable as such: `inflate` wraps it with bounded decompression.
 const NATIVE_ALLOW: &[&str] = &[
-    "math", "cmath", "_random", "_json", "_datetime", "_heapq", "_bisect", "_struct", "binascii",
-    "_contextvars", "_statistics", "_hashlib", "_blake2", "_opcode", "_tokenize", "unicodedata",
-    "_csv", "array",
+    "math",
+    "cmath",
+    "_random",
+    "_json",
+    "_datetime",
+    "_heapq",
+    "_bisect",
+    "_struct",
+    "binascii",
+    "_contextvars",
+    "_statistics",
+    "_hashlib",
+    "_blake2",
+    "_opcode",
+    "_tokenize",
+    "unicodedata",
+    "_csv",
+    "array",
 ];
 
 /// Modules of the vm itself that reach host state or let scripts forge code objects.
@@ -140,27 +155,29 @@ impl Runtime {
         let (Some(interp), Some(state)) = (&self.interp, &self.state) else {
             return ScriptOutcome::Failed(crate::error::GearsError::ScriptFailed.to_string());
         };
-        memory::counted(|| interp.enter(|vm| {
-            let result = state.code(vm, script).and_then(|code| {
-                let globals = state.env.copy().into_ref(&vm.ctx);
-                vm.run_code_obj(code, Scope::with_builtins(None, globals, vm)).map(drop)
-            });
-            // A script that left an atomic block open (it can only by not using `with`).
-            store.release();
-            flush_stdout(vm);
-            let plan = session::with(|s| {
-                s.in_body = false;
-                s.body_run.take()
-            });
-            match result {
-                // SystemExit too: RedisGears reports it like any exception.
-                Err(exc) => ScriptOutcome::Failed(memory::uncounted(|| error_text(vm, &exc))),
-                Ok(()) => match plan {
-                    Some(plan) => ScriptOutcome::Run(plan),
-                    None => ScriptOutcome::Done,
-                },
-            }
-        }))
+        memory::counted(|| {
+            interp.enter(|vm| {
+                let result = state.code(vm, script).and_then(|code| {
+                    let globals = state.env.copy().into_ref(&vm.ctx);
+                    vm.run_code_obj(code, Scope::with_builtins(None, globals, vm)).map(drop)
+                });
+                // A script that left an atomic block open (it can only by not using `with`).
+                store.release();
+                flush_stdout(vm);
+                let plan = session::with(|s| {
+                    s.in_body = false;
+                    s.body_run.take()
+                });
+                match result {
+                    // SystemExit too: RedisGears reports it like any exception.
+                    Err(exc) => ScriptOutcome::Failed(memory::uncounted(|| error_text(vm, &exc))),
+                    Ok(()) => match plan {
+                        Some(plan) => ScriptOutcome::Run(plan),
+                        None => ScriptOutcome::Done,
+                    },
+                }
+            })
+        })
     }
 
     /// Puts interpreter-wide state back as it was before the job (see `pristine`).
@@ -250,7 +267,9 @@ impl Prepared {
         let compiled = catch_unwind(AssertUnwindSafe(|| vm.compile(&source, Mode::Exec, "<string>")));
         let code = match compiled {
             Ok(result) => result.map_err(|e| e.into_pyexception(vm, Some(&source)))?,
-            Err(_) => return Err(vm.new_exception_msg(vm.ctx.exceptions.syntax_error.to_owned(), "invalid syntax".into())),
+            Err(_) => {
+                return Err(vm.new_exception_msg(vm.ctx.exceptions.syntax_error.to_owned(), "invalid syntax".into()));
+            }
         };
         let mut codes = self.codes.borrow_mut();
         if codes.len() >= CODE_CACHE_SIZE {
@@ -308,13 +327,22 @@ fn scrub(vm: &VirtualMachine) -> PyResult<()> {
     for name in ["orig_argv", "argv", "path"] {
         sys.set_attr(name, vm.ctx.new_list(Vec::new()), vm)?;
     }
-    for name in ["executable", "_base_executable", "prefix", "exec_prefix", "base_prefix", "base_exec_prefix", "_stdlib_dir"] {
+    for name in
+        ["executable", "_base_executable", "prefix", "exec_prefix", "base_prefix", "base_exec_prefix", "_stdlib_dir"]
+    {
         sys.set_attr(name, vm.ctx.new_str(""), vm)?;
     }
     // Hooks that see every later script's frames and events: what settrace does, and more.
     for name in [
-        "settrace", "setprofile", "_settraceallthreads", "_setprofileallthreads", "call_tracing", "breakpointhook",
-        "monitoring", "addaudithook", "set_asyncgen_hooks",
+        "settrace",
+        "setprofile",
+        "_settraceallthreads",
+        "_setprofileallthreads",
+        "call_tracing",
+        "breakpointhook",
+        "monitoring",
+        "addaudithook",
+        "set_asyncgen_hooks",
     ] {
         let _ = sys.as_object().del_attr(name, vm);
     }

@@ -45,8 +45,8 @@ mod _redisgears {
     use rustpython_vm::{PyObjectRef, PyResult, VirtualMachine};
 
     use super::{ErrorTypes, gears_error, is_none, set_types};
-    use crate::python::convert::{command_arg, to_python};
     use crate::error::GearsError;
+    use crate::python::convert::{command_arg, to_python};
     use crate::python::session::{self, RawPlan};
     use crate::redis::log::{self, Level};
     use crate::reply::Reply;

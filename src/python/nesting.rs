@@ -24,8 +24,19 @@ type IterNext = fn(&PyObject, &VirtualMachine) -> PyResult<PyIterReturn>;
 const BUILTIN_WRAPPERS: &[&str] = &["map", "filter", "zip", "enumerate"];
 /// The same in `itertools`.
 const ITERTOOLS_WRAPPERS: &[&str] = &[
-    "chain", "compress", "cycle", "starmap", "takewhile", "dropwhile", "groupby", "islice", "filterfalse",
-    "accumulate", "zip_longest", "pairwise", "batched",
+    "chain",
+    "compress",
+    "cycle",
+    "starmap",
+    "takewhile",
+    "dropwhile",
+    "groupby",
+    "islice",
+    "filterfalse",
+    "accumulate",
+    "zip_longest",
+    "pairwise",
+    "batched",
 ];
 /// Wrapping types that are not exported under a name, reached through an instance.
 const UNNAMED_WRAPPERS: &[&str] = &[
@@ -70,7 +81,8 @@ pub fn install(vm: &VirtualMachine) -> PyResult<()> {
     }
 
     for (n, ty) in types.into_iter().enumerate() {
-        let ty = ty.downcast::<PyType>().map_err(|o| vm.new_type_error(format!("{} is not a type", o.class().name())))?;
+        let ty =
+            ty.downcast::<PyType>().map_err(|o| vm.new_type_error(format!("{} is not a type", o.class().name())))?;
         let (Some(guarded), Some(current)) = (GUARDED.get(n), ty.slots.iternext.load()) else {
             return Err(vm.new_system_error(format!("cannot guard the iterator type {}", ty.name())));
         };

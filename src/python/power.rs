@@ -22,21 +22,23 @@ const MAX_POWER_BITS: u64 = 1 << 24;
 static ORIGINAL: OnceLock<Power> = OnceLock::new();
 
 fn guarded(base: &PyObject, exponent: &PyObject, modulus: &PyObject, vm: &VirtualMachine) -> PyResult {
-    if vm.is_none(modulus) {
-        if let (Some(b), Some(e)) = (base.downcast_ref::<PyInt>(), exponent.downcast_ref::<PyInt>()) {
-            // |base| <= 1 gives 0, 1 or -1 at any exponent; a negative exponent gives a float.
-            let base_bits = b.as_bigint().bits();
-            let bits = match e.try_to_primitive::<i64>(vm) {
-                Ok(e) => (e > 0).then(|| (e as u64).saturating_mul(base_bits.saturating_sub(1))),
-                // Beyond i64: too large if positive.
-                Err(_) => exponent
-                    .rich_compare_bool(vm.ctx.new_int(0).as_object(), PyComparisonOp::Gt, vm)
-                    .is_ok_and(|positive| positive)
-                    .then_some(u64::MAX),
-            };
-            if let Some(bits) = bits.filter(|&bits| base_bits > 1 && bits > MAX_POWER_BITS) {
-                return Err(vm.new_memory_error(format!("integer power too large: about {bits} bits (at most {MAX_POWER_BITS})")));
-            }
+    if vm.is_none(modulus)
+        && let (Some(b), Some(e)) = (base.downcast_ref::<PyInt>(), exponent.downcast_ref::<PyInt>())
+    {
+        // |base| <= 1 gives 0, 1 or -1 at any exponent; a negative exponent gives a float.
+        let base_bits = b.as_bigint().bits();
+        let bits = match e.try_to_primitive::<i64>(vm) {
+            Ok(e) => (e > 0).then(|| (e as u64).saturating_mul(base_bits.saturating_sub(1))),
+            // Beyond i64: too large if positive.
+            Err(_) => exponent
+                .rich_compare_bool(vm.ctx.new_int(0).as_object(), PyComparisonOp::Gt, vm)
+                .is_ok_and(|positive| positive)
+                .then_some(u64::MAX),
+        };
+        if let Some(bits) = bits.filter(|&bits| base_bits > 1 && bits > MAX_POWER_BITS) {
+            return Err(
+                vm.new_memory_error(format!("integer power too large: about {bits} bits (at most {MAX_POWER_BITS})"))
+            );
         }
     }
     match ORIGINAL.get() {

@@ -58,14 +58,16 @@ impl Namespace {
     }
 
     fn intact(&self) -> bool {
-        if let Some(class) = &self.class {
-            if self.version != 0 && class.tp_version_tag.load(Ordering::Acquire) == self.version {
-                return true;
-            }
+        if let Some(class) = &self.class
+            && self.version != 0
+            && class.tp_version_tag.load(Ordering::Acquire) == self.version
+        {
+            return true;
         }
         // One read lock for the whole dict: much cheaper than iterating it entry by entry.
         let items = self.dict.items_vec();
-        items.len() == self.entries.len() && items.iter().zip(&self.entries).all(|((k, v), (rk, rv))| k.is(rk) && v.is(rv))
+        items.len() == self.entries.len()
+            && items.iter().zip(&self.entries).all(|((k, v), (rk, rv))| k.is(rk) && v.is(rv))
     }
 
     /// Puts the recorded entries back; false if the class refused one.

@@ -28,14 +28,10 @@ fn from_reply(reply: &CallReply<'_>) -> Reply {
         CallReply::Null(_) => Reply::Null,
         CallReply::Array(a) => Reply::Array(a.iter().map(|r| from_result(&r)).collect()),
         CallReply::Set(s) => Reply::Array(s.iter().map(|r| from_result(&r)).collect()),
-        CallReply::Map(m) => Reply::Array(
-            m.iter().flat_map(|(k, v)| [from_result(&k), from_result(&v)]).collect(),
-        ),
+        CallReply::Map(m) => Reply::Array(m.iter().flat_map(|(k, v)| [from_result(&k), from_result(&v)]).collect()),
         CallReply::Bool(b) => Reply::Int(b.to_bool() as i64),
         CallReply::Double(d) => Reply::Bulk(d.to_double().to_string().into_bytes()),
         CallReply::BigNumber(n) => Reply::Bulk(n.to_string().unwrap_or_default().into_bytes()),
-        CallReply::VerbatimString(v) => {
-            Reply::Bulk(v.to_parts().map(|(_, bytes)| bytes).unwrap_or_default())
-        }
+        CallReply::VerbatimString(v) => Reply::Bulk(v.to_parts().map(|(_, bytes)| bytes).unwrap_or_default()),
     }
 }

@@ -23,7 +23,13 @@ const PAGE: usize = 250;
 
 impl Store for RedisStore {
     fn keys<'s>(&'s self, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages + 's> {
-        Box::new(RedisPages { db: self.db, cursor: KeysCursor::new(), pattern: pattern.to_vec(), read_value, done: false })
+        Box::new(RedisPages {
+            db: self.db,
+            cursor: KeysCursor::new(),
+            pattern: pattern.to_vec(),
+            read_value,
+            done: false,
+        })
     }
 
     fn read(&self, key: &[u8], read_value: bool) -> KeyEntry {
@@ -101,11 +107,12 @@ impl RedisPages {
 impl KeyPages for RedisPages {
     fn count_page(&mut self) -> Result<Option<usize>, String> {
         let mut n = 0;
-        Ok(self.page(|_, _, _| {
-            n += 1;
-            true
-        })
-        .map(|()| n))
+        Ok(self
+            .page(|_, _, _| {
+                n += 1;
+                true
+            })
+            .map(|()| n))
     }
 
     fn next_page(&mut self) -> Result<Option<Vec<KeyEntry>>, String> {
@@ -114,7 +121,9 @@ impl KeyPages for RedisPages {
         let visited = self.page(|ctx, name, key| {
             let value = read_value.then(|| match key {
                 Some(key) => read_value_of(ctx, name, key),
-                None => read_value_of(ctx, name, &ctx.open_key(&RedisString::create_from_slice(std::ptr::null_mut(), name))),
+                None => {
+                    read_value_of(ctx, name, &ctx.open_key(&RedisString::create_from_slice(std::ptr::null_mut(), name)))
+                }
             });
             // A key that expired on access is not reported.
             let keep = !matches!(value, Some(KeyValue::Missing));
@@ -143,9 +152,7 @@ fn read_value_of(ctx: &Context, key: &[u8], handle: &RedisKey) -> KeyValue {
             }
             KeyValue::Hash(pairs)
         }
-        KeyType::List => {
-            KeyValue::List(bulk_items(call(ctx, "LRANGE", &[key, b"0", b"-1"])))
-        }
+        KeyType::List => KeyValue::List(bulk_items(call(ctx, "LRANGE", &[key, b"0", b"-1"]))),
         KeyType::Set => KeyValue::Set,
         KeyType::ZSet => KeyValue::ZSet,
         KeyType::Stream => KeyValue::Stream,

@@ -32,13 +32,15 @@ pub use answers::Answer;
 /// body and the execution it starts: RG.ABORTEXECUTION reaches it through the execution, a
 /// disconnecting client directly. If the pool is gone the visit is dropped, which answers the
 /// client.
-pub fn submit_script(script: String, db: i32, unblocking: bool, client: BlockedClient, abort: Arc<Abort>) -> Result<(), GearsError> {
+pub fn submit_script(
+    script: String,
+    db: i32,
+    unblocking: bool,
+    client: BlockedClient,
+    abort: Arc<Abort>,
+) -> Result<(), GearsError> {
     let home = pool::choose_home()?;
-    pool::visit(
-        home,
-        false,
-        Box::new(move |runtime| run_script(runtime, &script, db, unblocking, client, abort)),
-    )
+    pool::visit(home, false, Box::new(move |runtime| run_script(runtime, &script, db, unblocking, client, abort)))
 }
 
 fn run_script(runtime: &Runtime, script: &str, db: i32, unblocking: bool, client: BlockedClient, abort: Arc<Abort>) {
@@ -129,10 +131,10 @@ impl Drop for Running {
 /// worker reports later is ignored.
 pub fn abandon(worker: WorkerId, abort: &Arc<Abort>) {
     let error = GearsError::StuckWorker(abort.reason().unwrap_or(Reason::Aborted)).to_string();
-    if !answers::abandon(abort, &error) {
-        if let Some(key) = executions::find_by_abort(abort) {
-            executions::fail(&key, error.clone());
-        }
+    if !answers::abandon(abort, &error)
+        && let Some(key) = executions::find_by_abort(abort)
+    {
+        executions::fail(&key, error.clone());
     }
     for key in executions::unfinished_on(worker) {
         executions::fail(&key, error.clone());

@@ -110,7 +110,8 @@ impl Handoff {
                 Stage::Running(started) if started.elapsed() > TIME_LIMIT => abort.request(Reason::TimedOut),
                 _ => {}
             }
-            stage = self.changed.wait_timeout(stage, Duration::from_millis(10)).unwrap_or_else(PoisonError::into_inner).0;
+            stage =
+                self.changed.wait_timeout(stage, Duration::from_millis(10)).unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 }
