@@ -17,10 +17,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-#[cfg(all(feature = "module", not(test)))]
-const INNER: redis_module::alloc::RedisAlloc = redis_module::alloc::RedisAlloc;
-#[cfg(not(all(feature = "module", not(test))))]
-const INNER: std::alloc::System = std::alloc::System;
+use crate::redis::alloc::INNER;
 
 pub struct Accounting;
 

@@ -1,5 +1,6 @@
 //! The only place that holds raw Redis pointers or talks to the Redis API from worker threads.
 
+pub mod alloc;
 pub mod blocked;
 pub mod call;
 pub mod gil;

@@ -104,44 +104,76 @@ pub fn current() -> Option<Rc<dyn Store>> {
 }
 
 /// Redis's glob: `*`, `?`, `[...]` (with `^` and ranges) and `\` escapes, case-sensitive.
+///
+/// Iterative, backtracking only to the last `*`: O(pattern × text). A recursive matcher takes
+/// exponential time on patterns like `*a*a*a*b`, and stores match while holding the Redis lock.
 pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|i| glob_match(rest, &text[i..])),
-        Some((b'?', rest)) => !text.is_empty() && glob_match(rest, &text[1..]),
-        Some((b'[', rest)) => {
-            let Some((&c, text_rest)) = text.split_first() else { return false };
-            let (negate, rest) = match rest.split_first() {
-                Some((b'^', r)) => (true, r),
-                _ => (false, rest),
-            };
-            let mut i = 0;
+    let (mut p, mut t) = (0, 0);
+    // Where to resume after the last `*`: the pattern after it, and the text it has taken so far.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if pattern.get(p) == Some(&b'*') {
+            p += 1;
+            star = Some((p, t));
+            continue;
+        }
+        if let Some(next) = match_one(pattern, p, text[t]) {
+            p = next;
+            t += 1;
+            continue;
+        }
+        // Mismatch: let the last `*` take one more character, or fail.
+        let Some((after_star, taken)) = star else { return false };
+        p = after_star;
+        t = taken + 1;
+        star = Some((after_star, taken + 1));
+    }
+    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
+}
+
+/// Matches the one pattern element at `p` (not a `*`) against `c`: the index after the element
+/// if it matches.
+fn match_one(pattern: &[u8], p: usize, c: u8) -> Option<usize> {
+    match pattern.get(p)? {
+        b'?' => Some(p + 1),
+        b'\\' if p + 1 < pattern.len() => (pattern[p + 1] == c).then_some(p + 2),
+        b'[' => {
+            let mut i = p + 1;
+            let negate = pattern.get(i) == Some(&b'^');
+            if negate {
+                i += 1;
+            }
             let mut matched = false;
-            while i < rest.len() && rest[i] != b']' {
-                if rest[i] == b'\\' && i + 1 < rest.len() {
-                    matched |= rest[i + 1] == c;
+            while i < pattern.len() && pattern[i] != b']' {
+                if pattern[i] == b'\\' && i + 1 < pattern.len() {
+                    matched |= pattern[i + 1] == c;
                     i += 2;
-                } else if i + 2 < rest.len() && rest[i + 1] == b'-' && rest[i + 2] != b']' {
-                    let (lo, hi) = (rest[i].min(rest[i + 2]), rest[i].max(rest[i + 2]));
+                } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' && pattern[i + 2] != b']' {
+                    let (lo, hi) = (pattern[i].min(pattern[i + 2]), pattern[i].max(pattern[i + 2]));
                     matched |= (lo..=hi).contains(&c);
                     i += 3;
                 } else {
-                    matched |= rest[i] == c;
+                    matched |= pattern[i] == c;
                     i += 1;
                 }
             }
             // An unclosed class matches as if closed at the end, as Redis does.
-            let after = if i < rest.len() { &rest[i + 1..] } else { &rest[i..] };
-            matched != negate && glob_match(after, text_rest)
+            (matched != negate).then_some((i + 1).min(pattern.len()))
         }
-        Some((b'\\', rest)) if !rest.is_empty() => text.first() == Some(&rest[0]) && glob_match(&rest[1..], &text[1..]),
-        Some((&p, rest)) => text.first() == Some(&p) && glob_match(rest, &text[1..]),
+        &literal => (literal == c).then_some(p + 1),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::glob_match;
+
+    #[test]
+    fn pathological_patterns_are_linear() {
+        // Exponential for a recursive matcher: 2^40 ways to split the text.
+        let pattern = [b"*a".repeat(40), b"b".to_vec()].concat();
+        assert!(!glob_match(&pattern, &b"a".repeat(5000)));
+    }
 
     #[test]
     fn globs_as_redis_matches_them() {
@@ -154,5 +186,13 @@ mod tests {
         assert!(glob_match(b"a\\*", b"a*"));
         assert!(!glob_match(b"a\\*", b"ab"));
         assert!(!glob_match(b"A*", b"a"));
+        assert!(glob_match(b"", b""));
+        assert!(!glob_match(b"", b"a"));
+        assert!(glob_match(b"**", b""));
+        assert!(glob_match(b"a*b*c", b"aXbYc"));
+        assert!(!glob_match(b"a*b*c", b"aXbY"));
+        assert!(glob_match(b"*[0-9]", b"key7"));
+        assert!(glob_match(b"h[ae", b"ha"), "an unclosed class closes at the end");
+        assert!(glob_match(b"a\\", b"a\\"), "a trailing backslash is literal");
     }
 }
