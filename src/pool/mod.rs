@@ -40,6 +40,12 @@ pub type Deferred = Box<dyn FnOnce(&Runtime)>;
 /// eval-breaker bit, bounded while the worker is stuck in native code.
 const MAX_PREEMPTING: usize = 4;
 
+/// Preemptions a waiting main-thread call may have in flight.
+const MAX_REPREEMPTING: usize = 64;
+
+/// How many times an idle worker looks for a visit (yielding in between) before it sleeps.
+const IDLE_SPINS: usize = 16;
+
 /// Deep recursion must end in RecursionError (the VM checks the stack it runs on), and the
 /// compiler recurses on nesting in the source: give workers room for both.
 const WORKER_STACK: usize = 256 * 1024 * 1024;
@@ -58,18 +64,16 @@ pub enum Activity {
 }
 
 struct Home {
-    visits: Sender<Visit>,
-    queue: Receiver<Visit>,
     /// Main-thread calls: served before the visits queued ahead of them.
-    urgent_visits: Sender<Visit>,
-    urgent_queue: Receiver<Visit>,
+    calls: Sender<Visit>,
+    call_queue: Receiver<Visit>,
     /// The thread serving this home now (a new one when it is replaced).
     generation: AtomicU64,
     activity: AtomicU8,
     /// Visits queued or running plus deferred jobs: how busy the home is.
     load: AtomicUsize,
     /// Main-thread calls queued or running: they preempt whatever the worker runs.
-    urgent: AtomicUsize,
+    pending_calls: AtomicUsize,
     /// Preemptions sent and not yet drained by the worker's interpreter.
     preempting: AtomicUsize,
     /// The interrupter of the interpreter serving this home now.
@@ -80,6 +84,9 @@ struct Home {
 
 struct Pool {
     homes: Vec<Home>,
+    /// Script bodies of new sessions: whichever worker takes one is the session's home.
+    bodies: Sender<Visit>,
+    body_queue: Receiver<Visit>,
     stuck: AtomicUsize,
     max_stuck: usize,
     alive: AtomicUsize,
@@ -101,25 +108,25 @@ thread_local! {
 pub fn start(threads: usize) -> Result<(), String> {
     let homes = (0..threads)
         .map(|_| {
-            let (visits, queue) = unbounded::<Visit>();
-            let (urgent_visits, urgent_queue) = unbounded::<Visit>();
+            let (calls, call_queue) = unbounded::<Visit>();
             Home {
-                visits,
-                queue,
-                urgent_visits,
-                urgent_queue,
+                calls,
+                call_queue,
                 generation: AtomicU64::new(0),
                 activity: AtomicU8::new(Activity::Idle as u8),
                 load: AtomicUsize::new(0),
-                urgent: AtomicUsize::new(0),
+                pending_calls: AtomicUsize::new(0),
                 preempting: AtomicUsize::new(0),
                 interrupter: Mutex::new(None),
                 retired: Mutex::new(Arc::new(AtomicBool::new(false))),
             }
         })
         .collect();
+    let (bodies, body_queue) = unbounded::<Visit>();
     let pool = POOL.get_or_init(|| Pool {
         homes,
+        bodies,
+        body_queue,
         stuck: AtomicUsize::new(0),
         max_stuck: threads * 2,
         alive: AtomicUsize::new(0),
@@ -153,51 +160,67 @@ fn spawn(pool: &'static Pool, home: usize) -> Result<(), String> {
         })
 }
 
-/// The home for a new session: an idle one if any, else the least loaded, avoiding homes busy
-/// with a visit (a script body that may run long is not preempted by another body).
+/// The home for a new session whose first visit is addressed (a main-thread call): the least
+/// loaded, an idle one first among equals; never a lost one.
 pub fn choose_home() -> Result<usize, GearsError> {
     let pool = pool()?;
     let cost = |h: &Home| {
-        let busy = match h.activity.load(Ordering::Acquire) {
-            a if a == Activity::Idle as u8 => 0,
-            a if a == Activity::Executing as u8 => 1,
-            a if a == Activity::Visiting as u8 => 2,
-            _ => 3,
-        };
-        (busy, h.load.load(Ordering::Acquire))
+        let activity = h.activity.load(Ordering::Acquire);
+        (activity == Activity::Lost as u8, h.load.load(Ordering::Acquire), activity != Activity::Idle as u8)
     };
     Ok(pool.homes.iter().enumerate().min_by_key(|(_, h)| cost(h)).map_or(0, |(n, _)| n))
 }
 
-/// Sends `visit` to `home`. If the home's worker is running an execution (or, with `urgent`,
-/// anything), it is preempted: the visit runs at its next bytecode instruction.
-pub fn visit(home: usize, urgent: bool, visit: Visit) -> Result<(), GearsError> {
+/// Sends the script body of a new session to whichever worker takes it first; that worker is
+/// the session's home. If none is idle, the least loaded one running an execution is preempted.
+pub fn submit_body(visit: Visit) -> Result<(), GearsError> {
+    let pool = pool()?;
+    pool.bodies.send(visit).map_err(|_| GearsError::ShuttingDown)?;
+    preempt_for_bodies(pool, false);
+    Ok(())
+}
+
+/// Preempts a home for the bodies waiting, unless a worker is idle (it will take them).
+fn preempt_for_bodies(pool: &'static Pool, force: bool) {
+    if pool.body_queue.is_empty() {
+        return;
+    }
+    let activity = |h: &Home| h.activity.load(Ordering::Acquire);
+    if pool.homes.iter().any(|h| activity(h) == Activity::Idle as u8) {
+        return;
+    }
+    let executing = pool.homes.iter().filter(|h| activity(h) == Activity::Executing as u8);
+    if let Some(home) = executing.min_by_key(|h| h.load.load(Ordering::Acquire)) {
+        preempt(home, force);
+    }
+}
+
+/// Sends a call on behalf of the main thread to `home`. It preempts whatever the home's worker
+/// runs: the call runs at its next bytecode instruction.
+pub fn call(home: usize, visit: Visit) -> Result<(), GearsError> {
     let pool = pool()?;
     let home_ref: &'static Home = pool.homes.get(home).ok_or(GearsError::ShuttingDown)?;
     if home_ref.activity.load(Ordering::Acquire) == Activity::Lost as u8 {
         return Err(GearsError::NoWorker);
     }
     home_ref.load.fetch_add(1, Ordering::AcqRel);
-    if urgent {
-        home_ref.urgent.fetch_add(1, Ordering::AcqRel);
-    }
-    let done = Unload { home, urgent };
+    home_ref.pending_calls.fetch_add(1, Ordering::AcqRel);
+    let done = Unload { home, call: true };
     let visit: Visit = Box::new(move |runtime| {
         let _done = done;
         visit(runtime)
     });
-    let channel = if urgent { &home_ref.urgent_visits } else { &home_ref.visits };
-    channel.send(visit).map_err(|_| GearsError::ShuttingDown)?;
+    home_ref.calls.send(visit).map_err(|_| GearsError::ShuttingDown)?;
     preempt(home_ref, false);
     Ok(())
 }
 
-/// Asks a busy home's worker to serve its visits at its next bytecode instruction: one running
-/// an execution for any visit, anything else for an urgent one (a main-thread call).
+/// Asks a busy home's worker to serve visits at its next bytecode instruction: one running an
+/// execution for any visit, anything else for a main-thread call.
 fn preempt(home: &'static Home, force: bool) {
     let activity = home.activity.load(Ordering::Acquire);
-    let urgent = home.urgent.load(Ordering::Acquire) > 0;
-    if activity == Activity::Executing as u8 || (urgent && activity != Activity::Idle as u8) {
+    let calls = home.pending_calls.load(Ordering::Acquire) > 0;
+    if activity == Activity::Executing as u8 || (calls && activity != Activity::Idle as u8) {
         // Bounded in flight, as a worker stuck in native code drains none of them; `force` sends
         // one more anyway, for when the ones in flight wait for a bit another VM cleared.
         if !force && home.preempting.load(Ordering::Acquire) >= MAX_PREEMPTING {
@@ -214,22 +237,34 @@ fn preempt(home: &'static Home, force: bool) {
     }
 }
 
+/// Preempts `home` again for the call that waits there, even with a few preemptions in flight
+/// (not without bound: a worker stuck in native code drains none).
+pub fn repreempt(home: usize) {
+    if let Some(home) = POOL.get().and_then(|pool| pool.homes.get(home))
+        && home.preempting.load(Ordering::Acquire) < MAX_REPREEMPTING
+    {
+        preempt(home, true);
+    }
+}
+
 /// Preempts again the homes whose visits still wait: the eval-breaker bit that delivers a
 /// preemption is process-wide, and another worker's interpreter may clear it first. The
 /// watchdog calls this every tick, as it re-sends stop requests, with `force` now and then.
 pub fn nudge(force: bool) {
     let Some(pool) = POOL.get() else { return };
     for home in &pool.homes {
-        if !home.queue.is_empty() || !home.urgent_queue.is_empty() {
+        if !home.call_queue.is_empty() {
             preempt(home, force);
         }
     }
+    preempt_for_bodies(pool, force);
 }
 
 /// Counts a visit or deferred job off its home's load when it ends, however it ends.
 struct Unload {
     home: usize,
-    urgent: bool,
+    /// A main-thread call (counted in `pending_calls` too).
+    call: bool,
 }
 
 impl Drop for Unload {
@@ -237,8 +272,8 @@ impl Drop for Unload {
         if let Some(pool) = POOL.get() {
             let home = &pool.homes[self.home];
             home.load.fetch_sub(1, Ordering::AcqRel);
-            if self.urgent {
-                home.urgent.fetch_sub(1, Ordering::AcqRel);
+            if self.call {
+                home.pending_calls.fetch_sub(1, Ordering::AcqRel);
             }
         }
     }
@@ -250,7 +285,7 @@ pub fn defer(job: Deferred) {
     if let Some(pool) = POOL.get() {
         pool.homes[home].load.fetch_add(1, Ordering::AcqRel);
     }
-    let done = Unload { home, urgent: false };
+    let done = Unload { home, call: false };
     let job: Deferred = Box::new(move |runtime| {
         let _done = done;
         job(runtime)
@@ -277,40 +312,46 @@ fn serve(timeout: Duration) {
         return;
     }
     let home_ref = &pool.homes[home];
-    let mut next = home_ref.next_visit(Some(timeout));
+    let bodies = Some(&pool.body_queue);
+    let mut next = home_ref.next_visit(bodies, Some(timeout));
     while let Some(visit) = next {
         if run_visit(pool, home, &runtime, visit, true) {
             NESTED_PANIC.set(true);
         }
-        next = home_ref.next_visit(Some(Duration::ZERO));
+        next = home_ref.next_visit(bodies, Some(Duration::ZERO));
     }
 }
 
 impl Home {
-    /// The next visit, main-thread calls first; waits up to `timeout` (`None`: for ever).
-    /// `None` when nothing came (or the channels are gone).
-    fn next_visit(&self, timeout: Option<Duration>) -> Option<Visit> {
-        if let Ok(visit) = self.urgent_queue.try_recv().or_else(|_| self.queue.try_recv()) {
+    /// The next visit: main-thread calls first, then this home's visits, then (if `bodies` is
+    /// given) bodies of new sessions; waits up to `timeout` (`None`: for ever). `None` when
+    /// nothing came.
+    fn next_visit(&self, bodies: Option<&Receiver<Visit>>, timeout: Option<Duration>) -> Option<Visit> {
+        let queues: Vec<&Receiver<Visit>> = [&self.call_queue].into_iter().chain(bodies).collect();
+        if let Some(visit) = queues.iter().find_map(|q| q.try_recv().ok()) {
             return Some(visit);
         }
         if timeout == Some(Duration::ZERO) {
             return None;
         }
+        // Under load the next visit is usually a few microseconds away: look again a few times
+        // before registering with the channels and sleeping, which costs more than the wait.
+        for _ in 0..IDLE_SPINS {
+            thread::yield_now();
+            if let Some(visit) = queues.iter().find_map(|q| q.try_recv().ok()) {
+                return Some(visit);
+            }
+        }
         let mut select = Select::new();
-        let urgent = select.recv(&self.urgent_queue);
-        let ordinary = select.recv(&self.queue);
+        for queue in &queues {
+            select.recv(queue);
+        }
         let ready = match timeout {
             Some(timeout) => select.select_timeout(timeout).ok()?,
             None => select.select(),
         };
-        let index = ready.index();
-        let visit = if index == urgent {
-            ready.recv(&self.urgent_queue)
-        } else {
-            debug_assert_eq!(index, ordinary);
-            ready.recv(&self.queue)
-        };
-        visit.ok()
+        let queue = queues[ready.index()];
+        ready.recv(queue).ok()
     }
 }
 
@@ -351,8 +392,7 @@ pub fn replace(worker: WorkerId) {
         ));
         home_ref.activity.store(Activity::Lost as u8, Ordering::Release);
         // Nobody will serve what waits there: dropping a visit answers its client.
-        home_ref.queue.try_iter().for_each(drop);
-        home_ref.urgent_queue.try_iter().for_each(drop);
+        home_ref.call_queue.try_iter().for_each(drop);
         return;
     }
     log::warning(&format!("rustgears: worker {home} is stuck in native code; starting a replacement ({stuck} stuck)"));
@@ -385,7 +425,7 @@ fn work(pool: &'static Pool, worker: WorkerId, retired: Arc<AtomicBool>) {
         Err(e) => {
             log::warning(&format!("rustgears: worker {home} could not build a Python interpreter: {e}"));
             // Still take visits, so none waits forever: dropping one answers its client.
-            while let Some(visit) = home_ref.next_visit(None) {
+            while let Some(visit) = home_ref.next_visit(None, None) {
                 drop(visit);
             }
             return;
@@ -396,7 +436,10 @@ fn work(pool: &'static Pool, worker: WorkerId, retired: Arc<AtomicBool>) {
         WORKER.set(Some((home, runtime.clone())));
         *home_ref.interrupter.lock().unwrap_or_else(PoisonError::into_inner) = Some(runtime.interrupter());
         let deferred = || DEFERRED.with_borrow_mut(VecDeque::pop_front);
-        let panicked = if let Some(visit) = home_ref.next_visit(Some(Duration::ZERO)) {
+        // Bodies of new sessions only when no execution waits here: they would defer theirs
+        // behind it while another worker may be free.
+        let bodies = DEFERRED.with_borrow(VecDeque::is_empty).then_some(&pool.body_queue);
+        let panicked = if let Some(visit) = home_ref.next_visit(bodies, Some(Duration::ZERO)) {
             run_visit(pool, home, &runtime, visit, false)
         } else if let Some(job) = deferred() {
             home_ref.activity.store(Activity::Executing as u8, Ordering::Release);
@@ -404,7 +447,7 @@ fn work(pool: &'static Pool, worker: WorkerId, retired: Arc<AtomicBool>) {
             home_ref.activity.store(Activity::Idle as u8, Ordering::Release);
             panicked
         } else {
-            match home_ref.next_visit(None) {
+            match home_ref.next_visit(Some(&pool.body_queue), None) {
                 Some(visit) => run_visit(pool, home, &runtime, visit, false),
                 None => return,
             }

@@ -28,7 +28,7 @@ use crate::stop::{Abort, Reason, WorkerId};
 
 pub use answers::Answer;
 
-/// Starts a session for `script` on a home of its own and runs its body there. `abort` stops the
+/// Starts a session for `script`: the worker that takes its body is its home. `abort` stops the
 /// body and the execution it starts: RG.ABORTEXECUTION reaches it through the execution, a
 /// disconnecting client directly. If the pool is gone the visit is dropped, which answers the
 /// client.
@@ -39,8 +39,7 @@ pub fn submit_script(
     client: BlockedClient,
     abort: Arc<Abort>,
 ) -> Result<(), GearsError> {
-    let home = pool::choose_home()?;
-    pool::visit(home, false, Box::new(move |runtime| run_script(runtime, &script, db, unblocking, client, abort)))
+    pool::submit_body(Box::new(move |runtime| run_script(runtime, &script, db, unblocking, client, abort)))
 }
 
 fn run_script(runtime: &Runtime, script: &str, db: i32, unblocking: bool, client: BlockedClient, abort: Arc<Abort>) {

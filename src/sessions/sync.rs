@@ -44,6 +44,9 @@ pub const TIME_LIMIT: Duration = Duration::from_secs(5);
 /// How long the main thread spins before it sleeps on the condition variable.
 const SPIN: Duration = Duration::from_micros(100);
 
+/// How often the main thread asks again while the home has not taken its call.
+const REPREEMPT: Duration = Duration::from_millis(1);
+
 enum Stage {
     Waiting,
     Running(Instant),
@@ -91,8 +94,10 @@ impl Handoff {
         }
     }
 
-    /// Waits for the answer (see the module's comment for the bounds).
-    fn wait(&self, abort: &Arc<Abort>) -> Reply {
+    /// Waits for the answer (see the module's comment for the bounds). `preempt` asks the home
+    /// again to take the call: the bit that announces a preemption is process-wide, and while
+    /// other workers run Python one of them may clear it first.
+    fn wait(&self, abort: &Arc<Abort>, preempt: impl Fn()) -> Reply {
         let asked = Instant::now();
         // Redis is blocked meanwhile anyway: look a few times before sleeping, as a short call
         // ends sooner than the main thread could be woken from a condition variable. Yielding
@@ -109,11 +114,12 @@ impl Handoff {
                     *stage = Stage::Abandoned;
                     continue;
                 }
+                Stage::Waiting => preempt(),
                 Stage::Running(started) if started.elapsed() > TIME_LIMIT => abort.request(Reason::TimedOut),
                 _ => {}
             }
-            stage =
-                self.changed.wait_timeout(stage, Duration::from_millis(10)).unwrap_or_else(PoisonError::into_inner).0;
+            let pause = if matches!(*stage, Stage::Waiting) { REPREEMPT } else { Duration::from_millis(10) };
+            stage = self.changed.wait_timeout(stage, pause).unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 }
@@ -137,9 +143,8 @@ pub fn run_script(ctx: &Context, script: String) -> Result<Reply, GearsError> {
     let lent = Lent::new(ctx);
     let abort = Abort::new();
     let (for_worker, lent_to_worker, abort_for_worker) = (handoff.clone(), lent.clone(), abort.clone());
-    pool::visit(
+    pool::call(
         home,
-        true,
         Box::new(move |runtime| {
             let _unanswered = Unanswered(for_worker.clone());
             if !for_worker.take() {
@@ -152,7 +157,7 @@ pub fn run_script(ctx: &Context, script: String) -> Result<Reply, GearsError> {
             }
         }),
     )?;
-    let reply = handoff.wait(&abort);
+    let reply = handoff.wait(&abort, || pool::repreempt(home));
     lent.revoke();
     Ok(reply)
 }
