@@ -40,8 +40,9 @@ pub type Deferred = Box<dyn FnOnce(&Runtime)>;
 /// eval-breaker bit, bounded while the worker is stuck in native code.
 const MAX_PREEMPTING: usize = 4;
 
-/// Preemptions a waiting main-thread call may have in flight.
-const MAX_REPREEMPTING: usize = 64;
+/// Preemptions main-thread calls may have in flight on one home: more than one call sends in its
+/// pickup bound (2 s at one every 1 ms), fewer than would matter if the home is stuck.
+const MAX_REPREEMPTING: usize = 4096;
 
 /// How many times an idle worker looks for a visit (yielding in between) before it sleeps.
 const IDLE_SPINS: usize = 16;
