@@ -186,10 +186,10 @@ fn preempt_for_bodies(pool: &'static Pool, force: bool) {
     if pool.body_queue.is_empty() {
         return;
     }
-    let activity = |h: &Home| h.activity.load(Ordering::Acquire);
-    if pool.homes.iter().any(|h| activity(h) == Activity::Idle as u8) {
+    if pool.any_idle() {
         return;
     }
+    let activity = |h: &Home| h.activity.load(Ordering::Acquire);
     let executing = pool.homes.iter().filter(|h| activity(h) == Activity::Executing as u8);
     if let Some(home) = executing.min_by_key(|h| h.load.load(Ordering::Acquire)) {
         preempt(home, force);
@@ -313,13 +313,21 @@ fn serve(timeout: Duration) {
         return;
     }
     let home_ref = &pool.homes[home];
-    let bodies = Some(&pool.body_queue);
+    // A body taken here would defer its execution behind the job this worker is in the middle
+    // of: only when no worker is idle to take it.
+    let bodies = (!pool.any_idle()).then_some(&pool.body_queue);
     let mut next = home_ref.next_visit(bodies, Some(timeout));
     while let Some(visit) = next {
         if run_visit(pool, home, &runtime, visit, true) {
             NESTED_PANIC.set(true);
         }
         next = home_ref.next_visit(bodies, Some(Duration::ZERO));
+    }
+}
+
+impl Pool {
+    fn any_idle(&self) -> bool {
+        self.homes.iter().any(|h| h.activity.load(Ordering::Acquire) == Activity::Idle as u8)
     }
 }
 
