@@ -189,9 +189,9 @@ fn preempt_for_bodies(pool: &'static Pool, force: bool) {
     if pool.any_idle() {
         return;
     }
-    let activity = |h: &Home| h.activity.load(Ordering::Acquire);
-    let executing = pool.homes.iter().filter(|h| activity(h) == Activity::Executing as u8);
-    if let Some(home) = executing.min_by_key(|h| h.load.load(Ordering::Acquire)) {
+    // Among equally loaded homes, the one with fewer preemptions still undelivered.
+    let cost = |h: &&Home| (h.load.load(Ordering::Acquire), h.preempting.load(Ordering::Acquire));
+    if let Some(home) = pool.executing().min_by_key(cost) {
         preempt(home, force);
     }
 }
@@ -314,12 +314,18 @@ fn serve(timeout: Duration) {
     }
     let home_ref = &pool.homes[home];
     // A body taken here would defer its execution behind the job this worker is in the middle
-    // of: only when no worker is idle to take it.
-    let bodies = (!pool.any_idle()).then_some(&pool.body_queue);
+    // of: only when no worker is idle to take it, and by the least loaded (a preemption can
+    // arrive late, after another home took the body it was sent for).
+    let mut bodies = pool.should_take_body(home).then_some(&pool.body_queue);
     let mut next = home_ref.next_visit(bodies, Some(timeout));
-    while let Some(visit) = next {
+    while let Some((visit, body)) = next {
         if run_visit(pool, home, &runtime, visit, true) {
             NESTED_PANIC.set(true);
+        }
+        if body {
+            // One per preemption: the next one goes to whichever home is least loaded now.
+            bodies = None;
+            preempt_for_bodies(pool, false);
         }
         next = home_ref.next_visit(bodies, Some(Duration::ZERO));
     }
@@ -329,15 +335,29 @@ impl Pool {
     fn any_idle(&self) -> bool {
         self.homes.iter().any(|h| h.activity.load(Ordering::Acquire) == Activity::Idle as u8)
     }
+
+    /// The homes running an execution, which a body may preempt.
+    fn executing(&self) -> impl Iterator<Item = &Home> {
+        self.homes.iter().filter(|h| h.activity.load(Ordering::Acquire) == Activity::Executing as u8)
+    }
+
+    /// Whether `home`, busy, should take a waiting body now: no worker is idle and no other
+    /// live one is less loaded.
+    fn should_take_body(&self, home: usize) -> bool {
+        let load = self.homes[home].load.load(Ordering::Acquire);
+        let live = self.homes.iter().filter(|h| h.activity.load(Ordering::Acquire) != Activity::Lost as u8);
+        !self.any_idle() && live.into_iter().all(|h| h.load.load(Ordering::Acquire) >= load)
+    }
 }
 
 impl Home {
-    /// The next visit: main-thread calls first, then this home's visits, then (if `bodies` is
-    /// given) bodies of new sessions; waits up to `timeout` (`None`: for ever). `None` when
-    /// nothing came.
-    fn next_visit(&self, bodies: Option<&Receiver<Visit>>, timeout: Option<Duration>) -> Option<Visit> {
+    /// The next visit: main-thread calls first, then (if `bodies` is given) bodies of new
+    /// sessions; waits up to `timeout` (`None`: for ever). `None` when nothing came; else the
+    /// visit, and whether it is a body.
+    fn next_visit(&self, bodies: Option<&Receiver<Visit>>, timeout: Option<Duration>) -> Option<(Visit, bool)> {
         let queues: Vec<&Receiver<Visit>> = [&self.call_queue].into_iter().chain(bodies).collect();
-        if let Some(visit) = queues.iter().find_map(|q| q.try_recv().ok()) {
+        let ready = || queues.iter().enumerate().find_map(|(i, q)| q.try_recv().ok().map(|v| (v, i > 0)));
+        if let Some(visit) = ready() {
             return Some(visit);
         }
         if timeout == Some(Duration::ZERO) {
@@ -347,7 +367,7 @@ impl Home {
         // before registering with the channels and sleeping, which costs more than the wait.
         for _ in 0..IDLE_SPINS {
             thread::yield_now();
-            if let Some(visit) = queues.iter().find_map(|q| q.try_recv().ok()) {
+            if let Some(visit) = ready() {
                 return Some(visit);
             }
         }
@@ -359,8 +379,8 @@ impl Home {
             Some(timeout) => select.select_timeout(timeout).ok()?,
             None => select.select(),
         };
-        let queue = queues[ready.index()];
-        ready.recv(queue).ok()
+        let index = ready.index();
+        ready.recv(queues[index]).ok().map(|v| (v, index > 0))
     }
 }
 
@@ -434,7 +454,7 @@ fn work(pool: &'static Pool, worker: WorkerId, retired: Arc<AtomicBool>) {
         Err(e) => {
             log::warning(&format!("rustgears: worker {home} could not build a Python interpreter: {e}"));
             // Still take visits, so none waits forever: dropping one answers its client.
-            while let Some(visit) = home_ref.next_visit(None, None) {
+            while let Some((visit, _)) = home_ref.next_visit(None, None) {
                 drop(visit);
             }
             return;
@@ -448,7 +468,7 @@ fn work(pool: &'static Pool, worker: WorkerId, retired: Arc<AtomicBool>) {
         // Bodies of new sessions only when no execution waits here: they would defer theirs
         // behind it while another worker may be free.
         let bodies = DEFERRED.with_borrow(VecDeque::is_empty).then_some(&pool.body_queue);
-        let panicked = if let Some(visit) = home_ref.next_visit(bodies, Some(Duration::ZERO)) {
+        let panicked = if let Some((visit, _)) = home_ref.next_visit(bodies, Some(Duration::ZERO)) {
             run_visit(pool, home, &runtime, visit, false)
         } else if let Some(job) = deferred() {
             home_ref.activity.store(Activity::Executing as u8, Ordering::Release);
@@ -457,7 +477,7 @@ fn work(pool: &'static Pool, worker: WorkerId, retired: Arc<AtomicBool>) {
             panicked
         } else {
             match home_ref.next_visit(Some(&pool.body_queue), None) {
-                Some(visit) => run_visit(pool, home, &runtime, visit, false),
+                Some((visit, _)) => run_visit(pool, home, &runtime, visit, false),
                 None => return,
             }
         } || NESTED_PANIC.take()
