@@ -38,7 +38,7 @@ pub fn compilable(source: &str) -> Cow<'_, str> {
 }
 
 thread_local! {
-    static ORIGINALS: RefCell<Vec<(&'static str, PyObjectRef)>> = const { RefCell::new(Vec::new()) };
+    static UNGUARDED_BUILTINS: RefCell<Vec<(&'static str, PyObjectRef)>> = const { RefCell::new(Vec::new()) };
     static POISONED: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -84,7 +84,7 @@ pub fn call_checked(name: &'static str, mut args: FuncArgs, vm: &VirtualMachine)
             }
         }
     }
-    let original = ORIGINALS.with_borrow(|o| o.iter().find(|(n, _)| *n == name).map(|(_, f)| f.clone()));
+    let original = UNGUARDED_BUILTINS.with_borrow(|o| o.iter().find(|(n, _)| *n == name).map(|(_, f)| f.clone()));
     let Some(f) = original else { return Err(vm.new_runtime_error(format!("{name} is not available"))) };
     // The compiler panics on some malformed sources. Contained here, the script gets an
     // exception, and the worker rebuilds its VM after the job since the panic may have left
@@ -101,11 +101,11 @@ pub fn call_checked(name: &'static str, mut args: FuncArgs, vm: &VirtualMachine)
 /// Swaps the builtins for the guarded versions of the native module. Called once per VM built
 /// on this thread; forgets the previous VM's originals.
 pub fn install(vm: &VirtualMachine, native: &PyObjectRef) -> PyResult<()> {
-    ORIGINALS.with_borrow_mut(Vec::clear);
+    UNGUARDED_BUILTINS.with_borrow_mut(Vec::clear);
     POISONED.set(false);
     for (name, guarded) in [("compile", "guarded_compile"), ("eval", "guarded_eval"), ("exec", "guarded_exec")] {
         let original = vm.builtins.get_attr(name, vm)?;
-        ORIGINALS.with_borrow_mut(|o| o.push((name, original)));
+        UNGUARDED_BUILTINS.with_borrow_mut(|o| o.push((name, original)));
         vm.builtins.set_attr(name, native.get_attr(guarded, vm)?, vm)?;
     }
     Ok(())

@@ -19,7 +19,7 @@ type Power = fn(&PyObject, &PyObject, &PyObject, &VirtualMachine) -> PyResult;
 /// 16 Mibit (2 MiB of digits): computed in well under a second.
 const MAX_POWER_BITS: u64 = 1 << 24;
 
-static ORIGINAL: OnceLock<Power> = OnceLock::new();
+static UNBOUNDED_POWER: OnceLock<Power> = OnceLock::new();
 
 fn guarded(base: &PyObject, exponent: &PyObject, modulus: &PyObject, vm: &VirtualMachine) -> PyResult {
     if vm.is_none(modulus)
@@ -41,7 +41,7 @@ fn guarded(base: &PyObject, exponent: &PyObject, modulus: &PyObject, vm: &Virtua
             );
         }
     }
-    match ORIGINAL.get() {
+    match UNBOUNDED_POWER.get() {
         Some(power) => power(base, exponent, modulus, vm),
         None => Err(vm.new_system_error("int power slot not initialised")),
     }
@@ -62,7 +62,7 @@ pub fn install(vm: &VirtualMachine) {
     let slot = &int.slots.as_number.power;
     if let Some(current) = slot.load() {
         // The first thread records the original; a patched slot is not recorded again.
-        ORIGINAL.get_or_init(|| current);
+        UNBOUNDED_POWER.get_or_init(|| current);
         slot.store(Some(guarded));
     }
     let methods = [
