@@ -16,22 +16,7 @@ import pytest
 import redis
 
 from conftest import Error, blocked_clients, dump_executions, gate_script, pyexecute, status_of, wait_status, wait_until
-
-# An execution that runs pure Python until it is aborted.
-ENDLESS = (
-    "def spin(r):\n"
-    "    while True:\n"
-    "        pass\n"
-    "GB('ShardsIDReader').map(spin).run()\n"
-)
-
-HOOKS = ("TestHooks", "1")
-
-
-def start_endless(r, script=ENDLESS):
-    eid = pyexecute(r, script, "UNBLOCKING")
-    wait_status(r, eid, "running")
-    return eid
+from test_sessions import ENDLESS, HOOKS, start_endless
 
 
 def abort_and_wait(r, eid):
@@ -230,7 +215,7 @@ def test_bodies_wait_for_the_end_of_an_atomic_block_of_the_execution_they_preemp
 
 @pytest.mark.module_args("ExecutionThreads", "1")
 def test_nested_body_that_loops_forever_ends_when_its_client_leaves(server, r):
-    endless = start_endless(r)
+    start_endless(r)
     c = server.raw()
     c.send("RG.PYEXECUTE", "while True:\n    pass\n")
     time.sleep(0.5)  # the body reaches its worker (no timing is asserted on this)

@@ -320,6 +320,9 @@ fn serve(timeout: Duration) {
     let mut next = home_ref.next_visit(bodies, Some(timeout));
     while let Some((visit, body)) = next {
         if run_visit(pool, home, &runtime, visit, true) {
+            // Logged now: the interpreter is rebuilt only when the preempted job ends, and the
+            // executions deferred here are dropped with it.
+            log::warning("rustgears: a visit panicked; this worker's interpreter is rebuilt after its current job");
             NESTED_PANIC.set(true);
         }
         if body {
