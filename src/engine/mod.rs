@@ -49,7 +49,7 @@ fn run_in(vm: &VirtualMachine, raw: RawPlan, store: &dyn Store, profile: bool) -
     let mut reading = Duration::ZERO;
     if count_only {
         let read_started = Instant::now();
-        match reader.count_rest(&|| interrupt::stop_reason().is_some()) {
+        match reader.count_rest(&|| crate::stop::stop_reason().is_some()) {
             Some(Ok(n)) => pipeline.add_to_count(n),
             Some(Err(text)) => pipeline.errors.push(text),
             None => {}
@@ -57,7 +57,7 @@ fn run_in(vm: &VirtualMachine, raw: RawPlan, store: &dyn Store, profile: bool) -
         reading += read_started.elapsed();
     }
     while !pipeline.should_stop() {
-        if let Some(reason) = interrupt::stop_reason() {
+        if let Some(reason) = crate::stop::stop_reason() {
             pipeline.errors.push(error_text(vm, &interrupt::stop_exception(vm, reason)));
             break;
         }
@@ -74,7 +74,7 @@ fn run_in(vm: &VirtualMachine, raw: RawPlan, store: &dyn Store, profile: bool) -
         }
     }
     // An aborted execution emits what it has, without running more Python.
-    if interrupt::stop_reason().is_none() {
+    if crate::stop::stop_reason().is_none() {
         pipeline.flush(vm);
     }
     // What leaves the worker is freed on the main thread: not the interpreter's memory.

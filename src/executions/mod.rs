@@ -104,11 +104,6 @@ pub fn dump() -> Vec<Dump> {
     table().dump()
 }
 
-/// The execution `abort` stops, if it is in the table.
-pub fn find_by_abort(abort: &Arc<Abort>) -> Option<ExecutionKey> {
-    table().find_by_abort(abort)
-}
-
 /// Executions of `worker` that have not ended.
 pub fn unfinished_on(worker: WorkerId) -> Vec<ExecutionKey> {
     table().unfinished_on(worker)

@@ -155,13 +155,6 @@ impl Table {
         Some(exec.abort.clone())
     }
 
-    pub fn find_by_abort(&self, abort: &Arc<Abort>) -> Option<ExecutionKey> {
-        self.slab
-            .iter()
-            .find(|(_, e)| Arc::ptr_eq(&e.abort, abort))
-            .map(|(slot, e)| ExecutionKey { slot, id: e.id.clone() })
-    }
-
     /// Ends the execution (done, or aborted if it never ran) and returns the clients waiting on it.
     pub fn finish(&mut self, key: &ExecutionKey, reply: Arc<Reply>, report: Arc<Report>) -> Vec<Waiter> {
         let Some(exec) = self.get_mut(key) else { return Vec::new() };

@@ -57,7 +57,7 @@ pub fn error_text(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
     }
     // The exception's own `__str__` failed, perhaps cut short by a stop request: then the stop
     // is what the client should read.
-    match super::interrupt::stop_reason() {
+    match crate::stop::stop_reason() {
         Some(reason) => plain_text(vm, &super::interrupt::stop_exception(vm, reason)),
         None => None,
     }

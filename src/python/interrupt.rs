@@ -48,11 +48,6 @@ pub fn channel() -> (Arc<Interrupter>, UserSignalReceiver) {
     (Arc::new(Interrupter { sender }), receiver)
 }
 
-/// What this worker runs now, if it was asked to stop: why.
-pub fn stop_reason() -> Option<Reason> {
-    stop::stop_reason()
-}
-
 /// The exception that stops an execution for `reason`.
 pub fn stop_exception(vm: &VirtualMachine, reason: Reason) -> PyBaseExceptionRef {
     let class = match reason {
@@ -73,7 +68,7 @@ pub fn sleep(vm: &VirtualMachine, seconds: f64) -> PyResult<()> {
     }
     let deadline = Instant::now() + Duration::from_secs_f64(seconds.min(1e9));
     loop {
-        if let Some(reason) = stop_reason() {
+        if let Some(reason) = stop::stop_reason() {
             return Err(stop_exception(vm, reason));
         }
         let now = Instant::now();

@@ -130,11 +130,8 @@ impl Drop for Running {
 /// worker reports later is ignored.
 pub fn abandon(worker: WorkerId, abort: &Arc<Abort>) {
     let error = GearsError::StuckWorker(abort.reason().unwrap_or(Reason::Aborted)).to_string();
-    if !answers::abandon(abort, &error)
-        && let Some(key) = executions::find_by_abort(abort)
-    {
-        executions::fail(&key, error.clone());
-    }
+    // Its execution, if it is one, is among its worker's unfinished ones.
+    answers::abandon(abort, &error);
     for key in executions::unfinished_on(worker) {
         executions::fail(&key, error.clone());
     }
