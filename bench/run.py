@@ -2,8 +2,9 @@
 """rustgears benchmark harness (`make bench`).
 
 Starts its own redis-server processes (127.0.0.1, free ports, --save '' --appendonly no) with
-the module loaded, measures the workloads P1-P6 side by side with their anchors (Lua, a
-client-side redis-py script, CPython, a server without the module), and writes
+the module loaded, measures the workloads P1-P6, S1 and the registration workloads R1-R5 side
+by side with their anchors (Lua, a client-side redis-py script, CPython, a server without the
+module), and writes
 
     bench/results/latest.json   every raw number (per run), parameters, machine, versions
     bench/results/summary.md    machine, versions, date and the table of figures
@@ -11,8 +12,9 @@ client-side redis-py script, CPython, a server without the module), and writes
 
 The table is printed to stdout too. The method is documented in docs/performance.md.
 
-    python3 bench/run.py            full run (1,000,000 keys, 3-5 runs per figure)
-    python3 bench/run.py --quick    smoke run (100,000 keys, 1-2 runs per figure)
+    python3 bench/run.py            full run (1,000,000 keys, 3-5 runs per figure, the flood R5)
+    python3 bench/run.py --quick    smoke run (100,000 keys, 1-2 runs per figure, no R5)
+    python3 bench/run.py --quick --only r1,r2,r3,r4 [--flood]   a subset of the workloads
 
 Module: $RUSTGEARS_MODULE, else $CARGO_TARGET_DIR/release/librustgears.so (CARGO_TARGET_DIR
 defaults to ~/.cache/rustgears/target), or --module PATH.
@@ -70,9 +72,13 @@ FIB_BASELINE_SCRIPT = FIB_DEF + "GB('ShardsIDReader').map(lambda r: 0).run()"
 MODES = {
     # keys: P2/P4 keyspace. runs: repetitions of each heavy measurement (median reported).
     "full": dict(keys=1_000_000, runs=3, p1_requests=50_000, p1_runs=5, p1_clients=50,
-                 p3_clients=8, p3_target_s=0.5, p5_runs=3, p6_runs=5, vocabulary=1000, s1_calls=5000),
+                 p3_clients=8, p3_target_s=0.5, p5_runs=3, p6_runs=5, vocabulary=1000, s1_calls=5000,
+                 r1_requests=50_000, r1_runs=3, r1_clients=50, r2_events=100_000, r2_runs=3, r4_runs=3,
+                 r3_entries=100_000, r3_runs=3, r5_sets=1_000_000),
     "quick": dict(keys=100_000, runs=1, p1_requests=5_000, p1_runs=1, p1_clients=50,
-                  p3_clients=8, p3_target_s=0.2, p5_runs=1, p6_runs=2, vocabulary=1000, s1_calls=1000),
+                  p3_clients=8, p3_target_s=0.2, p5_runs=1, p6_runs=2, vocabulary=1000, s1_calls=1000,
+                  r1_requests=5_000, r1_runs=1, r1_clients=50, r2_events=20_000, r2_runs=1, r4_runs=1,
+                  r3_entries=20_000, r3_runs=1, r5_sets=100_000),
 }
 
 
@@ -841,6 +847,611 @@ def p6(server, cfg, raw):
 
 
 # ---------------------------------------------------------------------------------------------
+# R1-R5 registrations: work triggered by events (keyspace events, XADD) against the same work
+# done without the module (a Lua wrapper, a client subscribed to keyspace notifications, a
+# client-side stream consumer), each anchor on a plain redis-server.
+
+R1_SCRIPT = ("GB().foreach(lambda x: execute('XADD', 'audit', '*', 'k', x['key']))"
+             ".register(prefix='key:*', mode='sync', eventTypes=['set'], readValue=False)")
+R1_LUA = "redis.call('SET', KEYS[1], ARGV[1]) redis.call('XADD', 'audit', '*', 'k', KEYS[1])"
+R2_SCRIPT = ("GB().foreach(lambda x: execute('HSET', 'mirror', x['key'], x['value']))"
+             ".register(prefix='wb:*', eventTypes=['set'])")
+R3_SCRIPT = ("GB('StreamReader').foreach(lambda x: execute('INCRBY', 'counter', 1))"
+             ".register(prefix='s', batch=100, duration=100)")
+# The flood: a slow registration (some Python per event) that counts every event, and records
+# one in a thousand keys by name so that exactly-once can be checked key by key.
+R5_SCRIPT = """
+def work(x):
+    k = x['key']
+    h = 0
+    for ch in k:
+        h = (h * 31 + ord(ch)) & 0xffffffff
+    execute('INCR', 'processed')
+    if int(k[2:]) % 1000 == 0:
+        execute('HINCRBY', 'sample', k, 1)
+    return h
+GB().map(work).register(prefix='f:*', eventTypes=['set'], readValue=False)
+"""
+R5_MEMORY_BOUND_MB = 200  # over the baseline taken just before the flood
+R_WRITERS = 4  # writer processes for R2/R3/R5
+R_PIPELINE = 100  # commands per round trip of one writer
+R_POLL_S = 0.005  # how often the harness looks whether the work is done
+R_STALL_S = 5.0  # no progress for this long after the writers finished: the rest is lost
+
+
+def register(c, script):
+    got = c.execute_command("RG.PYEXECUTE", script)
+    expect(got in (b"OK", "OK"), f"RG.PYEXECUTE of a registration: expected OK, got {str(got)[:300]}")
+
+
+def registrations(c):
+    """RG.DUMPREGISTRATIONS as a list of flat dicts: id, reader, and the RegistrationData values
+    (numTriggered, numSuccess, numFailures, numAborted, lastError, ...)."""
+    out = []
+    for entry in c.execute_command("RG.DUMPREGISTRATIONS"):
+        d = dict(zip([as_str(k) for k in entry[0::2]], entry[1::2]))
+        data = d.get("RegistrationData") or []
+        rec = {"id": as_str(d.get("id")), "reader": as_str(d.get("reader"))}
+        for k, v in zip(data[0::2], data[1::2]):
+            v = as_str(v) if isinstance(v, bytes) else v
+            try:
+                v = int(v)
+            except (TypeError, ValueError):
+                pass
+            rec[as_str(k)] = v
+        out.append(rec)
+    return out
+
+
+def check_registration(c, what, triggered=None):
+    """The only registration of the server must have no failed/aborted execution (and, if given,
+    have started `triggered` executions). Returns its statistics."""
+    regs = registrations(c)
+    expect(len(regs) == 1, f"{what}: expected 1 registration, RG.DUMPREGISTRATIONS has {len(regs)}")
+    r = regs[0]
+    expect(not r.get("numFailures") and not r.get("numAborted"),
+           f"{what}: {r.get('numFailures')} failed and {r.get('numAborted')} aborted executions, "
+           f"lastError {r.get('lastError')!r}")
+    if triggered is not None and isinstance(r.get("numTriggered"), int):
+        expect(r["numTriggered"] == triggered,
+               f"{what}: numTriggered {r['numTriggered']}, expected {triggered}")
+    return r
+
+
+def resp(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def read_replies(sock, buf, n):
+    """Reads n replies (simple, error, integer, bulk: what SET and XADD answer) from a raw
+    socket. Returns (leftover bytes, error replies, first error text)."""
+    errors, first, pos = 0, None, 0
+    while n:
+        end = buf.find(b"\r\n", pos)
+        if end >= 0 and buf[pos:pos + 1] == b"$":
+            size = int(buf[pos + 1:end])
+            nxt = end + 2 + size + 2 if size >= 0 else end + 2
+            if nxt > len(buf):
+                end = -1
+        else:
+            nxt = end + 2
+        if end < 0:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            buf = buf[pos:] + chunk
+            pos = 0
+            continue
+        if buf[pos:pos + 1] == b"-":
+            errors += 1
+            first = first or buf[pos + 1:end].decode(errors="replace")
+        elif buf[pos:pos + 1] not in (b"+", b":", b"$"):
+            raise RuntimeError(f"unexpected reply {buf[pos:pos + 80]!r}")
+        pos = nxt
+        n -= 1
+    return buf[pos:], errors, first
+
+
+def writer_main(spec):
+    """Child process: sends one range of SET or XADD commands over a raw socket, `pipeline` per
+    round trip, once 'go' arrives on stdin; prints JSON {t0, t1, sent, errors, first_error}."""
+    spec = json.loads(spec)
+    s = socket.create_connection((HOST, spec["port"]), timeout=CMD_TIMEOUT)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    a, b, pipe, kind = spec["start"], spec["end"], spec["pipeline"], spec["kind"]
+    prefix, value = spec["prefix"], spec["value"]
+    if kind == "set":
+        def make(i):
+            return resp("SET", f"{prefix}{i}", value.format(i=i))
+    elif kind == "xadd":
+        def make(i):
+            return resp("XADD", prefix, "*", "i", i)
+    else:
+        raise SystemExit(f"unknown writer kind {kind}")
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return
+    buf, errors, first = b"", 0, None
+    t0 = time.perf_counter()
+    for start in range(a, b, pipe):
+        stop = min(start + pipe, b)
+        s.sendall(b"".join(make(i) for i in range(start, stop)))
+        buf, e, f = read_replies(s, buf, stop - start)
+        errors += e
+        first = first or f
+    t1 = time.perf_counter()
+    s.close()
+    print(json.dumps({"t0": t0, "t1": t1, "sent": b - a, "errors": errors, "first_error": first}), flush=True)
+
+
+class Child:
+    """A helper process of this script (writer, subscriber, consumer) that prints 'ready', waits
+    for one line on stdin, and prints one JSON line at the end."""
+
+    def __init__(self, *args):
+        self.p = subprocess.Popen([sys.executable, os.path.abspath(__file__), *args],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        _CHILDREN.append(self.p)
+
+    def wait_ready(self):
+        line = self.p.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"helper process did not start: {line!r}")
+
+    def send(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+
+    def result(self, timeout=CMD_TIMEOUT):
+        out, _ = self.p.communicate(timeout=timeout)
+        if self.p.returncode != 0:
+            raise RuntimeError(f"helper process exited with {self.p.returncode}")
+        return json.loads(out.strip().splitlines()[-1])
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(timeout=5)
+        if self.p in _CHILDREN:
+            _CHILDREN.remove(self.p)
+
+
+class Writers:
+    """`clients` writer processes sending commands 0..n-1 split in equal ranges; start() lets
+    them go at once, join() returns {t_first, t_last, sent, errors}."""
+
+    def __init__(self, port, kind, n, clients, prefix, value="", pipeline=R_PIPELINE):
+        step = -(-n // clients)
+        self.children = []
+        for a in range(0, n, step):
+            spec = {"port": port, "kind": kind, "start": a, "end": min(a + step, n), "pipeline": pipeline,
+                    "prefix": prefix, "value": value}
+            self.children.append(Child("--_writer", json.dumps(spec)))
+        for ch in self.children:
+            ch.wait_ready()
+        self.n = n
+
+    def start(self):
+        for ch in self.children:
+            ch.send("go")
+
+    def join(self):
+        try:
+            res = [ch.result() for ch in self.children]
+        finally:
+            for ch in self.children:
+                ch.close()
+        out = {"t_first": min(r["t0"] for r in res), "t_last": max(r["t1"] for r in res),
+               "sent": sum(r["sent"] for r in res), "errors": sum(r["errors"] for r in res),
+               "first_error": next((r["first_error"] for r in res if r["first_error"]), None)}
+        expect(out["errors"] == 0, f"writers got {out['errors']} error replies, first: {out['first_error']}")
+        expect(out["sent"] == self.n, f"writers sent {out['sent']} commands, expected {self.n}")
+        return out
+
+
+def watch(probe, target, writers, deadline_s=CMD_TIMEOUT, stall_s=R_STALL_S, poll=R_POLL_S):
+    """Polls probe() (an int that grows to `target`) from the moment the writers start; returns
+    {t_done: time of the last growth, value, complete, writers: Writers.join()}. Gives up when
+    the value has not grown for stall_s seconds after the writers finished (what is missing then
+    is lost), or after deadline_s."""
+    writers.start()
+    t_start = time.perf_counter()
+    value, t_change = probe(), time.perf_counter()
+    done_writing = None
+    done = []
+    joiner = threading.Thread(target=lambda: done.append(writers.join()), daemon=True)
+    joiner.start()
+    while value < target:
+        time.sleep(poll)
+        v = probe()
+        now = time.perf_counter()
+        if v != value:
+            value, t_change = v, now
+        if done_writing is None and not joiner.is_alive():
+            done_writing = now
+        if done_writing is not None and now - max(t_change, done_writing) > stall_s:
+            break
+        if now - t_start > deadline_s:
+            break
+    joiner.join(timeout=CMD_TIMEOUT)
+    if not done:
+        raise RuntimeError("writers did not finish")
+    return {"t_done": t_change, "value": value, "complete": value >= target, "writers": done[0]}
+
+
+def r1(workdir, module, cfg, raw):
+    n, clients = cfg["r1_requests"], cfg["r1_clients"]
+    with Server(workdir, "r1-reg", module) as reg, Server(workdir, "r1-lua") as lua:
+        cr, cl = reg.client(), lua.client()
+        register(cr, R1_SCRIPT)
+        rg_cmd = ("SET", "key:__rand_int__", "v")
+        lua_cmd = ("EVAL", R1_LUA, "1", "key:__rand_int__", "v")
+        # correctness first: redis-benchmark counts error replies as requests
+        expect(cr.set("key:probe", "v") and cr.xlen("audit") == 1,
+               f"SET with the sync registration: XLEN audit is {cr.xlen('audit')}, expected 1")
+        cl.execute_command(*lua_cmd[:3], "key:probe", "v")
+        expect(cl.xlen("audit") == 1, f"Lua wrapper: XLEN audit is {cl.xlen('audit')}, expected 1")
+        warm = max(1000, n // 10)
+        sets = 1 + warm
+        redis_benchmark(reg.port, clients, warm, "-r", "100000", *rg_cmd)
+        redis_benchmark(lua.port, clients, warm, "-r", "100000", *lua_cmd)
+        rg_runs, lua_runs = [], []
+        for i in range(cfg["r1_runs"]):  # interleaved
+            rg_runs.append(redis_benchmark(reg.port, clients, n, "-r", "100000", *rg_cmd))
+            lua_runs.append(redis_benchmark(lua.port, clients, n, "-r", "100000", *lua_cmd))
+            sets += n
+            log(f"R1 run {i + 1}: SET + sync registration {rg_runs[-1]['rps']:.0f} ops/s, "
+                f"Lua wrapper {lua_runs[-1]['rps']:.0f} ops/s")
+        xlen_rg, xlen_lua = cr.xlen("audit"), cl.xlen("audit")
+        failed_set = commandstats(cr, "set").get("failed_calls", 0)
+        failed_eval = commandstats(cl, "eval").get("failed_calls", 0)
+        reg.check_alive("after R1")
+        stats = check_registration(cr, "R1", triggered=sets)
+        cr.close()
+        cl.close()
+    expect(failed_set == 0 and failed_eval == 0, f"R1: {failed_set} failed SETs, {failed_eval} failed EVALs")
+    expect(xlen_rg == sets, f"R1: XLEN audit is {xlen_rg} after {sets} SETs (one XADD per SET expected)")
+    expect(xlen_lua == sets, f"R1 Lua: XLEN audit is {xlen_lua} after {sets} calls")
+    raw["r1"] = {"clients": clients, "requests": n, "script": R1_SCRIPT, "lua": R1_LUA,
+                 "rustgears": rg_runs, "lua_runs": lua_runs, "sets": sets, "xlen_audit": xlen_rg,
+                 "registration": stats,
+                 "rustgears_ops_median": median([r["rps"] for r in rg_runs]),
+                 "lua_ops_median": median([r["rps"] for r in lua_runs])}
+
+
+def subscriber_main(spec):
+    """Child process (the R2 anchor): a redis-py client subscribed to the keyspace notifications
+    of wb:* keys that, for each `set`, GETs the key and HSETs it into `mirror`, until a line
+    arrives on stdin. spec is '<port>:<style>'. Style 'per-event': one GET and one HSET round
+    trip per notification. Style 'batched': it takes the notifications that have arrived (up to
+    100) at a time and sends their GETs in one pipeline, then their HSETs in another. A pub/sub
+    connection the server dropped (output buffer limit) is re-established, and counted: events
+    sent meanwhile are lost."""
+    import redis
+
+    port, style = spec.split(":")
+    batch = 100 if style == "batched" else 1
+
+    sub = redis.Redis(host=HOST, port=port, socket_timeout=CMD_TIMEOUT)
+    data = redis.Redis(host=HOST, port=port, socket_timeout=CMD_TIMEOUT)
+    prefix = b"__keyspace@0__:"
+
+    def subscribe():
+        p = sub.pubsub()
+        p.psubscribe(prefix.decode() + "wb:*")
+        while True:
+            m = p.get_message(timeout=CMD_TIMEOUT)
+            if m and m["type"] == "psubscribe":
+                return p
+
+    p = subscribe()
+    print("ready", flush=True)
+    processed = disconnects = 0
+    while not select.select([sys.stdin], [], [], 0)[0]:
+        keys = []
+        try:
+            m = p.get_message(timeout=0.05)
+            while m is not None and len(keys) < batch:
+                if m["type"] == "pmessage" and m["data"] == b"set":
+                    keys.append(m["channel"][len(prefix):])
+                m = p.get_message(timeout=0) if len(keys) < batch else None
+        except (redis.ConnectionError, redis.TimeoutError):
+            disconnects += 1
+            p = subscribe()
+        if not keys:
+            continue
+        if batch == 1:
+            data.hset("mirror", keys[0], data.get(keys[0]))
+            processed += 1
+            continue
+        pipe = data.pipeline(transaction=False)
+        for k in keys:
+            pipe.get(k)
+        values = pipe.execute()
+        pipe = data.pipeline(transaction=False)
+        for k, v in zip(keys, values):
+            pipe.hset("mirror", k, v)
+        pipe.execute()
+        processed += len(keys)
+    print(json.dumps({"processed": processed, "disconnects": disconnects}), flush=True)
+
+
+def r2_ours(srv, n, run):
+    c = srv.client()
+    c.delete("mirror")
+    w = Writers(srv.port, "set", n, R_WRITERS, "wb:", f"r{run}v{{i}}")
+    res = watch(lambda: c.hlen("mirror"), n, w)
+    got = c.hgetall("mirror")
+    c.close()
+    wrong = sum(1 for i in range(n) if got.get(f"wb:{i}".encode()) != f"r{run}v{i}".encode())
+    lost = n - res["value"]
+    secs = res["t_done"] - res["writers"]["t_first"]
+    return {"events": n, "seconds": secs, "events_per_s": res["value"] / secs, "lost": lost, "wrong": wrong,
+            "writers_seconds": res["writers"]["t_last"] - res["writers"]["t_first"]}
+
+
+def r2_subscriber(srv, n, run, style="per-event"):
+    c = srv.client()
+    c.delete("mirror")
+    sub = Child("--_subscriber", f"{srv.port}:{style}")
+    try:
+        sub.wait_ready()
+        w = Writers(srv.port, "set", n, R_WRITERS, "wb:", f"r{run}v{{i}}")
+        res = watch(lambda: c.hlen("mirror"), n, w)
+        sub.send("stop")
+        st = sub.result()
+    finally:
+        sub.close()
+    got = c.hgetall("mirror")
+    c.close()
+    wrong = sum(1 for i in range(n) if f"wb:{i}".encode() in got and got[f"wb:{i}".encode()] != f"r{run}v{i}".encode())
+    secs = res["t_done"] - res["writers"]["t_first"]
+    return {"events": n, "seconds": secs, "events_per_s": res["value"] / secs, "lost": n - res["value"],
+            "wrong": wrong, "disconnects": st["disconnects"], "processed": st["processed"],
+            "writers_seconds": res["writers"]["t_last"] - res["writers"]["t_first"]}
+
+
+def r2_servers(workdir, module, tag):
+    ours = Server(workdir, f"{tag}-reg", module)
+    try:
+        anchor = Server(workdir, f"{tag}-sub")
+    except Exception:
+        ours.stop()
+        raise
+    c = ours.client()
+    register(c, R2_SCRIPT)
+    c.close()
+    c = anchor.client()
+    c.config_set("notify-keyspace-events", "K$")
+    c.close()
+    return ours, anchor
+
+
+def r2(workdir, module, cfg, raw):
+    n = cfg["r2_events"]
+    ours, anchor = r2_servers(workdir, module, "r2")
+    with ours, anchor:
+        r2_ours(ours, 1000, 0)  # warm-up
+        r2_subscriber(anchor, 1000, 0)
+        r2_subscriber(anchor, 1000, 0, "batched")
+        rg, sub, bat = [], [], []
+        for i in range(cfg["r2_runs"]):
+            rg.append(r2_ours(ours, n, i + 1))
+            sub.append(r2_subscriber(anchor, n, i + 1))
+            bat.append(r2_subscriber(anchor, n, i + 1, "batched"))
+            log(f"R2 run {i + 1}: async registration {rg[-1]['events_per_s']:.0f} events/s "
+                f"({rg[-1]['lost']} lost), subscriber {sub[-1]['events_per_s']:.0f} events/s "
+                f"({sub[-1]['lost']} lost, {sub[-1]['disconnects']} disconnects), batched subscriber "
+                f"{bat[-1]['events_per_s']:.0f} events/s ({bat[-1]['lost']} lost, {bat[-1]['disconnects']} disconnects)")
+        ours.check_alive("after R2")
+        c = ours.client()
+        stats = check_registration(c, "R2", triggered=1000 + n * cfg["r2_runs"])
+        c.close()
+    raw["r2"] = {"events": n, "script": R2_SCRIPT, "rustgears": rg, "subscriber": sub, "batched": bat,
+                 "registration": stats,
+                 "rustgears_events_per_s_median": median([r["events_per_s"] for r in rg]),
+                 "subscriber_events_per_s_median": median([r["events_per_s"] for r in sub]),
+                 "batched_events_per_s_median": median([r["events_per_s"] for r in bat]),
+                 "batched_lost_total": sum(r["lost"] for r in bat),
+                 "rustgears_lost_total": sum(r["lost"] for r in rg),
+                 "subscriber_lost_total": sum(r["lost"] for r in sub),
+                 "subscriber_disconnects_total": sum(r["disconnects"] for r in sub)}
+    for r in rg:
+        expect(r["lost"] == 0 and r["wrong"] == 0,
+               f"R2: the registration lost {r['lost']} of {n} events ({r['wrong']} wrong values)")
+
+
+def r4(workdir, module, cfg, raw):
+    n = cfg["r2_events"]
+    ours, anchor = r2_servers(workdir, module, "r4")
+    with ours, anchor:
+        r2_ours(ours, 1000, 0)
+        idle_s, idle = with_pinger(ours, lambda: time.sleep(1.0))
+        rg, sub = [], []
+        for i in range(cfg["r4_runs"]):
+            out = {}
+            secs, st = with_pinger(ours, lambda: out.update(r2_ours(ours, n, i + 1)))
+            rg.append({"job_s": secs, "r2": dict(out), **st})
+            out.clear()
+            secs, st = with_pinger(anchor, lambda: out.update(r2_subscriber(anchor, n, i + 1)))
+            sub.append({"job_s": secs, "r2": dict(out), **st})
+            log("R4 run %d: PING p99/max during the registration's R2 %.2f/%.2f ms (%d pings), "
+                "during the subscriber's %.2f/%.2f ms (%d pings)"
+                % (i + 1, rg[-1]["window"].get("p99_ms", float("nan")), rg[-1]["window"].get("max_ms", float("nan")),
+                   rg[-1]["window"]["count"], sub[-1]["window"].get("p99_ms", float("nan")),
+                   sub[-1]["window"].get("max_ms", float("nan")), sub[-1]["window"]["count"]))
+        ours.check_alive("after R4")
+    for r in rg:
+        expect(r["r2"]["lost"] == 0, f"R4: the registration lost {r['r2']['lost']} events")
+        expect(r["window"]["count"] > 0, "R4: no PING completed in the window")
+    raw["r4"] = {"events": n, "idle": idle, "rustgears": rg, "subscriber": sub,
+                 "rustgears_p99_ms_median": median([r["window"]["p99_ms"] for r in rg]),
+                 "rustgears_max_ms_median": median([r["window"]["max_ms"] for r in rg]),
+                 "rustgears_max_ms_worst": max(r["window"]["max_ms"] for r in rg),
+                 "subscriber_p99_ms_median": median([r["window"]["p99_ms"] for r in sub]),
+                 "subscriber_max_ms_median": median([r["window"]["max_ms"] for r in sub])}
+
+
+def consumer_main(port):
+    """Child process (the R3 anchor): a redis-py consumer of stream `s` in group `g` reading
+    100 entries per XREADGROUP, one INCR of `counter` per entry and one XACK per batch (one
+    pipeline), until a line arrives on stdin."""
+    import redis
+
+    r = redis.Redis(host=HOST, port=port, socket_timeout=CMD_TIMEOUT)
+    print("ready", flush=True)
+    entries = 0
+    while not select.select([sys.stdin], [], [], 0)[0]:
+        reply = r.xreadgroup("g", "c", {"s": ">"}, count=100, block=50)
+        for _stream, batch in reply or ():
+            ids = [eid for eid, _ in batch]
+            pipe = r.pipeline(transaction=False)
+            for _ in ids:
+                pipe.incr("counter")
+            pipe.xack("s", "g", *ids)
+            pipe.execute()
+            entries += len(ids)
+    print(json.dumps({"entries": entries}), flush=True)
+
+
+def r3_run(srv, n, consumer=False):
+    c = srv.client()
+    c.set("counter", 0)
+    ch = None
+    try:
+        if consumer:
+            ch = Child("--_consumer", str(srv.port))
+            ch.wait_ready()
+        w = Writers(srv.port, "xadd", n, R_WRITERS, "s")
+        res = watch(lambda: int(c.get("counter") or 0), n, w)
+        if ch:
+            ch.send("stop")
+            ch.result()
+    finally:
+        if ch:
+            ch.close()
+    time.sleep(0.05)
+    final = int(c.get("counter") or 0)
+    c.close()
+    expect(final == n, f"R3 {'consumer' if consumer else 'registration'}: counter is {final} after {n} XADDs")
+    secs = res["t_done"] - res["writers"]["t_first"]
+    return {"entries": n, "seconds": secs, "entries_per_s": n / secs,
+            "writers_seconds": res["writers"]["t_last"] - res["writers"]["t_first"]}
+
+
+def r3(workdir, module, cfg, raw):
+    n = cfg["r3_entries"]
+    with Server(workdir, "r3-reg", module) as ours, Server(workdir, "r3-client") as anchor:
+        c = ours.client()
+        register(c, R3_SCRIPT)
+        c.close()
+        c = anchor.client()
+        c.xgroup_create("s", "g", id="0", mkstream=True)
+        c.close()
+        r3_run(ours, 1000)  # warm-up
+        r3_run(anchor, 1000, consumer=True)
+        rg, cons = [], []
+        for i in range(cfg["r3_runs"]):
+            rg.append(r3_run(ours, n))
+            cons.append(r3_run(anchor, n, consumer=True))
+            log(f"R3 run {i + 1}: StreamReader registration {rg[-1]['entries_per_s']:.0f} entries/s, "
+                f"XREADGROUP consumer {cons[-1]['entries_per_s']:.0f} entries/s")
+        ours.check_alive("after R3")
+        c = ours.client()
+        stats = check_registration(c, "R3")
+        left = c.xlen("s")
+        pending = c.xpending("s", "__gears_consumer_group__")["pending"]
+        c.close()
+    expect(pending == 0, f"R3: {pending} entries left unacknowledged")
+    raw["r3"] = {"entries": n, "script": R3_SCRIPT, "rustgears": rg, "consumer": cons, "registration": stats,
+                 "stream_length_after": left,
+                 "rustgears_entries_per_s_median": median([r["entries_per_s"] for r in rg]),
+                 "consumer_entries_per_s_median": median([r["entries_per_s"] for r in cons])}
+
+
+def used_memory(c):
+    return int(c.info("memory")["used_memory"])
+
+
+def r5(workdir, module, cfg, raw):
+    n = cfg["r5_sets"]
+    with Server(workdir, "r5", module) as srv:
+        c = srv.client()
+        register(c, R5_SCRIPT)
+        pending_bound = c.execute_command("RG.CONFIGGET", "MaxPendingEventsPerRegistration")
+        c.set("f:-1", 1)  # warm-up: one event through the registration
+        deadline = time.monotonic() + 30
+        while int(c.get("processed") or 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        c.delete("processed", "f:-1")
+        time.sleep(0.5)
+        base_mem, base_rss = used_memory(c), srv.rss_kb() * 1024
+        samples = []
+        stop = threading.Event()
+
+        def sampler():
+            sc = srv.client()
+            while not stop.is_set():
+                try:
+                    samples.append((time.perf_counter(), used_memory(sc), srv.rss_kb() * 1024))
+                except Exception:
+                    pass
+                stop.wait(0.2)
+            sc.close()
+
+        th = threading.Thread(target=sampler, daemon=True)
+        th.start()
+        try:
+            w = Writers(srv.port, "set", n, R_WRITERS, "f:", "1")
+            res = watch(lambda: int(c.get("processed") or 0), n, w, deadline_s=1800, stall_s=60, poll=0.05)
+        finally:
+            stop.set()
+            th.join(timeout=10)
+        time.sleep(1.0)  # nothing may arrive late: each event exactly once
+        processed = int(c.get("processed") or 0)
+        sample = {as_str(k): int(v) for k, v in c.hgetall("sample").items()}
+        end_mem, end_rss = used_memory(c), srv.rss_kb() * 1024
+        dbsize = c.dbsize()
+        srv.check_alive("after R5")
+        stats = check_registration(c, "R5")
+        c.close()
+    want = {f"f:{i}" for i in range(0, n, 1000)}
+    max_mem = max([s[1] for s in samples] + [end_mem])
+    max_rss = max([s[2] for s in samples] + [end_rss])
+    wr = res["writers"]
+    raw["r5"] = {"sets": n, "script": R5_SCRIPT, "writers": R_WRITERS, "pipeline": R_PIPELINE,
+                 "max_pending_events_per_registration": str(pending_bound),
+                 "processed": processed, "dbsize": dbsize, "registration": stats,
+                 "writers_seconds": wr["t_last"] - wr["t_first"],
+                 "seconds": res["t_done"] - wr["t_first"],
+                 "sets_per_s": n / (wr["t_last"] - wr["t_first"]),
+                 "events_per_s": processed / (res["t_done"] - wr["t_first"]),
+                 "baseline_used_memory": base_mem, "baseline_rss": base_rss,
+                 "max_used_memory": max_mem, "max_rss": max_rss, "end_used_memory": end_mem, "end_rss": end_rss,
+                 "max_used_memory_growth_mb": (max_mem - base_mem) / 2 ** 20,
+                 "max_rss_growth_mb": (max_rss - base_rss) / 2 ** 20,
+                 "bound_mb": R5_MEMORY_BOUND_MB, "samples": len(samples)}
+    log("R5: %d SETs in %.1f s (%.0f/s); all processed after %.1f s (%.0f events/s); used_memory max +%.1f MB, "
+        "RSS max +%.1f MB (bound +%d MB)" % (n, raw["r5"]["writers_seconds"], raw["r5"]["sets_per_s"],
+                                             raw["r5"]["seconds"], raw["r5"]["events_per_s"],
+                                             raw["r5"]["max_used_memory_growth_mb"], raw["r5"]["max_rss_growth_mb"],
+                                             R5_MEMORY_BOUND_MB))
+    expect(processed == n, f"R5: processed is {processed} after {n} SETs (every event exactly once)")
+    bad = {k: v for k, v in sample.items() if v != 1}
+    expect(set(sample) == want and not bad,
+           f"R5: sampled keys: {len(want - set(sample))} never processed, {len(set(sample) - want)} unexpected, "
+           f"{len(bad)} processed more than once (e.g. {list(bad.items())[:3]})")
+    expect(raw["r5"]["max_used_memory_growth_mb"] <= R5_MEMORY_BOUND_MB,
+           f"R5: used_memory grew by {raw['r5']['max_used_memory_growth_mb']:.0f} MB (bound {R5_MEMORY_BOUND_MB} MB)")
+    expect(raw["r5"]["max_rss_growth_mb"] <= R5_MEMORY_BOUND_MB,
+           f"R5: RSS grew by {raw['r5']['max_rss_growth_mb']:.0f} MB (bound {R5_MEMORY_BOUND_MB} MB)")
+
+
+# ---------------------------------------------------------------------------------------------
 # machine and versions
 
 
@@ -1045,6 +1656,38 @@ def build_rows(raw, errors):
     rows.append(row("S1b", "no-op script body on behalf of the main thread (median, server side)",
                     s1.get("sync_body_us_median"), "us", "the same body as RG.PYEXECUTE (blocked time)",
                     s1.get("pyexecute_us_median"), error=err("s1")))
+    r1 = raw.get("r1", {})
+    rows.append(row("R1", "write-through: SET + sync registration XADD, 50 clients", r1.get("rustgears_ops_median"),
+                    "ops/s", "Lua EVAL of SET + XADD", r1.get("lua_ops_median"), target=0.3, error=err("r1")))
+    r2 = raw.get("r2", {})
+    rows.append(row("R2", "write-behind: async registration mirrors SETs into a hash",
+                    r2.get("rustgears_events_per_s_median"), "ev/s", "redis-py keyspace-notification subscriber",
+                    r2.get("subscriber_events_per_s_median"), target=2, error=err("r2"),
+                    note=None if not r2 else "events lost: registration %d, subscriber %d (%d disconnects) over %d "
+                    "runs of %s events" % (r2["rustgears_lost_total"], r2["subscriber_lost_total"],
+                                           r2["subscriber_disconnects_total"], len(r2["rustgears"]),
+                                           f"{r2['events']:,}")))
+    rows.append(row("R2b", "write-behind vs a batched subscriber (pipelines of 100 GETs, then HSETs)",
+                    r2.get("rustgears_events_per_s_median"), "ev/s", "redis-py subscriber, batched and pipelined",
+                    r2.get("batched_events_per_s_median"), error=err("r2"),
+                    note=None if not r2 else "batched subscriber lost %d events" % r2["batched_lost_total"]))
+    r3 = raw.get("r3", {})
+    rows.append(row("R3", "streams: StreamReader batch=100, INCRBY per entry", r3.get("rustgears_entries_per_s_median"),
+                    "ent/s", "redis-py XREADGROUP COUNT 100 + INCR + XACK", r3.get("consumer_entries_per_s_median"),
+                    target=2, error=err("r3")))
+    r4 = raw.get("r4", {})
+    rows.append(row("R4a", "p99 PING latency during R2 (registration)", r4.get("rustgears_p99_ms_median"), "ms",
+                    "p99 PING latency during R2 (subscriber)", r4.get("subscriber_p99_ms_median"), target=1,
+                    target_on="measured", target_op="<=", error=err("r4")))
+    rows.append(row("R4b", "max PING latency during R2 (registration)", r4.get("rustgears_max_ms_median"), "ms",
+                    "max PING latency during R2 (subscriber)", r4.get("subscriber_max_ms_median"), error=err("r4")))
+    r5 = raw.get("r5", {})
+    rows.append(row("R5a", "flood: used_memory growth, %s SETs vs slow async registration"
+                    % f"{r5.get('sets', 1_000_000):,}", r5.get("max_used_memory_growth_mb"), "MB",
+                    "max RSS growth: %s" % fmt_num(r5.get("max_rss_growth_mb"), "MB") if r5 else None, None,
+                    target=R5_MEMORY_BOUND_MB, target_on="measured", target_op="<=", error=err("r5")))
+    rows.append(row("R5b", "flood: events processed per second (each exactly once)", r5.get("events_per_s"), "ev/s",
+                    "SETs per second by the writers" if r5 else None, r5.get("sets_per_s"), error=err("r5")))
     return rows
 
 
@@ -1216,6 +1859,33 @@ def summary_md(meta, rows, raw, errors):
         notes.append("- P2 median wall times: count %.2f s, countby %.2f s, client-side %.2f s, Lua %.2f s; "
                      "data load %.1f s" % (ms["count_s"], ms["countby_s"], ms["client_s"], ms["lua_s"],
                                           raw.get("load_seconds", float("nan"))))
+    r1 = raw.get("r1")
+    if r1:
+        notes.append(f"- R1 registration: `{r1['script']}`; `redis-benchmark -c {r1['clients']} -r 100000 SET "
+                     f"key:__rand_int__ v` against `EVAL \"{r1['lua']}\" 1 key:__rand_int__ v` on a server without "
+                     f"the module; XLEN audit = {r1['xlen_audit']:,} = the number of SETs")
+    r2 = raw.get("r2")
+    if r2:
+        notes.append(f"- R2 registration: `{r2['script']}`; {R_WRITERS} writer processes, {R_PIPELINE} SETs per round "
+                     "trip; time from the first SET until HLEN mirror = the number of keys")
+    r3 = raw.get("r3")
+    if r3:
+        notes.append(f"- R3 registration: `{r3['script']}`; {R_WRITERS} writer processes, {R_PIPELINE} XADDs per "
+                     "round trip; time from the first XADD until the counter = the number of entries")
+    r4 = raw.get("r4")
+    if r4:
+        notes.append("- R4 idle baseline (registration server, no job): PING max %.2f ms, p99 %.3f ms; worst max "
+                     "during R2 %.2f ms" % (r4["idle"]["window"]["max_ms"], r4["idle"]["window"]["p99_ms"],
+                                            r4["rustgears_max_ms_worst"]))
+    r5 = raw.get("r5")
+    if r5:
+        notes.append("- R5: %s SETs (%d writer processes, %d per round trip) took %.1f s (%.0f/s); every event "
+                     "processed after %.1f s; used_memory %.1f MB before, max %.1f MB, %.1f MB at the end; RSS %.1f MB "
+                     "before, max %.1f MB; MaxPendingEventsPerRegistration %s"
+                     % (f"{r5['sets']:,}", r5["writers"], r5["pipeline"], r5["writers_seconds"], r5["sets_per_s"],
+                        r5["seconds"], r5["baseline_used_memory"] / 2 ** 20, r5["max_used_memory"] / 2 ** 20,
+                        r5["end_used_memory"] / 2 ** 20, r5["baseline_rss"] / 2 ** 20, r5["max_rss"] / 2 ** 20,
+                        r5["max_pending_events_per_registration"]))
     if notes:
         L += ["", "Notes:", ""] + notes
     if errors:
@@ -1229,6 +1899,9 @@ def summary_md(meta, rows, raw, errors):
 # ---------------------------------------------------------------------------------------------
 
 
+WORKLOADS = ("p1", "p2", "p3", "p4", "p5", "p6", "s1", "r1", "r2", "r3", "r4", "r5")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fast smoke run (100k keys, fewer runs)")
@@ -1236,10 +1909,24 @@ def main(argv=None):
     ap.add_argument("--keys", type=int, help="override the keyspace size")
     ap.add_argument("--runs", type=int, help="override the number of runs per heavy figure")
     ap.add_argument("--out", default=DEFAULT_OUT, help="results directory (default bench/results)")
+    ap.add_argument("--only", help="comma-separated workloads to run (e.g. p1,r1,r2); default: all")
+    ap.add_argument("--flood", action="store_true", help="run R5 (the flood) in a --quick run too")
     ap.add_argument("--_pinger", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--_writer", help=argparse.SUPPRESS)
+    ap.add_argument("--_subscriber", help=argparse.SUPPRESS)
+    ap.add_argument("--_consumer", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._pinger:
         pinger_main(args._pinger)
+        return 0
+    if args._writer:
+        writer_main(args._writer)
+        return 0
+    if args._subscriber:
+        subscriber_main(args._subscriber)
+        return 0
+    if args._consumer:
+        consumer_main(args._consumer)
         return 0
 
     signal.signal(signal.SIGTERM, _on_signal)
@@ -1250,6 +1937,14 @@ def main(argv=None):
         cfg["keys"] = args.keys
     if args.runs:
         cfg["runs"] = args.runs
+    selected = list(WORKLOADS) if mode == "full" or args.flood else [w for w in WORKLOADS if w != "r5"]
+    if args.only:
+        selected = [w.strip().lower() for w in args.only.split(",") if w.strip()]
+        unknown = [w for w in selected if w not in WORKLOADS]
+        if unknown:
+            print(f"unknown workload(s) {', '.join(unknown)}: choose from {', '.join(WORKLOADS)}", file=sys.stderr)
+            return 2
+    cfg["workloads"] = selected
     module = os.path.abspath(module_path(args.module))
     if not os.path.exists(module):
         print(f"module not found: {module} (run `make build`, or set RUSTGEARS_MODULE)", file=sys.stderr)
@@ -1296,32 +1991,40 @@ def main(argv=None):
         if main_srv:
             with main_srv:
                 ver = versions(main_srv, source_module)
-                log("P1 per-call overhead")
-                guarded("p1", p1, main_srv, cfg, raw)
-                log("P6 interpreter")
-                guarded("p6", p6, main_srv, cfg, raw)
-                log(f"loading {cfg['keys']:,} keys")
+                if "p1" in selected:
+                    log("P1 per-call overhead")
+                    guarded("p1", p1, main_srv, cfg, raw)
+                if "p6" in selected:
+                    log("P6 interpreter")
+                    guarded("p6", p6, main_srv, cfg, raw)
                 expected = None
-                try:
-                    raw["load_seconds"], expected = load_words(main_srv, cfg["keys"], cfg["vocabulary"])
-                    log(f"loaded in {raw['load_seconds']:.1f}s")
-                except Exception as e:
-                    errors["load"] = f"{type(e).__name__}: {e}"
-                if expected is not None:
+                if "p2" in selected or "p4" in selected:
+                    log(f"loading {cfg['keys']:,} keys")
+                    try:
+                        raw["load_seconds"], expected = load_words(main_srv, cfg["keys"], cfg["vocabulary"])
+                        log(f"loaded in {raw['load_seconds']:.1f}s")
+                    except Exception as e:
+                        errors["load"] = f"{type(e).__name__}: {e}"
+                if expected is not None and "p2" in selected:
                     log("P2 scan throughput")
                     guarded("p2", p2, main_srv, cfg, raw, expected)
+                if expected is not None and "p4" in selected:
                     log("P4 latency impact")
                     guarded("p4", p4, main_srv, cfg, raw, expected)
                 if not main_srv.alive():
                     errors["main"] = f"main server died (exit {main_srv.proc.returncode})\n" + main_srv.log_tail()
         else:
             ver = versions_fallback(source_module)
-        log("P3 parallelism")
-        guarded("p3", p3, workdir, module, cfg, raw)
-        log("P5 footprint")
-        guarded("p5", p5, workdir, module, cfg, raw)
-        log("S1 calls on behalf of the main thread")
-        guarded("s1", s1, workdir, module, cfg, raw)
+        for key, what, fn in (("p3", "P3 parallelism", p3), ("p5", "P5 footprint", p5),
+                              ("s1", "S1 calls on behalf of the main thread", s1),
+                              ("r1", "R1 write-through (sync registration vs Lua)", r1),
+                              ("r2", "R2 write-behind (async registration vs keyspace-notification subscriber)", r2),
+                              ("r4", "R4 PING latency during R2", r4),
+                              ("r3", "R3 streams (StreamReader registration vs XREADGROUP consumer)", r3),
+                              ("r5", f"R5 the flood ({cfg['r5_sets']:,} SETs vs a slow async registration)", r5)):
+            if key in selected:
+                log(what)
+                guarded(key, fn, workdir, module, cfg, raw)
     finally:
         _kill_children()
         try:
@@ -1331,7 +2034,7 @@ def main(argv=None):
 
     machine["loadavg_end"] = os.getloadavg()
     wall = time.perf_counter() - t_start
-    rows = build_rows(raw, errors)
+    rows = [r for r in build_rows(raw, errors) if r["id"].rstrip("abcd").lower() in selected]
     meta = {"mode": mode, "date": date, "wall_seconds": wall, "machine": machine, "versions": ver,
             "params": cfg}
     os.makedirs(args.out, exist_ok=True)
