@@ -18,6 +18,9 @@ pub struct Config {
     pub execution_time_limit: i64,
     /// Ours: bytes the Python interpreters may hold together (0 = no limit).
     pub python_memory_limit: i64,
+    /// Ours: events an async registration may have waiting for its worker; more run inside the
+    /// command that caused them (docs/python-api.md#registrations).
+    pub max_pending_events_per_registration: i64,
     pub plugins: Vec<String>,
     pub python_attempt_traceback: i64,
     pub python_install_req_max_idle_time: i64,
@@ -36,6 +39,7 @@ impl Default for Config {
             send_msg_retries: 3,
             execution_time_limit: 0,
             python_memory_limit: 1 << 30,
+            max_pending_events_per_registration: 10_000,
             plugins: Vec::new(),
             python_attempt_traceback: 1,
             python_install_req_max_idle_time: 30000,
@@ -84,6 +88,9 @@ impl Config {
             Builtin::SendMsgRetries => self.send_msg_retries = check(n >= 0, "must be >= 0")?,
             Builtin::ExecutionTimeLimit => self.execution_time_limit = check(n >= 0, "must be >= 0")?,
             Builtin::PythonMemoryLimit => self.python_memory_limit = check(n >= 0, "must be >= 0")?,
+            Builtin::MaxPendingEventsPerRegistration => {
+                self.max_pending_events_per_registration = check(n > 0, "must be > 0")?
+            }
             Builtin::Plugin => return Err("not a number"),
         }
         Ok(())
@@ -119,6 +126,7 @@ impl Config {
                 Builtin::SendMsgRetries => ConfigValue::Int(self.send_msg_retries),
                 Builtin::ExecutionTimeLimit => ConfigValue::Int(self.execution_time_limit),
                 Builtin::PythonMemoryLimit => ConfigValue::Int(self.python_memory_limit),
+                Builtin::MaxPendingEventsPerRegistration => ConfigValue::Int(self.max_pending_events_per_registration),
                 Builtin::Plugin => ConfigValue::List(self.plugins.clone()),
             };
         }
@@ -191,6 +199,7 @@ enum Builtin {
     SendMsgRetries,
     ExecutionTimeLimit,
     PythonMemoryLimit,
+    MaxPendingEventsPerRegistration,
     Plugin,
 }
 
@@ -203,6 +212,7 @@ const BUILTINS: &[(&str, Builtin)] = &[
     ("SendMsgRetries", Builtin::SendMsgRetries),
     ("ExecutionTimeLimit", Builtin::ExecutionTimeLimit),
     ("PythonMemoryLimit", Builtin::PythonMemoryLimit),
+    ("MaxPendingEventsPerRegistration", Builtin::MaxPendingEventsPerRegistration),
     ("Plugin", Builtin::Plugin),
 ];
 

@@ -18,6 +18,35 @@ pub enum GearsError {
     BadSessionId,
     #[error("Can not replace with {0}, session does not exists.")]
     NoSessionToReplace(String),
+    #[error("Can not replace an existing session {0} with {1}")]
+    CanNotReplaceExisting(String, String),
+    #[error("Session {0} already exists")]
+    SessionExists(String),
+    #[error("execution is not registered")]
+    NotRegistered,
+    #[error("Execution {0} does not exists on shard {1}")]
+    NoRegistrationOnShard(String, String),
+    #[error("Reader {0} does not support pause")]
+    NoPause(String),
+    #[error("Reader {0} does not support unpause")]
+    NoUnpause(String),
+    #[error("ERR subcommand not found")]
+    NoSuchTrigger,
+    #[error("ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading.")]
+    NonSyncNotAllowed,
+    #[error("Unknown option {0}")]
+    UnknownOption(String),
+    #[error("session does not exists")]
+    NoSuchSession,
+    #[error("Wrong subcommand given to RG.PYPROFILE")]
+    ProfileSubcommand,
+    #[error("no profile data was collected for session {0} (set ProfileExecutions to 1)")]
+    NothingProfiled(String),
+    /// Replication and AOF commands, refused from clients.
+    #[error("rustgears: {0} is internal (replication and AOF only)")]
+    InternalCommand(String),
+    #[error("rustgears: bad registration data: {0}")]
+    BadRegistrationData(String),
     #[error("Could not satisfy requirements, Python package installation is not supported")]
     RequirementsNotSupported,
     #[error("requirement does not exists")]

@@ -10,8 +10,10 @@ pub mod executions;
 pub mod idle;
 pub mod memory;
 pub mod pool;
+pub mod profile;
 pub mod python;
 pub mod redis;
+pub mod registrations;
 pub mod reply;
 pub mod sessions;
 pub mod stop;
@@ -23,7 +25,8 @@ pub mod watchdog;
 mod entry {
     use redis_module::{Context, RedisString, Status, redis_module};
 
-    use crate::{commands, config, memory, pool, redis, watchdog};
+    use crate::redis::rdb::TYPE as RG_TYPE;
+    use crate::{commands, config, memory, pool, redis, sessions, watchdog};
 
     fn init(ctx: &Context, args: &[RedisString]) -> Status {
         redis::log::init(ctx);
@@ -44,6 +47,18 @@ mod entry {
             return Status::Err;
         }
         redis::info::register(ctx, commands::info::fields);
+        redis::notify::subscribe(ctx, sessions::registered::on_keyspace_event);
+        redis::events::subscribe(
+            ctx,
+            redis::events::Handlers {
+                loading_started: sessions::registered::loading_started,
+                ready: sessions::registered::ready,
+            },
+        );
+        redis::rdb::install(redis::rdb::Persisted {
+            save: sessions::registered::save,
+            load: sessions::registered::load_snapshot,
+        });
         ctx.log_notice(&format!("rustgears: {threads} execution threads starting"));
         Status::Ok
     }
@@ -52,7 +67,7 @@ mod entry {
         name: "rg",
         version: 10213,
         allocator: (memory::Accounting, memory::Accounting),
-        data_types: [],
+        data_types: [RG_TYPE],
         init: init,
         commands: [
             ["rg.pyexecute", commands::rg_command, "readonly", 0, 0, 0, ""],
@@ -74,6 +89,18 @@ mod entry {
             ["rg.pyexportreq", commands::rg_command, "readonly", 0, 0, 0, ""],
             ["rg.pyimportreq", commands::rg_command, "readonly", 0, 0, 0, ""],
             ["rg.testsync", commands::rg_command, "write", 0, 0, 0, ""],
+            ["rg.dumpregistrations", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.unregister", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.pauseregistrations", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.unpauseregistrations", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.clearregistrationsstats", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.trigger", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.triggeronkey", commands::rg_command, "readonly", 2, 2, 1, ""],
+            ["rg.pydumpsessions", commands::rg_command, "readonly", 0, 0, 0, ""],
+            ["rg.pyprofile", commands::rg_command, "readonly", 0, 0, 0, ""],
+            // Replication and AOF only: what a primary sends its replicas when registrations change.
+            ["rg.innerregister", commands::rg_command, "write", 0, 0, 0, ""],
+            ["rg.innerunregister", commands::rg_command, "write", 0, 0, 0, ""],
         ],
     }
 }

@@ -9,6 +9,8 @@ pub enum Reply {
     Error(String),
     Bulk(Vec<u8>),
     Int(i64),
+    /// A double: RESP3's own type, a bulk string in RESP2.
+    Double(f64),
     Null,
     Array(Vec<Reply>),
 }

@@ -8,7 +8,7 @@
 //! once (the first one wins) and a bounded number of deliveries in flight.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -77,6 +77,8 @@ pub struct Abort {
     /// Requests armed above this one on its worker (a visit preempting it): it cannot be raised
     /// into until they end.
     covered: AtomicUsize,
+    /// A time limit of its own, in ms (0: only `ExecutionTimeLimit`).
+    limit_ms: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -86,6 +88,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Abort {
     pub fn new() -> Arc<Abort> {
         Arc::new(Abort::default())
+    }
+
+    /// A request the watchdog makes itself after `limit` of running, whatever
+    /// `ExecutionTimeLimit` says (code that must not hold a worker for ever, like `onRegistered`).
+    pub fn with_limit(limit: std::time::Duration) -> Arc<Abort> {
+        let abort = Abort::default();
+        abort.limit_ms.store(limit.as_millis().max(1) as u64, Ordering::Release);
+        Arc::new(abort)
+    }
+
+    pub fn own_limit(&self) -> Option<std::time::Duration> {
+        let ms = self.limit_ms.load(Ordering::Acquire);
+        (ms > 0).then(|| std::time::Duration::from_millis(ms))
     }
 
     pub fn reason(&self) -> Option<Reason> {

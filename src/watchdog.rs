@@ -53,7 +53,7 @@ pub fn tick(time_limit: Option<Duration>, force: bool) -> Vec<(WorkerId, Arc<Abo
             abort.request(Reason::OutOfMemory);
         }
         let Some((started, worker)) = abort.runner() else { continue };
-        if time_limit.is_some_and(|limit| started.elapsed() > limit) {
+        if abort.own_limit().or(time_limit).is_some_and(|limit| started.elapsed() > limit) {
             abort.request(Reason::TimedOut);
         }
         if !abort.requested() {

@@ -7,6 +7,8 @@ pub mod info;
 mod management;
 pub mod parse;
 mod pyexecute;
+mod registrations;
+mod trigger;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -70,6 +72,15 @@ fn run(ctx: &Context, command: Command) -> Result<Response, GearsError> {
         Command::ConfigSet { pairs, dangling } => management::config_set(&pairs, dangling.as_deref()),
         Command::PyStats => management::py_stats(),
         Command::TestSync { script } => pyexecute::test_sync(ctx, script),
+        Command::DumpRegistrations => registrations::dump(),
+        Command::Unregister { id, abort_pending } => registrations::unregister(ctx, &id, abort_pending),
+        Command::Pause { ids, pause } => registrations::pause(&ids, pause),
+        Command::ClearRegistrationsStats => registrations::clear_stats(),
+        Command::Trigger { args } => trigger::trigger(ctx, args),
+        Command::PyDumpSessions(options) => registrations::dump_sessions(&options),
+        Command::PyProfile { reset, session } => registrations::profile(&session, reset),
+        Command::InnerRegister { blob } => registrations::inner_register(ctx, &blob),
+        Command::InnerUnregister { id } => registrations::inner_unregister(ctx, &id),
         Command::Fixed(which) => management::fixed(which),
     }
 }

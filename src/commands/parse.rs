@@ -2,6 +2,7 @@
 //! whole grammar (and its error texts, in RedisGears' order of checks) can be unit-tested and
 //! fuzzed.
 
+pub use super::registrations::DumpSessions;
 use crate::error::GearsError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,32 @@ pub enum Command {
     /// A test hook: the script run on behalf of the main thread.
     TestSync {
         script: Vec<u8>,
+    },
+    DumpRegistrations,
+    Unregister {
+        id: String,
+        abort_pending: bool,
+    },
+    Pause {
+        ids: Vec<String>,
+        pause: bool,
+    },
+    ClearRegistrationsStats,
+    /// RG.TRIGGER / RG.TRIGGERONKEY: the trigger's name, then its arguments.
+    Trigger {
+        args: Vec<Vec<u8>>,
+    },
+    PyDumpSessions(DumpSessions),
+    PyProfile {
+        reset: bool,
+        session: String,
+    },
+    /// Replication and AOF only (docs/architecture.md#persistence-and-replication).
+    InnerRegister {
+        blob: Vec<u8>,
+    },
+    InnerUnregister {
+        id: String,
     },
     /// Commands whose reply never depends on state (docs/commands.md#other-commands).
     Fixed(Fixed),
@@ -86,6 +113,17 @@ pub const NAMES: &[&str] = &[
     "rg.pyexportreq",
     "rg.pyimportreq",
     "rg.testsync",
+    "rg.dumpregistrations",
+    "rg.unregister",
+    "rg.pauseregistrations",
+    "rg.unpauseregistrations",
+    "rg.clearregistrationsstats",
+    "rg.trigger",
+    "rg.triggeronkey",
+    "rg.pydumpsessions",
+    "rg.pyprofile",
+    "rg.innerregister",
+    "rg.innerunregister",
 ];
 
 fn text(arg: &[u8]) -> String {
@@ -138,6 +176,32 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Command, GearsError> {
             [script] => Command::TestSync { script: script.clone() },
             _ => return Err(GearsError::WrongArity),
         },
+        "rg.dumpregistrations" => Command::DumpRegistrations,
+        "rg.unregister" => match rest {
+            [id] => Command::Unregister { id: text(id), abort_pending: false },
+            [id, flag] if flag.eq_ignore_ascii_case(b"abortpending") => {
+                Command::Unregister { id: text(id), abort_pending: true }
+            }
+            _ => return Err(GearsError::WrongArity),
+        },
+        "rg.pauseregistrations" | "rg.unpauseregistrations" if !rest.is_empty() => {
+            Command::Pause { ids: rest.iter().map(|id| text(id)).collect(), pause: name == "rg.pauseregistrations" }
+        }
+        "rg.clearregistrationsstats" if rest.is_empty() => Command::ClearRegistrationsStats,
+        "rg.trigger" if !rest.is_empty() => Command::Trigger { args: rest.to_vec() },
+        "rg.triggeronkey" if rest.len() >= 2 => Command::Trigger { args: rest.to_vec() },
+        "rg.pydumpsessions" => Command::PyDumpSessions(dump_sessions(rest)?),
+        "rg.pyprofile" => match rest {
+            [sub, session] | [sub, session, _] => match text(sub).to_ascii_uppercase().as_str() {
+                "STATS" => Command::PyProfile { reset: false, session: text(session) },
+                "RESET" if rest.len() == 2 => Command::PyProfile { reset: true, session: text(session) },
+                "RESET" => return Err(GearsError::WrongArity),
+                _ => return Err(GearsError::ProfileSubcommand),
+            },
+            _ => return Err(GearsError::WrongArity),
+        },
+        "rg.innerregister" if rest.len() == 1 => Command::InnerRegister { blob: rest[0].clone() },
+        "rg.innerunregister" if rest.len() == 1 => Command::InnerUnregister { id: text(&rest[0]) },
         "rg.dumpplugins" => Command::Fixed(Fixed::DumpPlugins),
         "rg.pyexecuteremote" => Command::Fixed(Fixed::PyExecuteRemote),
         "rg.pyfreeinterpreter" => Command::Fixed(Fixed::PyFreeInterpreter),
@@ -148,6 +212,23 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Command, GearsError> {
         "rg.pyimportreq" if !rest.is_empty() => Command::Fixed(Fixed::PyImportReq),
         _ => return Err(GearsError::WrongArity),
     })
+}
+
+/// RG.PYDUMPSESSIONS [VERBOSE] [DEAD] [SESSIONS <id> ...], options in any case.
+fn dump_sessions(args: &[Vec<u8>]) -> Result<DumpSessions, GearsError> {
+    let mut options = DumpSessions::default();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match text(arg).to_ascii_uppercase().as_str() {
+            "VERBOSE" => options.verbose = true,
+            "DEAD" => options.dead = true,
+            "SESSIONS" => {
+                options.sessions = Some(args.by_ref().map(|id| text(id)).collect());
+            }
+            _ => return Err(GearsError::UnknownOption(text(arg))),
+        }
+    }
+    Ok(options)
 }
 
 impl ExecuteOptions {
@@ -193,13 +274,8 @@ impl ExecuteOptions {
         if let Some(token) = unknown {
             return Err(GearsError::UnknownArgument(token));
         }
-        // No session is ever kept before registrations exist, so there is nothing to replace.
-        if let Some(old) = &options.replace_with {
-            return Err(GearsError::NoSessionToReplace(old.clone()));
-        }
-        if !options.requirements.is_empty() {
-            return Err(GearsError::RequirementsNotSupported);
-        }
+        // The checks that need the session table (an existing session, the one to replace) and
+        // the requirements' come after, in `pyexecute`.
         Ok(options)
     }
 }
@@ -231,8 +307,32 @@ mod tests {
         assert_eq!(options(&["NOPE"]), Err(GearsError::UnknownArgument("NOPE".into())));
         assert_eq!(options(&["NOPE", "ID", "a.b"]), Err(GearsError::BadSessionId));
         assert_eq!(options(&["NOPE", "ID"]), Err(GearsError::MissingValue("ID".into())));
-        assert_eq!(options(&["REPLACE_WITH", "x"]), Err(GearsError::NoSessionToReplace("x".into())));
-        assert_eq!(options(&["REQUIREMENTS", "redis"]), Err(GearsError::RequirementsNotSupported));
+        assert_eq!(options(&["REPLACE_WITH", "x", "NOPE"]), Err(GearsError::UnknownArgument("NOPE".into())));
+    }
+
+    #[test]
+    fn registration_commands() {
+        assert_eq!(
+            parse(&line(&["rg.unregister", "x", "AbortPending"])),
+            Ok(Command::Unregister { id: "x".into(), abort_pending: true })
+        );
+        assert_eq!(parse(&line(&["rg.unregister", "x", "later"])), Err(GearsError::WrongArity));
+        assert_eq!(parse(&line(&["rg.clearregistrationsstats", "x"])), Err(GearsError::WrongArity));
+        assert_eq!(parse(&line(&["rg.triggeronkey", "t"])), Err(GearsError::WrongArity));
+        assert_eq!(parse(&line(&["rg.pyprofile", "stats"])), Err(GearsError::WrongArity));
+        assert_eq!(parse(&line(&["rg.pyprofile", "nope", "s"])), Err(GearsError::ProfileSubcommand));
+        assert_eq!(
+            parse(&line(&["rg.pydumpsessions", "verbose", "nope"])),
+            Err(GearsError::UnknownOption("nope".into()))
+        );
+        assert_eq!(
+            parse(&line(&["rg.pydumpsessions", "dead", "SESSIONS", "a", "verbose"])),
+            Ok(Command::PyDumpSessions(DumpSessions {
+                verbose: false,
+                dead: true,
+                sessions: Some(vec!["a".into(), "verbose".into()])
+            }))
+        );
     }
 
     #[test]

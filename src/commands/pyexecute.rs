@@ -7,11 +7,29 @@ use super::parse::ExecuteOptions;
 use crate::error::GearsError;
 use crate::redis::blocked::BlockedClient;
 use crate::redis::gil::selected_db;
-use crate::sessions;
+use crate::registrations;
+use crate::sessions::{self, NewSession};
+
+/// A session id when none is given: 40 random hex characters.
+fn random_id() -> String {
+    let mut bytes = [0u8; 20];
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 use crate::stop::{Abort, Reason};
 
 /// The caller has refused unblockable contexts (before parsing, as RedisGears does).
 pub fn pyexecute(ctx: &Context, script: Vec<u8>, options: ExecuteOptions) -> Result<Response, GearsError> {
+    registrations::check_new_session(options.id.as_deref(), options.upgrade, options.replace_with.as_deref())?;
+    if !options.requirements.is_empty() {
+        return Err(GearsError::RequirementsNotSupported);
+    }
+    let session = NewSession {
+        id: options.id.clone().unwrap_or_else(random_id),
+        desc: options.description.clone(),
+        upgrade: options.upgrade,
+        replace_with: options.replace_with.clone(),
+    };
     let script = String::from_utf8_lossy(&script).into_owned();
     let db = selected_db(ctx);
     // A client that leaves a blocking run takes its execution with it (RedisGears cannot).
@@ -19,7 +37,7 @@ pub fn pyexecute(ctx: &Context, script: Vec<u8>, options: ExecuteOptions) -> Res
     let on_disconnect = abort.clone();
     let client = BlockedClient::block_watching(ctx, move || on_disconnect.request(Reason::Aborted));
     // If the pool is gone the visit is dropped, and dropping its client answers it.
-    let _ = sessions::submit_script(script, db, options.unblocking, client, abort);
+    let _ = sessions::submit_script(script, session, db, options.unblocking, client, abort);
     Ok(Response::Blocked)
 }
 

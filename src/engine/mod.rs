@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rustpython_vm::VirtualMachine;
 
 pub use plan::Plan;
+pub use readers::stream_record;
 pub use report::Report;
 
 use crate::memory;

@@ -1,15 +1,26 @@
 //! A plan as the engine runs it, parsed from what the shim's `run()` recorded.
 
-use rustpython_vm::builtins::{PyDict, PyInt, PyList, PyStr, PyTuple};
+use rustpython_vm::builtins::{PyBytes, PyDict, PyInt, PyList, PyStr, PyTuple};
 use rustpython_vm::{AsObject, PyObjectRef, VirtualMachine};
 
 use crate::python::RawPlan;
 
 pub enum ReaderSpec {
-    Keys { pattern: Vec<u8>, no_scan: bool, read_value: bool },
-    Stream { key: Vec<u8>, from_id: Vec<u8> },
+    /// `event`: the keyspace event a registration's execution was started by.
+    Keys {
+        pattern: Vec<u8>,
+        no_scan: bool,
+        read_value: bool,
+        event: Option<Vec<u8>>,
+    },
+    Stream {
+        key: Vec<u8>,
+        from_id: Vec<u8>,
+    },
     ShardsId,
     Python(PyObjectRef),
+    /// Records made before the execution started (a trigger's arguments, a stream batch).
+    Records(PyObjectRef),
 }
 
 pub enum Step {
@@ -62,14 +73,23 @@ impl Plan {
                     pattern,
                     no_scan: option(vm, &raw.options, "noScan", false),
                     read_value: option(vm, &raw.options, "readValue", true),
+                    event: option_text(vm, &raw.options, "event"),
                 }
             }
+            // A registration's keyspace event: the key, as bytes (it need not be UTF-8).
+            "KeysEvent" => ReaderSpec::Keys {
+                pattern: raw.arg.downcast_ref::<PyBytes>().ok_or("the event's key must be bytes")?.as_bytes().to_vec(),
+                no_scan: true,
+                read_value: option(vm, &raw.options, "readValue", true),
+                event: option_text(vm, &raw.options, "event"),
+            },
             "StreamReader" => ReaderSpec::Stream {
                 key: text_arg(&raw.arg, "regex argument must be a string")?,
                 from_id: option_text(vm, &raw.options, "fromId").unwrap_or_else(|| b"0-0".to_vec()),
             },
             "ShardsIDReader" => ReaderSpec::ShardsId,
             "PythonReader" => ReaderSpec::Python(raw.arg),
+            "Records" => ReaderSpec::Records(raw.arg),
             other => return Err(format!("reader {other} can not run")),
         };
         let steps = raw.steps.downcast_ref::<PyList>().ok_or("steps must be a list")?;

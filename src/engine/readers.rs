@@ -25,20 +25,21 @@ pub trait Reader {
 /// `count_only`: the plan only counts records, so values need not be read.
 pub fn open<'s>(spec: ReaderSpec, store: &'s dyn Store, count_only: bool) -> Box<dyn Reader + 's> {
     match spec {
-        ReaderSpec::Keys { pattern, no_scan, read_value } => {
+        ReaderSpec::Keys { pattern, no_scan, read_value, event } => {
             let read_value = read_value && !count_only;
             let source = if no_scan {
                 KeySource::Exact(Some(store.read(&pattern, read_value)))
             } else {
                 KeySource::Scan(store.keys(&pattern, read_value))
             };
-            Box::new(KeysReader { source, buffer: VecDeque::new() })
+            Box::new(KeysReader { source, buffer: VecDeque::new(), event })
         }
         ReaderSpec::Stream { key, from_id } => {
             Box::new(StreamReader { store, key, last_id: from_id, buffer: VecDeque::new(), done: false })
         }
         ReaderSpec::ShardsId => Box::new(ShardsIdReader { done: false }),
         ReaderSpec::Python(function) => Box::new(PythonReader { function: Some(function), iterator: None }),
+        ReaderSpec::Records(records) => Box::new(PythonReader { function: None, iterator: Some(records) }),
     }
 }
 
@@ -51,6 +52,7 @@ enum KeySource<'s> {
 struct KeysReader<'s> {
     source: KeySource<'s>,
     buffer: VecDeque<KeyEntry>,
+    event: Option<Vec<u8>>,
 }
 
 impl KeysReader<'_> {
@@ -74,7 +76,7 @@ impl Reader for KeysReader<'_> {
     fn next(&mut self, vm: &VirtualMachine) -> Result<Option<PyObjectRef>, String> {
         self.fill()?;
         match self.buffer.pop_front() {
-            Some(entry) => key_record(entry, vm).map(Some).map_err(|e| error_text(vm, &e)),
+            Some(entry) => key_record(entry, self.event.clone(), vm).map(Some).map_err(|e| error_text(vm, &e)),
             None => Ok(None),
         }
     }
@@ -95,7 +97,7 @@ impl Reader for KeysReader<'_> {
 
 /// The KeysReader record `{'key', 'value', 'type', 'event'}`, or `{'key', 'event'}` when values
 /// are not read.
-fn key_record(entry: KeyEntry, vm: &VirtualMachine) -> rustpython_vm::PyResult<PyObjectRef> {
+fn key_record(entry: KeyEntry, event: Option<Vec<u8>>, vm: &VirtualMachine) -> rustpython_vm::PyResult<PyObjectRef> {
     let names = fields(vm);
     let dict = vm.ctx.new_dict();
     dict.set_item(names.key, redis_string(entry.key, vm), vm)?;
@@ -116,7 +118,8 @@ fn key_record(entry: KeyEntry, vm: &VirtualMachine) -> rustpython_vm::PyResult<P
         dict.set_item(names.value, value, vm)?;
         dict.set_item(names.type_, vm.ctx.intern_str(type_name).to_owned().into(), vm)?;
     }
-    dict.set_item(names.event, vm.ctx.none(), vm)?;
+    let event = event.map_or_else(|| vm.ctx.none(), |e| redis_string(e, vm));
+    dict.set_item(names.event, event, vm)?;
     Ok(dict.into())
 }
 
@@ -172,7 +175,7 @@ impl Reader for StreamReader<'_> {
 }
 
 /// `{'key': stream, 'id': 'ms-seq', 'value': {field: value, ...}}`.
-fn stream_record(
+pub fn stream_record(
     vm: &VirtualMachine,
     key: &[u8],
     id: Vec<u8>,

@@ -96,11 +96,11 @@ fn run_armed<S: Store + Send + 'static>(store: S, abort: Arc<Abort>, script: &st
     let script = script.to_owned();
     on_runtime(move |runtime| {
         let store = Rc::new(store);
-        let (reply, report) = match runtime.run_script(&script, store.clone(), abort.clone()) {
+        let (reply, report) = match runtime.run_script(&script, store.clone(), abort.clone(), None, None) {
             ScriptOutcome::Failed(text) => (Reply::Error(text), Report::default()),
             ScriptOutcome::Done => (Reply::ok(), Report::default()),
             ScriptOutcome::Run(plan) => {
-                runtime.begin_execution();
+                runtime.begin_execution(None);
                 let _armed = runtime.arm(abort);
                 super::run(runtime, plan, store.clone())
             }

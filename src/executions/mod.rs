@@ -21,12 +21,47 @@ fn table() -> MutexGuard<'static, table::Table> {
 /// The shard id outside cluster mode: forty zeros.
 pub const SHARD_ID: &str = "0000000000000000000000000000000000000000";
 
+/// The plan counter (docs/commands.md#ids): builders and registrations take their ids from it.
+static PLANS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Takes the next plan id.
+pub fn next_plan_id() -> String {
+    format!("{SHARD_ID}-{}", PLANS.fetch_add(1, std::sync::atomic::Ordering::AcqRel))
+}
+
+/// Keeps the plan counter above a loaded registration's id.
+pub fn plan_id_seen(id: &str) {
+    if let Some(n) = id.rsplit('-').next().and_then(|n| n.parse::<u64>().ok()) {
+        PLANS.fetch_max(n + 1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Uses up an execution id (applying registrations, aborts: docs/commands.md#ids).
+pub fn skip_id() {
+    table().skip_id();
+}
+
 /// Creates an execution in state `created` on `worker`. `keep` says whether it stays
 /// listed after it ends (UNBLOCKING runs) or is dropped once its result is delivered (blocking
 /// runs); `abort` is what stops it.
 pub fn create(worker: WorkerId, keep: bool, abort: Arc<Abort>) -> ExecutionKey {
     let limit = crate::config::with(|c| c.max_executions);
-    table().create(worker, keep, limit, abort)
+    table().create(worker, keep, None, limit, abort)
+}
+
+/// Creates an execution started by a registration's event: listed as registered; `keep` as
+/// for `create` (a trigger's is dropped after its reply).
+pub fn create_registered(worker: WorkerId, keep: bool, registration: &str, abort: Arc<Abort>) -> ExecutionKey {
+    let limit = crate::config::with(|c| c.max_executions);
+    table().create(worker, keep, Some(registration.to_owned()), limit, abort)
+}
+
+/// Aborts every unfinished execution of `registration` (RG.UNREGISTER ... abortpending).
+pub fn abort_registration(registration: &str) {
+    let not_started = table().abort_registration(registration);
+    for key in not_started {
+        finish(&key, Reply::results(Vec::new(), &[]), Report::default());
+    }
 }
 
 /// Marks the execution running. Returns what stops it, or `None` if it was aborted before it
@@ -44,7 +79,23 @@ pub fn finish(key: &ExecutionKey, reply: Reply, report: Report) {
         match waiter.wants {
             Wants::Results => waiter.client.reply(reply.clone()),
             Wants::Ok => waiter.client.reply(ok.clone()),
+            Wants::Trigger => waiter.client.reply(Arc::new(trigger_reply(&reply))),
         }
+    }
+}
+
+/// What a trigger's caller gets: the first error if there is one, else the results.
+pub fn trigger_reply(reply: &Reply) -> Reply {
+    match reply {
+        Reply::Array(parts) => match parts.as_slice() {
+            [_, Reply::Array(errors)] if !errors.is_empty() => match &errors[0] {
+                Reply::Bulk(e) => Reply::Error(String::from_utf8_lossy(e).into_owned()),
+                other => other.clone(),
+            },
+            [results, _] => results.clone(),
+            _ => reply.clone(),
+        },
+        other => other.clone(),
     }
 }
 

@@ -47,6 +47,8 @@ pub enum Wants {
     Results,
     /// `OK` (RG.ABORTEXECUTION waits for the execution to stop).
     Ok,
+    /// The first error, or the results alone (RG.TRIGGER, a hooked command).
+    Trigger,
 }
 
 pub struct Waiter {
@@ -64,6 +66,8 @@ struct Execution {
     /// The worker it runs on.
     worker: WorkerId,
     keep: bool,
+    /// The registration whose event started it.
+    registration: Option<String>,
     /// Still listed (counts towards MaxExecutions). An evicted execution that is still running
     /// stays reachable by id until it ends, then goes.
     listed: bool,
@@ -106,7 +110,14 @@ impl Table {
         Table::default()
     }
 
-    pub fn create(&mut self, worker: WorkerId, keep: bool, limit: i64, abort: Arc<Abort>) -> ExecutionKey {
+    pub fn create(
+        &mut self,
+        worker: WorkerId,
+        keep: bool,
+        registration: Option<String>,
+        limit: i64,
+        abort: Arc<Abort>,
+    ) -> ExecutionKey {
         let id = format!("{SHARD_ID}-{}", self.counter);
         self.counter += 1;
         if limit > 0 {
@@ -123,11 +134,16 @@ impl Table {
             abort,
             worker,
             keep,
+            registration,
             listed: true,
         });
         self.by_id.insert(id.clone(), slot);
         self.order.push_back(slot);
         ExecutionKey { slot, id }
+    }
+
+    pub fn skip_id(&mut self) {
+        self.counter += 1;
     }
 
     fn evict_oldest(&mut self) {
@@ -226,6 +242,21 @@ impl Table {
             .collect()
     }
 
+    /// Asks every unfinished execution of `registration` to stop; returns those that had not
+    /// started, for the caller to end.
+    pub fn abort_registration(&mut self, registration: &str) -> Vec<ExecutionKey> {
+        let mut not_started = Vec::new();
+        for (slot, exec) in self.slab.iter() {
+            if exec.reply.is_none() && exec.registration.as_deref() == Some(registration) {
+                exec.abort.request(Reason::Aborted);
+                if exec.state == State::Created {
+                    not_started.push(ExecutionKey { slot, id: exec.id.clone() });
+                }
+            }
+        }
+        not_started
+    }
+
     pub fn drop_finished(&mut self, id: &str) -> Result<(), GearsError> {
         let (slot, exec) = self.find(id).ok_or(GearsError::NoSuchExecution)?;
         if exec.reply.is_none() {
@@ -243,7 +274,7 @@ impl Table {
         self.order
             .iter()
             .filter_map(|slot| self.slab.get(*slot))
-            .map(|e| Dump { id: e.id.clone(), state: e.state, registered: false })
+            .map(|e| Dump { id: e.id.clone(), state: e.state, registered: e.registration.is_some() })
             .collect()
     }
 }
@@ -253,7 +284,7 @@ mod tests {
     use super::*;
 
     fn create(t: &mut Table, keep: bool, limit: i64) -> ExecutionKey {
-        t.create(WorkerId::default(), keep, limit, Abort::new())
+        t.create(WorkerId::default(), keep, None, limit, Abort::new())
     }
 
     fn done(t: &mut Table, k: &ExecutionKey) {

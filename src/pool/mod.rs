@@ -10,6 +10,8 @@
 //! - *Deferred jobs* (`defer`): work a visit leaves behind on its own worker (an execution its
 //!   script started), as Python objects that cannot cross threads. They run one at a time, after
 //!   the visits waiting, so at most one execution per home runs Python at any moment.
+//! - *Jobs* (`send`): executions addressed to a home from elsewhere (a registration's event),
+//!   queued on the home's job channel and run like deferred ones, after them.
 //!
 //! A worker stuck in native code (found by the watchdog) is retired: a replacement starts on the
 //! same home, with a fresh interpreter, and the stuck thread exits if its call ever returns.
@@ -68,6 +70,9 @@ struct Home {
     /// Main-thread calls: served before the visits queued ahead of them.
     calls: Sender<Visit>,
     call_queue: Receiver<Visit>,
+    /// Executions sent to this home (`send`).
+    jobs: Sender<Visit>,
+    job_queue: Receiver<Visit>,
     /// The thread serving this home now (a new one when it is replaced).
     generation: AtomicU64,
     activity: AtomicU8,
@@ -110,9 +115,12 @@ pub fn start(threads: usize) -> Result<(), String> {
     let homes = (0..threads)
         .map(|_| {
             let (calls, call_queue) = unbounded::<Visit>();
+            let (jobs, job_queue) = unbounded::<Visit>();
             Home {
                 calls,
                 call_queue,
+                jobs,
+                job_queue,
                 generation: AtomicU64::new(0),
                 activity: AtomicU8::new(Activity::Idle as u8),
                 load: AtomicUsize::new(0),
@@ -261,6 +269,43 @@ pub fn nudge(force: bool) {
     preempt_for_bodies(pool, force);
 }
 
+/// Queues an execution on `home`: it runs after the jobs before it, like a deferred one. If the
+/// pool is gone, or the home lost, the job is dropped (which answers its clients).
+pub fn send(home: usize, job: Visit) {
+    let Some(home_ref) = POOL.get().and_then(|pool| pool.homes.get(home)) else { return };
+    if home_ref.activity.load(Ordering::Acquire) == Activity::Lost as u8 {
+        return;
+    }
+    home_ref.load.fetch_add(1, Ordering::AcqRel);
+    let done = Unload { home, call: false };
+    let job: Visit = Box::new(move |runtime| {
+        let _done = done;
+        job(runtime)
+    });
+    let _ = home_ref.jobs.send(job);
+}
+
+/// How many homes the pool has.
+pub fn homes() -> usize {
+    POOL.get().map_or(0, |p| p.homes.len())
+}
+
+/// The worker serving `home` now.
+pub fn worker_of(home: usize) -> WorkerId {
+    let generation = POOL.get().and_then(|p| p.homes.get(home)).map_or(0, |h| h.generation.load(Ordering::Acquire));
+    WorkerId { home, generation }
+}
+
+/// The interpreter of this thread's worker, if it is one.
+pub fn this_runtime() -> Option<Rc<Runtime>> {
+    WORKER.with_borrow(|w| w.as_ref().map(|(_, runtime)| runtime.clone()))
+}
+
+/// The home of this thread's worker, if it is one.
+pub fn this_home() -> Option<usize> {
+    WORKER.with_borrow(|w| w.as_ref().map(|(home, _)| *home))
+}
+
 /// Counts a visit or deferred job off its home's load when it ends, however it ends.
 struct Unload {
     home: usize,
@@ -317,20 +362,20 @@ fn serve(timeout: Duration) {
     // of: only when no worker is idle to take it, and by the least loaded (a preemption can
     // arrive late, after another home took the body it was sent for).
     let mut bodies = pool.should_take_body(home).then_some(&pool.body_queue);
-    let mut next = home_ref.next_visit(bodies, Some(timeout));
-    while let Some((visit, body)) = next {
+    let mut next = home_ref.next_visit(bodies, false, Some(timeout));
+    while let Some((visit, source)) = next {
         if run_visit(pool, home, &runtime, visit, true) {
             // Logged now: the interpreter is rebuilt only when the preempted job ends, and the
             // executions deferred here are dropped with it.
             log::warning("rustgears: a visit panicked; this worker's interpreter is rebuilt after its current job");
             NESTED_PANIC.set(true);
         }
-        if body {
+        if source == Source::Body {
             // One per preemption: the next one goes to whichever home is least loaded now.
             bodies = None;
             preempt_for_bodies(pool, false);
         }
-        next = home_ref.next_visit(bodies, Some(Duration::ZERO));
+        next = home_ref.next_visit(bodies, false, Some(Duration::ZERO));
     }
 }
 
@@ -353,13 +398,31 @@ impl Pool {
     }
 }
 
+/// Where `next_visit` took its work from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Call,
+    Body,
+    /// An execution sent to the home: not a visit, taken only by an idle worker.
+    Job,
+}
+
 impl Home {
     /// The next visit: main-thread calls first, then (if `bodies` is given) bodies of new
-    /// sessions; waits up to `timeout` (`None`: for ever). `None` when nothing came; else the
-    /// visit, and whether it is a body.
-    fn next_visit(&self, bodies: Option<&Receiver<Visit>>, timeout: Option<Duration>) -> Option<(Visit, bool)> {
-        let queues: Vec<&Receiver<Visit>> = [&self.call_queue].into_iter().chain(bodies).collect();
-        let ready = || queues.iter().enumerate().find_map(|(i, q)| q.try_recv().ok().map(|v| (v, i > 0)));
+    /// sessions, then (if `jobs`) executions sent here; waits up to `timeout` (`None`: for
+    /// ever). `None` when nothing came.
+    fn next_visit(
+        &self,
+        bodies: Option<&Receiver<Visit>>,
+        jobs: bool,
+        timeout: Option<Duration>,
+    ) -> Option<(Visit, Source)> {
+        let queues: Vec<(&Receiver<Visit>, Source)> = [(&self.call_queue, Source::Call)]
+            .into_iter()
+            .chain(bodies.map(|b| (b, Source::Body)))
+            .chain(jobs.then_some((&self.job_queue, Source::Job)))
+            .collect();
+        let ready = || queues.iter().find_map(|(q, source)| q.try_recv().ok().map(|v| (v, *source)));
         if let Some(visit) = ready() {
             return Some(visit);
         }
@@ -375,15 +438,15 @@ impl Home {
             }
         }
         let mut select = Select::new();
-        for queue in &queues {
+        for (queue, _) in &queues {
             select.recv(queue);
         }
         let ready = match timeout {
             Some(timeout) => select.select_timeout(timeout).ok()?,
             None => select.select(),
         };
-        let index = ready.index();
-        ready.recv(queues[index]).ok().map(|v| (v, index > 0))
+        let (queue, source) = queues[ready.index()];
+        ready.recv(queue).ok().map(|v| (v, source))
     }
 }
 
@@ -425,6 +488,7 @@ pub fn replace(worker: WorkerId) {
         home_ref.activity.store(Activity::Lost as u8, Ordering::Release);
         // Nobody will serve what waits there: dropping a visit answers its client.
         home_ref.call_queue.try_iter().for_each(drop);
+        home_ref.job_queue.try_iter().for_each(drop);
         return;
     }
     log::warning(&format!("rustgears: worker {home} is stuck in native code; starting a replacement ({stuck} stuck)"));
@@ -457,7 +521,7 @@ fn work(pool: &'static Pool, worker: WorkerId, retired: Arc<AtomicBool>) {
         Err(e) => {
             log::warning(&format!("rustgears: worker {home} could not build a Python interpreter: {e}"));
             // Still take visits, so none waits forever: dropping one answers its client.
-            while let Some((visit, _)) = home_ref.next_visit(None, None) {
+            while let Some((visit, _)) = home_ref.next_visit(None, true, None) {
                 drop(visit);
             }
             return;
@@ -470,16 +534,23 @@ fn work(pool: &'static Pool, worker: WorkerId, retired: Arc<AtomicBool>) {
         let deferred = || DEFERRED.with_borrow_mut(VecDeque::pop_front);
         // Bodies of new sessions only when no execution waits here: they would defer theirs
         // behind it while another worker may be free.
-        let bodies = DEFERRED.with_borrow(VecDeque::is_empty).then_some(&pool.body_queue);
-        let panicked = if let Some((visit, _)) = home_ref.next_visit(bodies, Some(Duration::ZERO)) {
-            run_visit(pool, home, &runtime, visit, false)
-        } else if let Some(job) = deferred() {
+        let waiting = !DEFERRED.with_borrow(VecDeque::is_empty) || !home_ref.job_queue.is_empty();
+        let bodies = (!waiting).then_some(&pool.body_queue);
+        let executing = |job: Box<dyn FnOnce(&Runtime) + '_>| {
             home_ref.activity.store(Activity::Executing as u8, Ordering::Release);
             let panicked = contain(|| job(&runtime));
             home_ref.activity.store(Activity::Idle as u8, Ordering::Release);
             panicked
+        };
+        let panicked = if let Some((visit, _)) = home_ref.next_visit(bodies, false, Some(Duration::ZERO)) {
+            run_visit(pool, home, &runtime, visit, false)
+        } else if let Some(job) = deferred() {
+            executing(job)
+        } else if let Ok(job) = home_ref.job_queue.try_recv() {
+            executing(job)
         } else {
-            match home_ref.next_visit(Some(&pool.body_queue), None) {
+            match home_ref.next_visit(Some(&pool.body_queue), true, None) {
+                Some((job, Source::Job)) => executing(job),
                 Some((visit, _)) => run_visit(pool, home, &runtime, visit, false),
                 None => return,
             }

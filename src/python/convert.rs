@@ -65,6 +65,7 @@ pub fn to_python(reply: Reply, vm: &VirtualMachine) -> PyObjectRef {
         Reply::Simple(s) | Reply::Error(s) => vm.ctx.new_str(s).into(),
         Reply::Bulk(b) => redis_string(b, vm),
         Reply::Int(i) => vm.ctx.new_int(i).into(),
+        Reply::Double(d) => vm.ctx.new_float(d).into(),
         Reply::Null => vm.ctx.none(),
         Reply::Array(items) => vm.ctx.new_list(items.into_iter().map(|r| to_python(r, vm)).collect()).into(),
     }

@@ -1,7 +1,7 @@
 //! Building the sandboxed interpreter of one worker, and running scripts in it.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -147,9 +147,17 @@ impl Runtime {
     }
 
     /// Compiles and runs one script in fresh globals, reaching Redis through `store`; `abort`
-    /// stops it.
-    pub fn run_script(&self, script: &str, store: Rc<dyn Store>, abort: Arc<Abort>) -> ScriptOutcome {
-        session::begin();
+    /// stops it. `session` names the session once it owns registrations; `restoring` rebuilds
+    /// one from its source (see `session::Session::restoring`).
+    pub fn run_script(
+        &self,
+        script: &str,
+        store: Rc<dyn Store>,
+        abort: Arc<Abort>,
+        session: Option<String>,
+        restoring: Option<VecDeque<String>>,
+    ) -> ScriptOutcome {
+        session::begin(session, restoring);
         let _installed = store::install(store.clone());
         let _armed = self.arm(abort);
         let (Some(interp), Some(state)) = (&self.interp, &self.state) else {
@@ -231,9 +239,14 @@ impl Runtime {
         Nested { runtime: self, depth, exception, _session: session::nest() }
     }
 
-    /// Prepares this thread to run an execution.
-    pub fn begin_execution(&self) {
-        session::begin_execution();
+    /// Prepares this thread to run an execution (of `session`'s registrations, if any).
+    pub fn begin_execution(&self, session: Option<String>) {
+        session::begin_execution(session);
+    }
+
+    /// The registrations the last script body recorded.
+    pub fn take_registrations(&self) -> Vec<super::held::Pending> {
+        session::with(|s| std::mem::take(&mut s.registrations))
     }
 
     /// Executions that callbacks asked for with `run()` while the last one ran.
@@ -245,6 +258,8 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         // Python objects first, then the interpreter; finalize() frees what a plain drop leaks.
+        super::held::clear();
+        session::with(|s| *s = session::Session::default());
         self.state = None;
         if let Some(interp) = self.interp.take() {
             interp.enter(pristine::forget);

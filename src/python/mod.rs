@@ -4,6 +4,7 @@
 mod convert;
 mod errors;
 mod guard;
+pub mod held;
 mod inflate;
 mod interpreter;
 pub mod interrupt;
@@ -11,6 +12,7 @@ mod native;
 mod nesting;
 mod power;
 mod pristine;
+mod register;
 pub mod session;
 
 /// The highest recursion limit a script may set (`sys.setrecursionlimit` lowers larger ones):

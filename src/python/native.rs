@@ -68,6 +68,10 @@ mod _redisgears {
         vm: &VirtualMachine,
     ) -> PyResult<()> {
         let plan = RawPlan { reader: reader.to_string_lossy().into_owned(), arg, steps, options };
+        // A session rebuilt from its source: its execution ran when it first ran.
+        if session::restoring() {
+            return Ok(());
+        }
         session::with(|s| {
             if !s.in_body {
                 s.nested.push(plan);
@@ -79,6 +83,34 @@ mod _redisgears {
             s.body_run = Some(plan);
             Ok(())
         })
+    }
+
+    /// A builder takes a plan id, as in RedisGears (docs/commands.md#ids).
+    #[pyfunction]
+    fn take_plan_id() {
+        crate::executions::next_plan_id();
+    }
+
+    #[pyfunction]
+    fn register(
+        reader: PyStrRef,
+        desc: PyObjectRef,
+        mode: PyStrRef,
+        args: PyObjectRef,
+        steps: PyObjectRef,
+        on_registered: PyObjectRef,
+        vm: &VirtualMachine,
+    ) -> PyResult<String> {
+        let desc = desc.downcast_ref::<rustpython_vm::builtins::PyStr>().map(|d| d.to_string_lossy().into_owned());
+        let request = crate::python::register::Request {
+            reader: reader.to_string_lossy().into_owned(),
+            desc,
+            mode: mode.to_string_lossy().into_owned(),
+            args,
+            steps,
+            on_registered: (!is_none(&on_registered, vm)).then_some(on_registered),
+        };
+        crate::python::register::register(request, vm)
     }
 
     #[pyfunction]
@@ -93,6 +125,10 @@ mod _redisgears {
         let command = command.to_string_lossy().into_owned();
         let rest = rest.iter().map(|a| command_arg(a, vm)).collect::<PyResult<Vec<Vec<u8>>>>()?;
         let rest: Vec<&[u8]> = rest.iter().map(Vec::as_slice).collect();
+        // A session rebuilt from its source: its writes were made when it first ran.
+        if session::restoring() && crate::python::register::is_write(&command) {
+            return Ok(vm.ctx.none());
+        }
         let reply = match store::current() {
             Some(store) => store.call(&command, &rest),
             None => Reply::Error(GearsError::CommandFailed.to_string()),

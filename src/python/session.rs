@@ -3,8 +3,11 @@
 //! thread's current `store`.)
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 
 use rustpython_vm::PyObjectRef;
+
+use super::held::Pending;
 
 /// An execution requested by `run()`: the builder's reader, argument, steps and reader options,
 /// still as Python objects. `engine::Plan` parses it.
@@ -22,6 +25,13 @@ pub struct Session {
     pub body_run: Option<RawPlan>,
     /// `run()` from callbacks: independent executions, run after the current one.
     pub nested: Vec<RawPlan>,
+    /// `register()` in the script body: applied when it has finished.
+    pub registrations: Vec<Pending>,
+    /// The session the job belongs to, once it has one that owns registrations.
+    pub session_id: Option<String>,
+    /// Rebuilding a session from its source: the ids its `register()` calls had, in order.
+    /// Its `execute()` writes and `run()` calls are not repeated.
+    pub restoring: Option<VecDeque<String>>,
 }
 
 thread_local! {
@@ -32,14 +42,20 @@ pub fn with<R>(f: impl FnOnce(&mut Session) -> R) -> R {
     SESSION.with_borrow_mut(f)
 }
 
-/// Sets up this thread for an execution.
-pub fn begin_execution() {
-    with(|s| *s = Session::default());
+/// Sets up this thread for an execution of `session_id`'s (none for a plain `run()`).
+pub fn begin_execution(session_id: Option<String>) {
+    with(|s| *s = Session { session_id, ..Session::default() });
 }
 
 /// Starts a fresh session for one script; whatever the previous job left is dropped.
-pub fn begin() {
-    with(|s| *s = Session { in_body: true, ..Session::default() });
+/// `restoring`: the registration ids of a session rebuilt from its source.
+pub fn begin(session_id: Option<String>, restoring: Option<VecDeque<String>>) {
+    with(|s| *s = Session { in_body: true, session_id, restoring, ..Session::default() });
+}
+
+/// True while a session is rebuilt from its source.
+pub fn restoring() -> bool {
+    with(|s| s.restoring.is_some())
 }
 
 /// The session of a job that a visit preempted, set aside until the visit ends.

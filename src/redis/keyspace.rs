@@ -3,7 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use redis_module::key::RedisKey;
+use redis_module::key::{KeyFlags, RedisKey};
 use redis_module::{Context, KeyType, KeysCursor, RedisString};
 
 use super::call::call;
@@ -36,7 +36,7 @@ impl Store for RedisStore {
         with_gil(self.db, |ctx| {
             let value = read_value.then(|| {
                 let name = RedisString::create_from_slice(std::ptr::null_mut(), key);
-                read_value_of(ctx, key, &ctx.open_key(&name))
+                read_value_of(ctx, key, &ctx.open_key_with_flags(&name, KeyFlags::NONOTIFY | KeyFlags::NOSTATS))
             });
             KeyEntry { key: key.to_vec(), value }
         })

@@ -3,9 +3,12 @@
 pub mod alloc;
 pub mod blocked;
 pub mod call;
+pub mod events;
 pub mod gil;
 pub mod info;
 pub mod keyspace;
 pub mod log;
+pub mod notify;
 pub mod panic_hook;
+pub mod rdb;
 pub mod reply;

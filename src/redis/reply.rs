@@ -45,6 +45,9 @@ pub unsafe fn write_raw(reply: &Reply, ctx: *mut raw::RedisModuleCtx) {
             Reply::Int(i) => {
                 raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, *i);
             }
+            Reply::Double(d) => {
+                raw::RedisModule_ReplyWithDouble.unwrap()(ctx, *d);
+            }
             Reply::Null => {
                 raw::RedisModule_ReplyWithNull.unwrap()(ctx);
             }

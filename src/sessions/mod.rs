@@ -11,6 +11,8 @@
 //! when the worker is lost in native code.
 
 mod answers;
+pub mod registered;
+pub mod streams;
 pub mod sync;
 
 use std::rc::Rc;
@@ -27,6 +29,7 @@ use crate::reply::Reply;
 use crate::stop::{Abort, Reason, WorkerId};
 
 pub use answers::Answer;
+pub use registered::NewSession;
 
 /// Starts a session for `script`: the worker that takes its body is its home. `abort` stops the
 /// body and the execution it starts: RG.ABORTEXECUTION reaches it through the execution, a
@@ -34,27 +37,40 @@ pub use answers::Answer;
 /// client.
 pub fn submit_script(
     script: String,
+    session: NewSession,
     db: i32,
     unblocking: bool,
     client: BlockedClient,
     abort: Arc<Abort>,
 ) -> Result<(), GearsError> {
-    pool::submit_body(Box::new(move |runtime| run_script(runtime, &script, db, unblocking, client, abort)))
+    pool::submit_body(Box::new(move |runtime| run_script(runtime, &script, &session, db, unblocking, client, abort)))
 }
 
-fn run_script(runtime: &Runtime, script: &str, db: i32, unblocking: bool, client: BlockedClient, abort: Arc<Abort>) {
+fn run_script(
+    runtime: &Runtime,
+    script: &str,
+    session: &NewSession,
+    db: i32,
+    unblocking: bool,
+    client: BlockedClient,
+    abort: Arc<Abort>,
+) {
     let body = answers::Listed::enter(abort.clone(), Answer::Client(client));
-    let outcome = runtime.run_script(script, Rc::new(RedisStore { db }), abort.clone());
+    let (outcome, registered) = body_and_registrations(runtime, script, session, db, &abort);
     runtime.end_job();
     defer_nested(runtime, db);
     // Taken by the watchdog: the client has its answer and this worker is retired.
     let Some(Answer::Client(client)) = body.leave() else { return };
-    match outcome {
-        ScriptOutcome::Failed(text) => client.reply(Arc::new(Reply::Error(text))),
-        ScriptOutcome::Done => client.reply(Arc::new(Reply::ok())),
-        ScriptOutcome::Run(plan) => {
-            let key = executions::create(runtime.worker(), unblocking, abort);
-            if unblocking {
+    match (outcome, registered) {
+        (ScriptOutcome::Failed(text), _) => client.reply(Arc::new(Reply::Error(text))),
+        (_, Err(text)) => client.reply(Arc::new(Reply::Array(vec![Reply::Error(text)]))),
+        (ScriptOutcome::Done, Ok(_)) => client.reply(Arc::new(Reply::ok())),
+        (ScriptOutcome::Run(plan), Ok(registered)) => {
+            // With registrations, the client gets `OK` and the execution stays listed.
+            let key = executions::create(runtime.worker(), unblocking || registered, abort);
+            if registered {
+                client.reply(Arc::new(Reply::ok()));
+            } else if unblocking {
                 client.reply(Arc::new(Reply::bulk(key.id.as_bytes())));
             } else {
                 executions::add_waiter(&key.id, client, Wants::Results);
@@ -62,6 +78,25 @@ fn run_script(runtime: &Runtime, script: &str, db: i32, unblocking: bool, client
             defer_plan(plan, db, key);
         }
     }
+}
+
+/// Runs a script body, then applies what it registered. `Ok(true)`: registrations were applied;
+/// `Err`: applying them failed (the reply's error, naming the shard).
+fn body_and_registrations(
+    runtime: &Runtime,
+    script: &str,
+    session: &NewSession,
+    db: i32,
+    abort: &Arc<Abort>,
+) -> (ScriptOutcome, Result<bool, String>) {
+    let outcome = runtime.run_script(script, Rc::new(RedisStore { db }), abort.clone(), Some(session.id.clone()), None);
+    let pending = runtime.take_registrations();
+    if matches!(outcome, ScriptOutcome::Failed(_)) {
+        return (outcome, Ok(false));
+    }
+    let registered = registered::apply_script(runtime, session, script, db, pending)
+        .map_err(|text| format!("{}: {text}", executions::SHARD_ID));
+    (outcome, registered)
 }
 
 /// Leaves an execution in state `created` on this worker, to run after the visits waiting.
@@ -80,35 +115,43 @@ pub(crate) fn defer_nested(runtime: &Runtime, db: i32) {
 
 /// Runs one execution on its home's worker.
 fn run_plan(runtime: &Runtime, plan: RawPlan, db: i32, execution: Running) {
-    let (reply, report) = run_now(runtime, plan, db, execution.key());
+    let (reply, report, _) = run_now(runtime, plan, db, execution.key(), None);
     execution.finish(reply, report);
     runtime.end_job();
     defer_nested(runtime, db);
 }
 
-/// Runs the plan of `key`, unless it was aborted before it started.
-pub(crate) fn run_now(runtime: &Runtime, plan: RawPlan, db: i32, key: &ExecutionKey) -> (Reply, Report) {
+/// Runs the plan of `key` (an execution of `session`'s registrations, if given), unless it was
+/// aborted before it started. The flag says whether it was stopped.
+pub(crate) fn run_now(
+    runtime: &Runtime,
+    plan: RawPlan,
+    db: i32,
+    key: &ExecutionKey,
+    session: Option<String>,
+) -> (Reply, Report, bool) {
     let Some(abort) = executions::start(key) else {
-        return (Reply::results(Vec::new(), &[]), Report::default());
+        return (Reply::results(Vec::new(), &[]), Report::default(), true);
     };
-    runtime.begin_execution();
-    let _armed = runtime.arm(abort);
-    engine::run(runtime, plan, Rc::new(RedisStore { db }))
+    runtime.begin_execution(session);
+    let _armed = runtime.arm(abort.clone());
+    let (reply, report) = engine::run(runtime, plan, Rc::new(RedisStore { db }));
+    (reply, report, abort.requested())
 }
 
 /// An execution that has been created. If it is dropped before it finishes (its worker
 /// unwound, or was rebuilt with the execution still queued), its waiters still get an answer.
-struct Running(Option<ExecutionKey>);
+pub(crate) struct Running(pub(crate) Option<ExecutionKey>);
 
 impl Running {
-    fn key(&self) -> &ExecutionKey {
+    pub(crate) fn key(&self) -> &ExecutionKey {
         match &self.0 {
             Some(key) => key,
             None => unreachable!("taken only by finish and drop"),
         }
     }
 
-    fn finish(mut self, reply: Reply, report: Report) {
+    pub(crate) fn finish(mut self, reply: Reply, report: Report) {
         if let Some(key) = self.0.take() {
             executions::finish(&key, reply, report);
         }

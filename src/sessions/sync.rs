@@ -139,9 +139,30 @@ impl Drop for Unanswered {
 pub fn run_script(ctx: &Context, script: String) -> Result<Reply, GearsError> {
     let home = pool::choose_home()?;
     let db = gil::selected_db(ctx);
-    let handoff = Handoff::new();
+    call(ctx, home, Abort::new(), move |runtime, abort| body_and_execution(runtime, &script, db, abort))
+}
+
+/// Runs `f` on `home`'s worker on behalf of the thread that holds the Redis lock (`ctx` is its
+/// context, lent to the worker meanwhile), and returns its reply; `abort` stops it.
+///
+/// Called on that worker itself (an event its own write raised), `f` runs here and now, nested
+/// in what the worker was doing.
+pub fn call(
+    ctx: &Context,
+    home: usize,
+    abort: Arc<Abort>,
+    f: impl FnOnce(&Runtime, Arc<Abort>) -> Reply + Send + 'static,
+) -> Result<Reply, GearsError> {
     let lent = Lent::new(ctx);
-    let abort = Abort::new();
+    if pool::this_home() == Some(home)
+        && let Some(runtime) = pool::this_runtime()
+    {
+        let _nested = runtime.nest();
+        let reply = gil::lend(lent.clone(), || f(&runtime, abort));
+        lent.revoke();
+        return Ok(reply);
+    }
+    let handoff = Handoff::new();
     let (for_worker, lent_to_worker, abort_for_worker) = (handoff.clone(), lent.clone(), abort.clone());
     pool::call(
         home,
@@ -151,7 +172,7 @@ pub fn run_script(ctx: &Context, script: String) -> Result<Reply, GearsError> {
                 return;
             }
             let listed = Listed::enter(abort_for_worker.clone(), Answer::MainThread(for_worker.clone()));
-            let reply = gil::lend(lent_to_worker, || body_and_execution(runtime, &script, db, abort_for_worker));
+            let reply = gil::lend(lent_to_worker, || f(runtime, abort_for_worker));
             if listed.leave().is_some() {
                 for_worker.finish(reply);
             }
@@ -168,13 +189,13 @@ fn body_and_execution(runtime: &Runtime, script: &str, db: i32, abort: Arc<Abort
     if script.is_empty() {
         return Reply::ok();
     }
-    let outcome = runtime.run_script(script, Rc::new(RedisStore { db }), abort.clone());
+    let outcome = runtime.run_script(script, Rc::new(RedisStore { db }), abort.clone(), None, None);
     let reply = match outcome {
         ScriptOutcome::Failed(text) => Reply::Error(text),
         ScriptOutcome::Done => Reply::ok(),
         ScriptOutcome::Run(plan) => {
             let key = executions::create(runtime.worker(), false, abort);
-            let (reply, report) = super::run_now(runtime, plan, db, &key);
+            let (reply, report, _) = super::run_now(runtime, plan, db, &key, None);
             executions::finish(&key, reply.clone(), report);
             reply
         }

@@ -136,6 +136,7 @@ class GearsBuilder:
         self.defaultArg = defaultArg
         self.desc = desc
         self.steps = []
+        _redisgears.take_plan_id()
 
     def _add(self, *step):
         self.steps.append(step)
@@ -244,12 +245,35 @@ class GearsBuilder:
         self.aggregate((0, 0), lambda a, r: (a[0] + r, a[1] + 1), lambda a, r: (a[0] + r[0], a[1] + r[1]))
         return self.map(lambda x: x[0] / x[1])
 
-    def run(self, arg=None, convertToStr=True, collect=True, **kwargs):
+    def _final_steps(self, convertToStr, collect):
         steps = list(self.steps)
         if convertToStr:
             steps.append(('map', lambda x: str(x)))
         if collect:
             steps.append(('collect',))
+        return steps
+
+    def register(self, prefix='*', convertToStr=True, collect=True, **kwargs):
+        if 'regex' in kwargs:
+            _redisgears.log('Using regex argument with register is deprecated and missleading, use prefix instead.',
+                            'warning')
+            prefix = kwargs.pop('regex')
+        steps = self._final_steps(convertToStr, collect)
+        mode = kwargs.get('mode', 'async')
+        if not isinstance(mode, str):
+            raise error('execution mode must be a string')
+        if mode not in ('async', 'async_local', 'sync'):
+            raise error('unknown execution mode')
+        onRegistered = kwargs.get('onRegistered')
+        if onRegistered is not None and type(onRegistered) is not _FunctionType:
+            raise error('OnRegistered argument must be a function')
+        if self.reader != 'CommandReader' and not isinstance(prefix, str):
+            raise error('regex argument must be a string')
+        args = _register_args(self.reader, prefix, mode, kwargs)
+        return _redisgears.register(self.reader, self.desc, mode, args, steps, onRegistered)
+
+    def run(self, arg=None, convertToStr=True, collect=True, **kwargs):
+        steps = self._final_steps(convertToStr, collect)
         if not arg:
             arg = self.defaultArg
         mode = kwargs.get('mode', 'async')
@@ -310,6 +334,85 @@ def _reader_options(reader, arg, kwargs):
     if reader == 'ShardsIDReader':
         return {}
     raise error('Given reader do not support run or not exists')
+
+
+def _strings(value, not_iterable, not_string):
+    if value is None:
+        return None
+    try:
+        items = list(value)
+    except TypeError:
+        raise error(not_iterable)
+    for item in items:
+        if not isinstance(item, str):
+            raise error(not_string)
+    return items
+
+
+_KEY_TYPES = ('empty', 'string', 'list', 'hash', 'set', 'zset', 'module', 'stream')
+
+
+def _number(kwargs, name, default, message):
+    value = kwargs.get(name, default)
+    if not isinstance(value, int):
+        raise error(message)
+    return value
+
+
+def _register_args(reader, prefix, mode, kwargs):
+    """The reader's register() kwargs, checked in RedisGears' order with its texts."""
+    if reader == 'KeysReader':
+        eventTypes = _strings(kwargs.get('eventTypes'), 'given eventTypes is not iterable',
+                              'given event type is not string')
+        keyTypes = _strings(kwargs.get('keyTypes'), 'given keyTypes is not iterable', 'given key type is not string')
+        if keyTypes is not None and any(t not in _KEY_TYPES for t in keyTypes):
+            raise error('unknown key type')
+        readValue = kwargs.get('readValue', True)
+        if type(readValue) is not bool:
+            raise error('readValue is not boolean')
+        commands = _strings(kwargs.get('commands'), 'given commands is not iterable',
+                            'given command type is not string')
+        return {'prefix': prefix, 'eventTypes': eventTypes, 'keyTypes': keyTypes, 'readValue': readValue,
+                'commands': commands}
+    if reader == 'StreamReader':
+        batch = kwargs.get('batch', 1)
+        # RedisGears crashes on batch=0; a batch is at least one entry.
+        if not isinstance(batch, int) or batch < 1:
+            raise error('batch argument must be a number')
+        duration = _number(kwargs, 'duration', 0, 'duration argument must be a number')
+        policy = kwargs.get('onFailedPolicy', 'continue')
+        if not isinstance(policy, str):
+            raise error('onFailedPolicy must be a string (Continue/Abort/Retry)')
+        policy = policy.lower()
+        if policy not in ('continue', 'abort', 'retry'):
+            raise error('onFailedPolicy must be Continue/Abort/Retry')
+        if mode == 'sync' and policy != 'continue':
+            raise error('ExecutionMode sync can only be combined with OnFailedPolicy Continue')
+        retry = _number(kwargs, 'onFailedRetryInterval', 1, 'retryInterval argument must be a number')
+        trim = kwargs.get('trimStream', True)
+        if type(trim) is not bool:
+            raise error('pyTrimmStream argument must be a boolean')
+        return {'prefix': prefix, 'batch': batch, 'duration': duration, 'onFailedPolicy': policy,
+                'retryInterval': retry, 'trimStream': trim}
+    if reader == 'CommandReader':
+        trigger = kwargs.get('trigger')
+        if trigger is not None and not isinstance(trigger, str):
+            raise error('trigger argument is not string')
+        inorder = kwargs.get('inorder', False)
+        if type(inorder) is not bool:
+            raise error('inorder argument is be boolean')
+        keyprefix = kwargs.get('keyprefix')
+        if keyprefix is not None and not isinstance(keyprefix, str):
+            raise error('keyprefix argument is not string')
+        hook = kwargs.get('hook')
+        if hook is not None and not isinstance(hook, str):
+            raise error('hook argument is not string')
+        if trigger is not None and (keyprefix is not None or hook is not None):
+            raise error('trigger argument can not be given with keyprefix or hook')
+        if trigger is None and hook is None:
+            raise error('no trigger or hook argument was given')
+        return {'trigger': trigger, 'hook': hook, 'keyprefix': keyprefix, 'inorder': inorder}
+    raise error('given reader does not exists or does not support register')
 
 
 GB = GearsBuilder
@@ -379,6 +482,10 @@ def session_env():
         'hashtag': redisgears.getMyHashTag,
         'atomic': atomic,
         'isAsyncAllow': _redisgears.is_async_allow,
+        'registerTE': redisgears.registerTimeEvent,
+        'call_next': redisgears.callNext,
+        'get_command': redisgears.getCommand,
+        'override_reply': redisgears.overrideReply,
         'copy': __import__('copy'),
         'createKeysOnlyReader': createKeysOnlyReader,
         'redisgears': redisgears,
@@ -423,8 +530,43 @@ class atomic:
         return False
 
 
+def registerTE(*args, **kwargs):
+    if _script_threads:
+        raise error('can not create time event on a python created thread')
+    args = list(args)
+    for name in ('seconds', 'callback', 'keyName')[len(args):]:
+        if name not in kwargs:
+            break
+        args.append(kwargs[name])
+    if len(args) < 2 or len(args) > 3:
+        raise error('not enough arguments for time event')
+    seconds, callback = args[0], args[1]
+    keyName = args[2] if len(args) == 3 else None
+    if type(callback) is not _FunctionType:
+        raise error('callback must be a function')
+    if not isinstance(seconds, int):
+        raise error('time argument must be a long')
+    if not isinstance(keyName, str):
+        keyName = None
+    return _redisgears.register_time_event(seconds, callback, keyName)
+
+
 def hashtag():
     return '06S'
+
+
+def call_next(*args):
+    return _redisgears.call_next(*args)
+
+
+def get_command():
+    return _redisgears.get_command()
+
+
+def override_reply(*args):
+    if len(args) != 1:
+        raise error('Override reply must get a single argument')
+    return _redisgears.override_reply(args[0])
 
 
 def raise_flat_error(*args):

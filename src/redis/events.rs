@@ -1,0 +1,50 @@
+//! Server events the registrations follow: data being loaded (the registry is replaced by what
+//! the load brings) and a replica promoted (its stream registrations start working).
+
+use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+
+use redis_module::{Context, raw};
+
+/// What the module does on each event.
+pub struct Handlers {
+    /// Loading starts: forget the registrations the load replaces.
+    pub loading_started: fn(),
+    /// Loading ended, or this server became a master: registrations may start working.
+    pub ready: fn(),
+}
+
+static HANDLERS: OnceLock<Handlers> = OnceLock::new();
+
+const EVENT_ROLE_CHANGED: u64 = raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED;
+const EVENT_LOADING: u64 = raw::REDISMODULE_EVENT_LOADING;
+const LOADING_ENDED: u64 = raw::REDISMODULE_SUBEVENT_LOADING_ENDED;
+const LOADING_FAILED: u64 = raw::REDISMODULE_SUBEVENT_LOADING_FAILED;
+const NOW_MASTER: u64 = raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER;
+
+pub fn subscribe(ctx: &Context, handlers: Handlers) {
+    let _ = HANDLERS.set(handlers);
+    for id in [EVENT_ROLE_CHANGED, EVENT_LOADING] {
+        let event = raw::RedisModuleEvent { id, dataver: 1 };
+        raw::subscribe_to_server_event(ctx.ctx, event, Some(on_event));
+    }
+}
+
+unsafe extern "C" fn on_event(
+    _ctx: *mut raw::RedisModuleCtx,
+    event: raw::RedisModuleEvent,
+    sub: u64,
+    _data: *mut c_void,
+) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let Some(handlers) = HANDLERS.get() else { return };
+        match (event.id, sub) {
+            (EVENT_LOADING, LOADING_ENDED) => (handlers.ready)(),
+            (EVENT_LOADING, LOADING_FAILED) => {}
+            (EVENT_LOADING, _) => (handlers.loading_started)(),
+            (EVENT_ROLE_CHANGED, NOW_MASTER) => (handlers.ready)(),
+            _ => {}
+        }
+    }));
+}

@@ -1,0 +1,65 @@
+//! Keyspace notifications. Redis 7.0 cannot unsubscribe, so the module subscribes once, at load,
+//! to every event (key misses included), and `registrations` decides in Rust who listens.
+
+use std::ffi::{CStr, c_char, c_int};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+
+use redis_module::key::KeyFlags;
+use redis_module::{Context, ContextFlags, KeyType, NotifyEvent, RedisString, raw};
+
+/// What handles an event: given the context of the write (the event's database selected), the
+/// event's name and the key.
+pub type Handler = fn(&Context, &[u8], &[u8]);
+
+static HANDLER: OnceLock<Handler> = OnceLock::new();
+
+pub fn subscribe(ctx: &Context, handler: Handler) {
+    let _ = HANDLER.set(handler);
+    let events = NotifyEvent::ALL | NotifyEvent::MISSED;
+    // SAFETY: called from the module's load, on the main thread, with its own context; the
+    // callback is a plain function that lives as long as the module.
+    unsafe {
+        if let Some(subscribe) = raw::RedisModule_SubscribeToKeyspaceEvents {
+            subscribe(ctx.ctx, events.bits(), Some(on_event));
+        }
+    }
+}
+
+extern "C" fn on_event(
+    ctx: *mut raw::RedisModuleCtx,
+    _type: c_int,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+) -> c_int {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let Some(handler) = HANDLER.get() else { return };
+        // SAFETY: Redis passes a NUL-terminated event name and a key string that live for the
+        // duration of the callback, which is where they are used.
+        let event = unsafe { CStr::from_ptr(event) }.to_bytes();
+        let key = RedisString::string_as_slice(key);
+        handler(&Context::new(ctx), event, key);
+    }));
+    0
+}
+
+/// Whether registrations fire here now: on a master that is not loading data.
+pub fn fires(ctx: &Context) -> bool {
+    let flags = ctx.get_flags();
+    flags.contains(ContextFlags::MASTER) && !flags.intersects(ContextFlags::LOADING)
+}
+
+/// A key's type as KeysReader registrations' `keyTypes` name them.
+pub fn key_type(ctx: &Context, key: &[u8]) -> &'static str {
+    let name = RedisString::create_from_slice(std::ptr::null_mut(), key);
+    match ctx.open_key_with_flags(&name, KeyFlags::NONOTIFY | KeyFlags::NOSTATS | KeyFlags::NOTOUCH).key_type() {
+        KeyType::Empty => "empty",
+        KeyType::String => "string",
+        KeyType::List => "list",
+        KeyType::Hash => "hash",
+        KeyType::Set => "set",
+        KeyType::ZSet => "zset",
+        KeyType::Module => "module",
+        KeyType::Stream => "stream",
+    }
+}

@@ -1,0 +1,435 @@
+//! Registrations: plans bound to events, and the sessions that own them.
+//!
+//! This is the Rust side only: what each registration listens to (`Spec`), its statistics, and
+//! the session table (ids, descriptions, script sources, home workers). The Python callbacks of
+//! a session live in its home worker's interpreter (`python::held`), and are rebuilt from the
+//! session's source wherever they are missing (a restart, a replaced worker).
+//!
+//! Lock discipline: the registry's definitions change only while the Redis lock is held (on the
+//! main thread, or on a worker inside `with_gil`). A fork (BGSAVE, AOF rewrite) happens on the
+//! main thread with the lock held, so the child always finds the registry's mutex free and its
+//! content whole (`persist`). Statistics have their own locks and are never persisted.
+
+pub mod keys;
+pub mod persist;
+pub mod spec;
+pub mod triggers;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+
+pub use spec::{FailurePolicy, Kind, Mode, Spec};
+
+use crate::error::GearsError;
+
+/// Counters and durations of one registration (RG.DUMPREGISTRATIONS).
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub triggered: u64,
+    pub success: u64,
+    pub failures: u64,
+    pub aborted: u64,
+    pub last_ms: u64,
+    pub total_ms: u64,
+    pub last_error: Option<String>,
+    pub last_lag_ms: u64,
+    pub total_lag_ms: u64,
+    pub lags: u64,
+}
+
+impl Stats {
+    pub fn avg_ms(&self) -> f64 {
+        let finished = self.success + self.failures;
+        if finished == 0 { 0.0 } else { self.total_ms as f64 / finished as f64 }
+    }
+
+    pub fn avg_lag_ms(&self) -> f64 {
+        if self.lags == 0 { 0.0 } else { self.total_lag_ms as f64 / self.lags as f64 }
+    }
+}
+
+/// How an execution of a registration ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// The first error.
+    Failure(String),
+    Aborted,
+}
+
+/// Where a stream registration is (RG.DUMPREGISTRATIONS's `status`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    #[default]
+    Ok,
+    WaitingForRetry,
+    Aborted,
+    Paused,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::WaitingForRetry => "WAITING_FOR_RETRY_ON_FAILURE",
+            Status::Aborted => "ABORTED",
+            Status::Paused => "PAUSED",
+        }
+    }
+}
+
+/// One stream's progress under a stream registration.
+#[derive(Debug, Default)]
+pub struct StreamProgress {
+    /// Entries added since the last batch was read (an estimate: events counted).
+    pub arrived: u64,
+    /// When the first of them arrived.
+    pub first_arrival: Option<std::time::Instant>,
+    /// A batch of this stream is being processed (one at a time per stream).
+    pub running: bool,
+    /// A timer will start a batch (`duration`, or a retry).
+    pub timer: bool,
+}
+
+/// The state of one registration that changes as it runs.
+#[derive(Debug, Default)]
+pub struct Live {
+    status: Mutex<Status>,
+    /// Stream registrations: progress per stream key.
+    pub streams: Mutex<std::collections::HashMap<Vec<u8>, StreamProgress>>,
+    stats: Mutex<Stats>,
+    /// Events accepted and not yet run (async modes): bounded by MaxPendingEventsPerRegistration.
+    pending: AtomicUsize,
+    /// Finished executions still listed, oldest first (MaxExecutionsPerRegistration).
+    finished: Mutex<VecDeque<String>>,
+    /// Executions created and not yet finished.
+    running: AtomicUsize,
+    /// Set when unregistered: queued events are dropped, running ones are left to end.
+    gone: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Live {
+    pub fn stats(&self) -> Stats {
+        lock(&self.stats).clone()
+    }
+
+    pub fn status(&self) -> Status {
+        *lock(&self.status)
+    }
+
+    pub fn set_status(&self, status: Status) {
+        *lock(&self.status) = status;
+    }
+
+    pub fn streams(&self) -> MutexGuard<'_, std::collections::HashMap<Vec<u8>, StreamProgress>> {
+        lock(&self.streams)
+    }
+
+    pub fn clear_stats(&self) {
+        *lock(&self.stats) = Stats::default();
+    }
+
+    pub fn gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
+    /// Counts an execution started.
+    pub fn started(&self) {
+        lock(&self.stats).triggered += 1;
+        self.running.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts an execution ended after `ms`; a listed one (`id`) joins the finished ones, and
+    /// the oldest beyond MaxExecutionsPerRegistration is returned for dropping.
+    pub fn ended(&self, outcome: Outcome, ms: u64, id: Option<String>) -> Vec<String> {
+        {
+            let mut stats = lock(&self.stats);
+            match outcome {
+                Outcome::Success => {
+                    stats.success += 1;
+                    stats.last_error = None;
+                }
+                Outcome::Failure(error) => {
+                    stats.failures += 1;
+                    stats.last_error = Some(error);
+                }
+                Outcome::Aborted => stats.aborted += 1,
+            }
+            stats.last_ms = ms;
+            stats.total_ms += ms;
+        }
+        self.running.fetch_sub(1, Ordering::AcqRel);
+        let Some(id) = id else { return Vec::new() };
+        let limit = crate::config::with(|c| c.max_executions_per_registration).max(0) as usize;
+        let mut finished = lock(&self.finished);
+        finished.push_back(id);
+        let mut dropped = Vec::new();
+        while finished.len() > limit {
+            dropped.extend(finished.pop_front());
+        }
+        // Unregistered: nothing of it stays listed once none of its executions runs.
+        if self.gone() && self.running.load(Ordering::Acquire) == 0 {
+            dropped.extend(finished.drain(..));
+        }
+        dropped
+    }
+
+    /// A stream batch's lag: from its first entry's arrival to its completion.
+    pub fn lag(&self, ms: u64) {
+        let mut stats = lock(&self.stats);
+        stats.last_lag_ms = ms;
+        stats.total_lag_ms += ms;
+        stats.lags += 1;
+    }
+
+    /// Takes one pending slot, unless `bound` are taken.
+    pub fn try_pend(&self, bound: usize) -> bool {
+        self.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < bound).then_some(n + 1)).is_ok()
+    }
+
+    pub fn unpend(&self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// The finished executions listed, for dropping on unregistration.
+    fn take_finished(&self) -> Vec<String> {
+        if self.running.load(Ordering::Acquire) > 0 {
+            return Vec::new();
+        }
+        lock(&self.finished).drain(..).collect()
+    }
+}
+
+/// One registration: what it listens to, whose it is, where its callbacks live.
+#[derive(Debug)]
+pub struct Registration {
+    pub spec: Spec,
+    pub session: String,
+    pub home: usize,
+    pub live: Live,
+}
+
+/// A session that owns registrations (or did, and is still referenced: dead).
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub desc: Option<String>,
+    pub source: String,
+    pub home: usize,
+    pub registrations: Vec<String>,
+    /// Unfinished executions and time events of the session.
+    pub refs: Arc<AtomicUsize>,
+}
+
+impl Session {
+    pub fn ref_count(&self) -> usize {
+        self.registrations.len() + self.refs.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    /// In creation order.
+    registrations: Vec<Arc<Registration>>,
+    /// Live sessions, by id (listed in id order).
+    sessions: BTreeMap<String, Session>,
+    /// Replaced by an upgrade, still referenced.
+    dead: BTreeMap<String, Session>,
+}
+
+static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
+
+fn registry() -> MutexGuard<'static, Registry> {
+    lock(&REGISTRY)
+}
+
+/// What applying one script's registrations needs.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub session: String,
+    pub desc: Option<String>,
+    pub source: String,
+    pub home: usize,
+    pub specs: Vec<Spec>,
+    /// The session whose registrations the batch replaces (UPGRADE, REPLACE_WITH).
+    pub replaces: Option<String>,
+}
+
+/// RG.PYEXECUTE's session checks, in RedisGears' order (docs/commands.md#rgpyexecute).
+pub fn check_new_session(id: Option<&str>, upgrade: bool, replace_with: Option<&str>) -> Result<(), GearsError> {
+    let registry = registry();
+    let exists = |id: &str| registry.sessions.contains_key(id);
+    if let Some(old) = replace_with {
+        if let Some(id) = id.filter(|id| exists(id)) {
+            return Err(GearsError::CanNotReplaceExisting(id.to_owned(), old.to_owned()));
+        }
+        if !exists(old) {
+            return Err(GearsError::NoSessionToReplace(old.to_owned()));
+        }
+        return Ok(());
+    }
+    match id {
+        Some(id) if exists(id) && !upgrade => Err(GearsError::SessionExists(id.to_owned())),
+        _ => Ok(()),
+    }
+}
+
+/// Applies a script's registrations at once, or nothing (the first conflict's text). The
+/// caller holds the Redis lock. Returns the registrations it replaced.
+pub fn apply(batch: &Batch) -> Result<Vec<Arc<Registration>>, String> {
+    let mut registry = registry();
+    let replaced: Vec<String> = batch
+        .replaces
+        .as_ref()
+        .and_then(|old| registry.sessions.get(old))
+        .map_or(Vec::new(), |s| s.registrations.clone());
+    let others = || registry.registrations.iter().filter(|r| !replaced.contains(&r.spec.id));
+    for spec in &batch.specs {
+        if let Some(trigger) = spec.kind.trigger()
+            && others().any(|r| r.spec.kind.trigger() == Some(trigger))
+        {
+            return Err("trigger already registered".to_owned());
+        }
+        if let Some(hook) = spec.kind.hook()
+            && others().any(|r| r.spec.kind.hook() == Some(hook) && r.spec.mode != Mode::Sync)
+        {
+            return Err("Can not override a none sync registration".to_owned());
+        }
+    }
+    let mut gone = Vec::new();
+    if let Some(old) = &batch.replaces {
+        let (out, kept) =
+            std::mem::take(&mut registry.registrations).into_iter().partition(|r| replaced.contains(&r.spec.id));
+        registry.registrations = kept;
+        for registration in &out {
+            registration.live.gone.store(true, Ordering::Release);
+        }
+        gone = out;
+        if let Some(session) = registry.sessions.remove(old) {
+            let session = Session { registrations: Vec::new(), ..session };
+            if session.ref_count() > 0 {
+                registry.dead.insert(session.id.clone(), session);
+            }
+        }
+    }
+    if batch.specs.is_empty() {
+        return Ok(gone);
+    }
+    // A registration made outside a script body joins its session's.
+    let (refs, mut ids) = registry
+        .sessions
+        .get(&batch.session)
+        .map_or_else(Default::default, |s| (s.refs.clone(), s.registrations.clone()));
+    ids.extend(batch.specs.iter().map(|s| s.id.clone()));
+    for spec in &batch.specs {
+        registry.registrations.push(Arc::new(Registration {
+            spec: spec.clone(),
+            session: batch.session.clone(),
+            home: batch.home,
+            live: Live::default(),
+        }));
+    }
+    registry.sessions.insert(
+        batch.session.clone(),
+        Session {
+            id: batch.session.clone(),
+            desc: batch.desc.clone(),
+            source: batch.source.clone(),
+            home: batch.home,
+            registrations: ids,
+            refs,
+        },
+    );
+    Ok(gone)
+}
+
+/// Removes registration `id` (with the Redis lock held); its session goes with its last
+/// registration. Returns the
+/// registration (for aborting its executions) and the finished executions to drop now.
+pub fn unregister(id: &str) -> Result<(Arc<Registration>, Vec<String>), GearsError> {
+    let mut registry = registry();
+    let index = registry.registrations.iter().position(|r| r.spec.id == id).ok_or(GearsError::NotRegistered)?;
+    let registration = registry.registrations.remove(index);
+    registration.live.gone.store(true, Ordering::Release);
+    let session_id = registration.session.clone();
+    if let Some(session) = registry.sessions.get_mut(&session_id) {
+        session.registrations.retain(|r| r != id);
+        if session.ref_count() == 0 {
+            registry.sessions.remove(&session_id);
+        }
+    }
+    let finished = registration.live.take_finished();
+    Ok((registration, finished))
+}
+
+/// Every registration, in creation order.
+pub fn all() -> Vec<Arc<Registration>> {
+    registry().registrations.clone()
+}
+
+pub fn find(id: &str) -> Option<Arc<Registration>> {
+    registry().registrations.iter().find(|r| r.spec.id == id).cloned()
+}
+
+/// The live sessions in id order and the dead ones, or (`dead`) only the dead ones.
+pub fn sessions(dead: bool) -> Vec<(Session, bool)> {
+    let mut registry = registry();
+    forget_unreferenced(&mut registry);
+    let live = registry.sessions.values().filter(|_| !dead).map(|s| (s.clone(), false));
+    let dead_ones = registry.dead.values().map(|s| (s.clone(), true));
+    if dead { dead_ones.collect() } else { live.chain(dead_ones).collect() }
+}
+
+pub fn session(id: &str) -> Option<(Session, bool)> {
+    let mut registry = registry();
+    forget_unreferenced(&mut registry);
+    registry.sessions.get(id).map(|s| (s.clone(), false)).or_else(|| registry.dead.get(id).map(|s| (s.clone(), true)))
+}
+
+/// Sessions whose last reference (an execution, a time event) went since they lost their last
+/// registration.
+fn forget_unreferenced(registry: &mut Registry) {
+    registry.sessions.retain(|_, s| s.ref_count() > 0);
+    registry.dead.retain(|_, s| s.ref_count() > 0);
+}
+
+/// A reference to a session held by an execution or a time event. Dropped on any thread, so it
+/// only counts: a dead session with no references left is forgotten the next time sessions are
+/// listed.
+pub struct SessionRef(Arc<AtomicUsize>);
+
+/// Called with the Redis lock held.
+pub fn hold_session(id: &str) -> Option<SessionRef> {
+    let registry = registry();
+    let refs = registry.sessions.get(id).or_else(|| registry.dead.get(id))?.refs.clone();
+    refs.fetch_add(1, Ordering::AcqRel);
+    Some(SessionRef(refs))
+}
+
+impl Drop for SessionRef {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Forgets every registration and session (a replica's full resync, a load replacing the data).
+pub fn clear() {
+    let mut registry = registry();
+    for registration in registry.registrations.drain(..) {
+        registration.live.gone.store(true, Ordering::Release);
+    }
+    registry.sessions.clear();
+}
+
+pub fn count() -> usize {
+    registry().registrations.len()
+}

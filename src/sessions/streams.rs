@@ -1,0 +1,356 @@
+//! Stream registrations (docs/python-api.md#streamreader-registrations): entries are read through
+//! the consumer group `__gears_consumer_group__` a batch at a time, one batch at a time per
+//! stream, on the session's home; acknowledged (and trimmed) when processed, left pending when
+//! the registration aborts, retried after its interval, or paused.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis_module::Context;
+
+use super::registered::{self, Input};
+use crate::executions;
+use crate::pool;
+use crate::python::Runtime;
+use crate::redis::gil::with_gil;
+use crate::redis::keyspace::RedisStore;
+use crate::registrations::{self, FailurePolicy, Kind, Mode, Registration, Status};
+use crate::reply::Reply;
+use crate::stop::Abort;
+use crate::store::Store;
+
+const GROUP: &[u8] = b"__gears_consumer_group__";
+const CONSUMER: &[u8] = b"__gears_client__";
+
+/// Entries read but not yet acknowledged by this consumer: what a retry processes again.
+const PENDING: &[u8] = b"0";
+/// Entries never delivered to the group.
+const NEW: &[u8] = b">";
+
+/// The stream registrations listening to `key`, with their batch sizes and durations.
+fn listeners(key: &[u8]) -> Vec<Arc<Registration>> {
+    registrations::all()
+        .into_iter()
+        .filter(|r| matches!(&r.spec.kind, Kind::Stream { prefix, .. } if registrations::spec::prefix_matches(prefix.as_bytes(), key)))
+        .collect()
+}
+
+fn batch_of(registration: &Registration) -> (u64, u64, FailurePolicy, u64, bool) {
+    match &registration.spec.kind {
+        Kind::Stream { batch, duration_ms, policy, retry_secs, trim, .. } => {
+            (*batch, *duration_ms, *policy, *retry_secs, *trim)
+        }
+        _ => (1, 0, FailurePolicy::Continue, 1, false),
+    }
+}
+
+/// An entry was added to stream `key` (the `xadd` keyspace event; the writer holds the lock).
+pub fn on_xadd(ctx: &Context, key: &[u8], db: i32) {
+    for registration in listeners(key) {
+        if registration.live.status() != Status::Ok {
+            continue;
+        }
+        let (batch, duration, ..) = batch_of(&registration);
+        let start = {
+            let mut streams = registration.live.streams();
+            let progress = streams.entry(key.to_vec()).or_default();
+            progress.arrived += 1;
+            progress.first_arrival.get_or_insert_with(Instant::now);
+            if progress.running {
+                false
+            } else if progress.arrived >= batch {
+                progress.running = true;
+                true
+            } else {
+                if duration > 0 && !progress.timer {
+                    progress.timer = true;
+                    arm_timer(ctx, Duration::from_millis(duration), registration.clone(), key.to_vec(), db);
+                }
+                false
+            }
+        };
+        if start {
+            start_batch(Some(ctx), registration, key.to_vec(), db, false);
+        }
+    }
+}
+
+/// Processes `key`'s entries for `registration`: inline if it is `sync` and the caller holds the
+/// lock, else on its home. `drain`: until none is left (a timer, a scan), not only full batches.
+fn start_batch(ctx: Option<&Context>, registration: Arc<Registration>, key: Vec<u8>, db: i32, drain: bool) {
+    let home = registration.home;
+    match ctx {
+        Some(ctx) if registration.spec.mode == Mode::Sync => {
+            let _ = super::sync::call(ctx, home, Abort::new(), move |runtime, _| {
+                process(runtime, &registration, &key, db, drain);
+                Reply::ok()
+            });
+        }
+        _ => pool::send(home, Box::new(move |runtime| process(runtime, &registration, &key, db, drain))),
+    }
+}
+
+/// Starts a batch `after` from now, from the main thread's timer.
+fn arm_timer(ctx: &Context, after: Duration, registration: Arc<Registration>, key: Vec<u8>, db: i32) {
+    ctx.create_timer(after, on_timer, (registration, key, db));
+}
+
+fn on_timer(ctx: &Context, (registration, key, db): (Arc<Registration>, Vec<u8>, i32)) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        if registration.live.gone() || !crate::redis::notify::fires(ctx) {
+            return;
+        }
+        let start = {
+            let mut streams = registration.live.streams();
+            let progress = streams.entry(key.clone()).or_default();
+            progress.timer = false;
+            !std::mem::replace(&mut progress.running, true)
+        };
+        if start {
+            start_batch(Some(ctx), registration, key, db, true);
+        }
+    }));
+}
+
+/// Runs batches until the stream has no full batch left (or, with `drain`, nothing left),
+/// starting with the entries read before and not acknowledged when retrying or resuming.
+fn process(runtime: &Runtime, registration: &Arc<Registration>, key: &[u8], db: i32, drain: bool) {
+    process_from(runtime, registration, key, db, drain, false)
+}
+
+fn process_from(runtime: &Runtime, registration: &Arc<Registration>, key: &[u8], db: i32, drain: bool, resume: bool) {
+    let store = RedisStore { db };
+    let (batch, duration, policy, retry_secs, trim) = batch_of(registration);
+    // Created at id 0 when missing: entries written before the registration are processed.
+    let _ = store.call("XGROUP", &[b"CREATE", key, GROUP, b"0"]);
+    let count = batch.to_string();
+    let mut pending_first = resume || registration.live.status() == Status::WaitingForRetry;
+    loop {
+        let status = registration.live.status();
+        if registration.live.gone() || !matches!(status, Status::Ok | Status::WaitingForRetry) {
+            break;
+        }
+        let entries = read(&store, key, count.as_bytes(), if pending_first { PENDING } else { NEW });
+        if entries.is_empty() {
+            if pending_first {
+                pending_first = false;
+                registration.live.set_status(Status::Ok);
+                continue;
+            }
+            break;
+        }
+        let first_arrival = {
+            let mut streams = registration.live.streams();
+            let progress = streams.entry(key.to_vec()).or_default();
+            let first = progress.first_arrival;
+            progress.arrived = progress.arrived.saturating_sub(entries.len() as u64);
+            progress.first_arrival = (progress.arrived > 0).then(Instant::now);
+            first
+        };
+        let ids: Vec<Vec<u8>> = entries.iter().map(|(id, _)| id.clone()).collect();
+        let errors = run_batch(runtime, registration, key, entries, db);
+        if let Some(first) = first_arrival {
+            registration.live.lag(first.elapsed().as_millis() as u64);
+        }
+        match errors.first() {
+            Some(error) if error.starts_with("PAUSE") => {
+                registration.live.set_status(Status::Paused);
+                break;
+            }
+            Some(_) if policy == FailurePolicy::Abort => {
+                registration.live.set_status(Status::Aborted);
+                break;
+            }
+            Some(_) if policy == FailurePolicy::Retry => {
+                registration.live.set_status(Status::WaitingForRetry);
+                let (registration, key) = (registration.clone(), key.to_vec());
+                with_gil(db, |ctx| arm_timer(ctx, Duration::from_secs(retry_secs), registration, key, db));
+                break;
+            }
+            _ => acknowledge(&store, key, &ids, trim),
+        }
+        if !drain && !more_batches(registration, key, batch) {
+            return finish(registration, key, duration, db);
+        }
+    }
+    let mut streams = registration.live.streams();
+    if let Some(progress) = streams.get_mut(key) {
+        progress.running = false;
+    }
+}
+
+/// Whether a full batch waits; if not, the stream is no longer running (decided under the same
+/// lock an event takes, so no event is missed in between).
+fn more_batches(registration: &Registration, key: &[u8], batch: u64) -> bool {
+    let mut streams = registration.live.streams();
+    let progress = streams.entry(key.to_vec()).or_default();
+    if progress.arrived >= batch {
+        return true;
+    }
+    progress.running = false;
+    false
+}
+
+/// After the last full batch: fewer entries wait; `duration` starts them later.
+fn finish(registration: &Arc<Registration>, key: &[u8], duration: u64, db: i32) {
+    let arm = {
+        let mut streams = registration.live.streams();
+        let progress = streams.entry(key.to_vec()).or_default();
+        let arm = duration > 0 && progress.arrived > 0 && !progress.timer && !progress.running;
+        progress.timer |= arm;
+        arm
+    };
+    if arm {
+        let (registration, key) = (registration.clone(), key.to_vec());
+        with_gil(db, |ctx| arm_timer(ctx, Duration::from_millis(duration), registration, key, db));
+    }
+}
+
+/// One execution over a batch; its errors.
+fn run_batch(
+    runtime: &Runtime,
+    registration: &Registration,
+    key: &[u8],
+    entries: Vec<(Vec<u8>, Vec<Reply>)>,
+    db: i32,
+) -> Vec<String> {
+    let abort = Abort::new();
+    let execution = executions::create_registered(runtime.worker(), true, &registration.spec.id, abort);
+    let session = with_gil(db, |_| registrations::hold_session(&registration.session));
+    registration.live.started();
+    let running = super::Running(Some(execution));
+    let input = Input::Stream { key: key.to_vec(), entries };
+    let (reply, report) = registered::run(runtime, registration, input, db, running.key());
+    let errors = report.errors.clone();
+    running.finish(reply, report);
+    runtime.end_job();
+    super::defer_nested(runtime, db);
+    drop(session);
+    errors
+}
+
+/// `XREADGROUP` of up to `count` entries from `from` (`>` new ones, `0` this consumer's pending).
+fn read(store: &dyn Store, key: &[u8], count: &[u8], from: &[u8]) -> Vec<(Vec<u8>, Vec<Reply>)> {
+    let args: [&[u8]; 8] = [b"GROUP", GROUP, CONSUMER, b"COUNT", count, b"STREAMS", key, from];
+    let Reply::Array(mut streams) = store.call("XREADGROUP", &args) else { return Vec::new() };
+    let Some(Reply::Array(mut stream)) = streams.pop() else { return Vec::new() };
+    let Some(Reply::Array(entries)) = stream.pop() else { return Vec::new() };
+    entries
+        .into_iter()
+        .filter_map(|entry| match entry {
+            Reply::Array(mut parts) => match (parts.pop(), parts.pop()) {
+                (Some(Reply::Array(fields)), Some(Reply::Bulk(id))) => Some((id, fields)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// Acknowledges a processed batch; with `trim`, drops it from the stream (entries before the
+/// next one to process).
+fn acknowledge(store: &dyn Store, key: &[u8], ids: &[Vec<u8>], trim: bool) {
+    let mut args: Vec<&[u8]> = vec![key, GROUP];
+    args.extend(ids.iter().map(Vec::as_slice));
+    store.call("XACK", &args);
+    if trim && let Some(next) = ids.last().and_then(|id| next_id(id)) {
+        store.call("XTRIM", &[key, b"MINID", next.as_bytes()]);
+    }
+}
+
+/// The smallest stream id after `id` (`ms-seq`).
+fn next_id(id: &[u8]) -> Option<String> {
+    let id = std::str::from_utf8(id).ok()?;
+    let (ms, seq) = id.split_once('-')?;
+    let (ms, seq): (u64, u64) = (ms.parse().ok()?, seq.parse().ok()?);
+    Some(match seq.checked_add(1) {
+        Some(seq) => format!("{ms}-{seq}"),
+        None => format!("{}-0", ms + 1),
+    })
+}
+
+/// Looks for streams the registration should process: when it is registered, loaded, unpaused
+/// or its server promoted. Runs on the home (a SCAN of the keyspace).
+pub fn scan(registration: Arc<Registration>) {
+    let home = registration.home;
+    pool::send(
+        home,
+        Box::new(move |runtime| {
+            let Kind::Stream { prefix, .. } = &registration.spec.kind else { return };
+            let store = RedisStore { db: 0 };
+            for key in stream_keys(&store, prefix) {
+                let start = {
+                    let mut streams = registration.live.streams();
+                    let progress = streams.entry(key.clone()).or_default();
+                    !std::mem::replace(&mut progress.running, true)
+                };
+                if start {
+                    process_from(runtime, &registration, &key, 0, true, true);
+                }
+            }
+        }),
+    );
+}
+
+/// The stream keys matching `prefix` (database 0).
+fn stream_keys(store: &dyn Store, prefix: &str) -> Vec<Vec<u8>> {
+    let pattern = match prefix.strip_suffix('*') {
+        Some(start) => format!("{}*", glob_escape(start)),
+        None => glob_escape(prefix),
+    };
+    let mut keys = Vec::new();
+    let mut cursor = b"0".to_vec();
+    loop {
+        let reply = store.call("SCAN", &[&cursor, b"MATCH", pattern.as_bytes(), b"COUNT", b"1000", b"TYPE", b"stream"]);
+        let Reply::Array(mut parts) = reply else { break };
+        let (Some(Reply::Array(found)), Some(Reply::Bulk(next))) = (parts.pop(), parts.pop()) else { break };
+        keys.extend(found.into_iter().filter_map(|k| match k {
+            Reply::Bulk(k) => Some(k),
+            _ => None,
+        }));
+        if next == b"0" {
+            break;
+        }
+        cursor = next;
+    }
+    keys
+}
+
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// RG.PAUSEREGISTRATIONS / RG.UNPAUSEREGISTRATIONS of one stream registration.
+pub fn pause(registration: &Arc<Registration>, pause: bool) {
+    if pause {
+        registration.live.set_status(Status::Paused);
+    } else if registration.live.status() == Status::Paused {
+        registration.live.set_status(Status::Ok);
+        scan(registration.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_ids() {
+        assert_eq!(next_id(b"5-3").as_deref(), Some("5-4"));
+        assert_eq!(next_id(b"5-18446744073709551615").as_deref(), Some("6-0"));
+        assert_eq!(next_id(b"junk"), None);
+    }
+
+    #[test]
+    fn escapes_glob_characters() {
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+}
