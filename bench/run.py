@@ -864,7 +864,7 @@ R5_SCRIPT = """
 def work(x):
     k = x['key']
     h = 0
-    for ch in k:
+    for ch in k * 8:
         h = (h * 31 + ord(ch)) & 0xffffffff
     execute('INCR', 'processed')
     if int(k[2:]) % 1000 == 0:
@@ -884,6 +884,13 @@ def register(c, script):
     expect(got in (b"OK", "OK"), f"RG.PYEXECUTE of a registration: expected OK, got {str(got)[:300]}")
 
 
+def plain(v):
+    """A reply with bytes decoded (for the JSON of the results)."""
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    return as_str(v) if isinstance(v, bytes) else v
+
+
 def registrations(c):
     """RG.DUMPREGISTRATIONS as a list of flat dicts: id, reader, and the RegistrationData values
     (numTriggered, numSuccess, numFailures, numAborted, lastError, ...)."""
@@ -893,7 +900,7 @@ def registrations(c):
         data = d.get("RegistrationData") or []
         rec = {"id": as_str(d.get("id")), "reader": as_str(d.get("reader"))}
         for k, v in zip(data[0::2], data[1::2]):
-            v = as_str(v) if isinstance(v, bytes) else v
+            v = plain(v)
             try:
                 v = int(v)
             except (TypeError, ValueError):
@@ -1180,11 +1187,23 @@ def subscriber_main(spec):
     print(json.dumps({"processed": processed, "disconnects": disconnects}), flush=True)
 
 
-def r2_ours(srv, n, run):
+def pinged(srv, job, out):
+    """Runs job() under the pinger of P4; puts the ping statistics in out['ping']."""
+    if out is None:
+        return job()
+    got = []
+    secs, st = with_pinger(srv, lambda: got.append(job()))
+    out["ping"] = {"job_s": secs, **st}
+    return got[0]
+
+
+def r2_ours(srv, n, run, ping=None):
+    """One R2 run of the registration; with ping={} the run happens under the pinger (R4), its
+    window starting once the writers are ready."""
     c = srv.client()
     c.delete("mirror")
     w = Writers(srv.port, "set", n, R_WRITERS, "wb:", f"r{run}v{{i}}")
-    res = watch(lambda: c.hlen("mirror"), n, w)
+    res = pinged(srv, lambda: watch(lambda: c.hlen("mirror"), n, w), ping)
     got = c.hgetall("mirror")
     c.close()
     wrong = sum(1 for i in range(n) if got.get(f"wb:{i}".encode()) != f"r{run}v{i}".encode())
@@ -1194,14 +1213,14 @@ def r2_ours(srv, n, run):
             "writers_seconds": res["writers"]["t_last"] - res["writers"]["t_first"]}
 
 
-def r2_subscriber(srv, n, run, style="per-event"):
+def r2_subscriber(srv, n, run, style="per-event", ping=None):
     c = srv.client()
     c.delete("mirror")
     sub = Child("--_subscriber", f"{srv.port}:{style}")
     try:
         sub.wait_ready()
         w = Writers(srv.port, "set", n, R_WRITERS, "wb:", f"r{run}v{{i}}")
-        res = watch(lambda: c.hlen("mirror"), n, w)
+        res = pinged(srv, lambda: watch(lambda: c.hlen("mirror"), n, w), ping)
         sub.send("stop")
         st = sub.result()
     finally:
@@ -1273,12 +1292,12 @@ def r4(workdir, module, cfg, raw):
         idle_s, idle = with_pinger(ours, lambda: time.sleep(1.0))
         rg, sub = [], []
         for i in range(cfg["r4_runs"]):
-            out = {}
-            secs, st = with_pinger(ours, lambda: out.update(r2_ours(ours, n, i + 1)))
-            rg.append({"job_s": secs, "r2": dict(out), **st})
-            out.clear()
-            secs, st = with_pinger(anchor, lambda: out.update(r2_subscriber(anchor, n, i + 1)))
-            sub.append({"job_s": secs, "r2": dict(out), **st})
+            ping = {}
+            out = r2_ours(ours, n, i + 1, ping=ping)
+            rg.append({"r2": out, **ping["ping"]})
+            ping = {}
+            out = r2_subscriber(anchor, n, i + 1, ping=ping)
+            sub.append({"r2": out, **ping["ping"]})
             log("R4 run %d: PING p99/max during the registration's R2 %.2f/%.2f ms (%d pings), "
                 "during the subscriber's %.2f/%.2f ms (%d pings)"
                 % (i + 1, rg[-1]["window"].get("p99_ms", float("nan")), rg[-1]["window"].get("max_ms", float("nan")),
@@ -1806,6 +1825,27 @@ def busy_warning(m):
     return None
 
 
+def params_text(p, raw):
+    wl = p.get("workloads", WORKLOADS)
+    out = []
+    if "p2" in wl or "p4" in wl or "p3" in wl or "p5" in wl:
+        out.append(f"{p['keys']:,} keys ({raw.get('p2', {}).get('distinct_words', '?')} distinct words), "
+                   f"{p['runs']} runs per heavy figure"
+                   + (f" (P2/P4 reduced to {p['scan_runs']} by the time budget)"
+                      if p.get('scan_runs', p['runs']) != p['runs'] else ""))
+    if "p1" in wl:
+        out.append(f"P1 {p['p1_runs']} × {p['p1_requests']:,} requests")
+    if "r1" in wl:
+        out.append(f"R1 {p['r1_runs']} × {p['r1_requests']:,} requests")
+    if "r2" in wl or "r4" in wl:
+        out.append(f"R2 {p['r2_runs']} × {p['r2_events']:,} events, R4 {p['r4_runs']} runs")
+    if "r3" in wl:
+        out.append(f"R3 {p['r3_runs']} × {p['r3_entries']:,} entries")
+    if "r5" in wl:
+        out.append(f"R5 {p['r5_sets']:,} SETs")
+    return ", ".join(out) or "none"
+
+
 def summary_md(meta, rows, raw, errors):
     m, v = meta["machine"], meta["versions"]
     L = [f"# rustgears benchmark — {meta['mode']} run", "",
@@ -1829,12 +1869,7 @@ def summary_md(meta, rows, raw, errors):
          f"- harness and anchors: {v.get('python')}, redis-py {v.get('redis_py', '?')}, {v.get('redis_benchmark')}",
          "", "## Figures", "",
          "Medians of several runs; ratio = measured / anchor, both measured in this run. "
-         f"Parameters: {meta['params']['keys']:,} keys ({raw.get('p2', {}).get('distinct_words', '?')} distinct "
-         f"words), {meta['params']['runs']} runs per heavy figure"
-         + (f" (P2/P4 reduced to {meta['params']['scan_runs']} by the time budget)"
-            if meta['params'].get('scan_runs', meta['params']['runs']) != meta['params']['runs'] else "")
-         + f", P1 {meta['params']['p1_runs']} × "
-         f"{meta['params']['p1_requests']:,} requests.", ""]
+         "Parameters: " + params_text(meta["params"], raw) + ".", ""]
     L += table_lines(rows, markdown=True)
     notes = [f"- {r['id']}: {r['note']}" for r in rows if r["note"]]
     if busy_warning(m):
