@@ -34,6 +34,8 @@ pub enum GearsError {
     NoSuchTrigger,
     #[error("ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading.")]
     NonSyncNotAllowed,
+    #[error("Command hook must return exactly one result")]
+    HookResults,
     #[error("Unknown option {0}")]
     UnknownOption(String),
     #[error("session does not exists")]

@@ -26,7 +26,7 @@ mod entry {
     use redis_module::{Context, RedisString, Status, redis_module};
 
     use crate::redis::rdb::TYPE as RG_TYPE;
-    use crate::{commands, config, memory, pool, redis, sessions, watchdog};
+    use crate::{commands, config, memory, pool, python, redis, registrations, sessions, watchdog};
 
     fn init(ctx: &Context, args: &[RedisString]) -> Status {
         redis::log::init(ctx);
@@ -55,9 +55,16 @@ mod entry {
                 ready: sessions::registered::ready,
             },
         );
+        redis::filter::install(ctx, registrations::hooks::intercepts);
+        python::upcalls::install(python::upcalls::Upcalls {
+            call_next: sessions::registered::call_next,
+            join_session: sessions::registered::join_session,
+            start_timer: sessions::time_events::start,
+        });
         redis::rdb::install(redis::rdb::Persisted {
             save: sessions::registered::save,
             load: sessions::registered::load_snapshot,
+            key_loaded: sessions::registered::key_loaded,
         });
         ctx.log_notice(&format!("rustgears: {threads} execution threads starting"));
         Status::Ok
@@ -101,6 +108,8 @@ mod entry {
             // Replication and AOF only: what a primary sends its replicas when registrations change.
             ["rg.innerregister", commands::rg_command, "write", 0, 0, 0, ""],
             ["rg.innerunregister", commands::rg_command, "write", 0, 0, 0, ""],
+            // Where the command filter sends commands that registrations intercept.
+            ["rg.innerhook", commands::rg_command, "readonly", 0, 0, 0, ""],
         ],
     }
 }

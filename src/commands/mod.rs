@@ -3,6 +3,7 @@
 //! is written as the reply. Panics are contained here.
 
 mod executions;
+mod hook;
 pub mod info;
 mod management;
 pub mod parse;
@@ -79,6 +80,7 @@ fn run(ctx: &Context, command: Command) -> Result<Response, GearsError> {
         Command::Trigger { args } => trigger::trigger(ctx, args),
         Command::PyDumpSessions(options) => registrations::dump_sessions(&options),
         Command::PyProfile { reset, session } => registrations::profile(&session, reset),
+        Command::Hook { record } => hook::hook(ctx, record),
         Command::InnerRegister { blob } => registrations::inner_register(ctx, &blob),
         Command::InnerUnregister { id } => registrations::inner_unregister(ctx, &id),
         Command::Fixed(which) => management::fixed(which),

@@ -59,6 +59,10 @@ pub enum Command {
         reset: bool,
         session: String,
     },
+    /// A command that registrations intercept, sent by the command filter.
+    Hook {
+        record: Vec<Vec<u8>>,
+    },
     /// Replication and AOF only (docs/architecture.md#persistence-and-replication).
     InnerRegister {
         blob: Vec<u8>,
@@ -124,6 +128,7 @@ pub const NAMES: &[&str] = &[
     "rg.pyprofile",
     "rg.innerregister",
     "rg.innerunregister",
+    "rg.innerhook",
 ];
 
 fn text(arg: &[u8]) -> String {
@@ -200,6 +205,7 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Command, GearsError> {
             },
             _ => return Err(GearsError::WrongArity),
         },
+        "rg.innerhook" if !rest.is_empty() => Command::Hook { record: rest.to_vec() },
         "rg.innerregister" if rest.len() == 1 => Command::InnerRegister { blob: rest[0].clone() },
         "rg.innerunregister" if rest.len() == 1 => Command::InnerUnregister { id: text(&rest[0]) },
         "rg.dumpplugins" => Command::Fixed(Fixed::DumpPlugins),

@@ -5,6 +5,7 @@ use redis_module::{Context, ContextFlags};
 
 use super::Response;
 use crate::error::GearsError;
+use crate::executions::Wants;
 use crate::redis::gil::selected_db;
 use crate::redis::notify;
 use crate::registrations::{self, Mode};
@@ -19,7 +20,7 @@ pub fn trigger(ctx: &Context, args: Vec<Vec<u8>>) -> Result<Response, GearsError
     if !notify::fires(ctx) || (!sync && unblockable) {
         return Err(GearsError::NonSyncNotAllowed);
     }
-    let caller = if sync { Caller::Inline } else { Caller::Block };
+    let caller = if sync { Caller::Inline(Wants::Trigger) } else { Caller::Block(Wants::Trigger) };
     let db = selected_db(ctx);
     Ok(match registered::dispatch(ctx, registration, Input::Command(args), db, caller) {
         Some(reply) => Response::Reply(reply),

@@ -100,7 +100,7 @@ fn run_armed<S: Store + Send + 'static>(store: S, abort: Arc<Abort>, script: &st
             ScriptOutcome::Failed(text) => (Reply::Error(text), Report::default()),
             ScriptOutcome::Done => (Reply::ok(), Report::default()),
             ScriptOutcome::Run(plan) => {
-                runtime.begin_execution(None);
+                runtime.begin_execution(Default::default());
                 let _armed = runtime.arm(abort);
                 super::run(runtime, plan, store.clone())
             }

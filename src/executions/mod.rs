@@ -79,13 +79,27 @@ pub fn finish(key: &ExecutionKey, reply: Reply, report: Report) {
         match waiter.wants {
             Wants::Results => waiter.client.reply(reply.clone()),
             Wants::Ok => waiter.client.reply(ok.clone()),
-            Wants::Trigger => waiter.client.reply(Arc::new(trigger_reply(&reply))),
+            wants => waiter.client.reply(Arc::new(shaped(wants, &reply))),
         }
     }
 }
 
+/// An execution's `[results, errors]` as the waiter wants it.
+pub fn shaped(wants: Wants, reply: &Reply) -> Reply {
+    match wants {
+        Wants::Results => reply.clone(),
+        Wants::Ok => Reply::ok(),
+        Wants::Trigger => trigger_reply(reply),
+        Wants::Hook => match trigger_reply(reply) {
+            Reply::Array(mut results) if results.len() == 1 => results.remove(0),
+            Reply::Array(_) => Reply::Error(GearsError::HookResults.to_string()),
+            error => error,
+        },
+    }
+}
+
 /// What a trigger's caller gets: the first error if there is one, else the results.
-pub fn trigger_reply(reply: &Reply) -> Reply {
+fn trigger_reply(reply: &Reply) -> Reply {
     match reply {
         Reply::Array(parts) => match parts.as_slice() {
             [_, Reply::Array(errors)] if !errors.is_empty() => match &errors[0] {

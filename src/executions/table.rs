@@ -47,8 +47,10 @@ pub enum Wants {
     Results,
     /// `OK` (RG.ABORTEXECUTION waits for the execution to stop).
     Ok,
-    /// The first error, or the results alone (RG.TRIGGER, a hooked command).
+    /// The first error, or the results alone (RG.TRIGGER).
     Trigger,
+    /// The first error, or the one result (a hooked command).
+    Hook,
 }
 
 pub struct Waiter {

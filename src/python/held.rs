@@ -41,8 +41,34 @@ pub fn release(id: &str) {
     drop(callbacks);
 }
 
-/// Drops every callback: the interpreter they belong to is going.
+/// Drops every registration's callbacks (a load replaces them).
 pub fn clear() {
     let all = HELD.take();
     drop(all);
+}
+
+/// Drops everything held: the interpreter it belongs to is going.
+pub fn clear_all() {
+    clear();
+    let timers = TIMERS.take();
+    drop(timers);
+}
+
+thread_local! {
+    /// Time events' functions, by time event id. Not emptied by a load (a running time event
+    /// outlives DEBUG RELOAD); emptied with the interpreter.
+    static TIMERS: RefCell<HashMap<u64, PyObjectRef>> = RefCell::new(HashMap::new());
+}
+
+pub fn hold_timer(id: u64, function: PyObjectRef) {
+    TIMERS.with_borrow_mut(|timers| timers.insert(id, function));
+}
+
+pub fn timer(id: u64) -> Option<PyObjectRef> {
+    TIMERS.with_borrow(|timers| timers.get(&id).cloned())
+}
+
+pub fn release_timer(id: u64) {
+    let function = TIMERS.with_borrow_mut(|timers| timers.remove(&id));
+    drop(function);
 }

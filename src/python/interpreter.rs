@@ -101,6 +101,21 @@ impl Drop for Nested<'_> {
     }
 }
 
+/// Profiling on for one execution (see `Runtime::profile`).
+pub struct Profiled<'r> {
+    runtime: &'r Runtime,
+    _profiling: crate::profile::Profiling,
+}
+
+impl Drop for Profiled<'_> {
+    fn drop(&mut self) {
+        self.runtime.enter(|vm| {
+            vm.profile_func.replace(vm.ctx.none());
+            vm.use_tracing.set(false);
+        });
+    }
+}
+
 /// Python objects prepared once per interpreter.
 struct Prepared {
     env: PyDictRef,
@@ -109,6 +124,8 @@ struct Prepared {
     /// Set when interpreter-wide state could not be put back after a job: rebuild.
     tainted: Cell<bool>,
     codes: RefCell<HashMap<String, PyRef<PyCode>>>,
+    /// `_redisgears.profile_event`, the profile function of profiled executions.
+    profile_hook: rustpython_vm::PyObjectRef,
 }
 
 impl Runtime {
@@ -158,6 +175,7 @@ impl Runtime {
         restoring: Option<VecDeque<String>>,
     ) -> ScriptOutcome {
         session::begin(session, restoring);
+        session::with(|s| s.source = Some(script.to_owned()));
         let _installed = store::install(store.clone());
         let _armed = self.arm(abort);
         let (Some(interp), Some(state)) = (&self.interp, &self.state) else {
@@ -239,9 +257,21 @@ impl Runtime {
         Nested { runtime: self, depth, exception, _session: session::nest() }
     }
 
-    /// Prepares this thread to run an execution (of `session`'s registrations, if any).
-    pub fn begin_execution(&self, session: Option<String>) {
-        session::begin_execution(session);
+    /// Prepares this thread to run an execution.
+    pub fn begin_execution(&self, origin: session::Origin) {
+        session::begin_execution(origin);
+    }
+
+    /// Profiles the calls of Python functions for `session` until the guard is dropped.
+    pub fn profile(&self, session: &str) -> Profiled<'_> {
+        let hook = self.state.as_ref().map(|s| s.profile_hook.clone());
+        self.enter(|vm| {
+            if let Some(hook) = hook {
+                vm.profile_func.replace(hook);
+                vm.use_tracing.set(true);
+            }
+        });
+        Profiled { runtime: self, _profiling: crate::profile::start(session) }
     }
 
     /// The registrations the last script body recorded.
@@ -258,7 +288,7 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         // Python objects first, then the interpreter; finalize() frees what a plain drop leaks.
-        super::held::clear();
+        super::held::clear_all();
         session::with(|s| *s = session::Session::default());
         self.state = None;
         if let Some(interp) = self.interp.take() {
@@ -326,7 +356,9 @@ fn prepare(vm: &VirtualMachine) -> PyResult<Prepared> {
     // The shim has registered its exception types: no script may register others.
     native.del_attr("register_types", vm)?;
     pristine::record(vm)?;
+    let profile_hook = native.get_attr("profile_event", vm)?;
     Ok(Prepared {
+        profile_hook,
         env,
         recursion_limit: vm.recursion_limit.get(),
         int_max_str_digits: vm.state.int_max_str_digits.load(),

@@ -14,6 +14,7 @@ mod power;
 mod pristine;
 mod register;
 pub mod session;
+pub mod upcalls;
 
 /// The highest recursion limit a script may set (`sys.setrecursionlimit` lowers larger ones):
 /// 100,000 frames peak at about 90 MB, and leave about 8 MB in the worker's caches.

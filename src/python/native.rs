@@ -139,6 +139,80 @@ mod _redisgears {
         }
     }
 
+    /// `registerTE(seconds, callback, keyName)`, checked by the shim.
+    #[pyfunction]
+    fn register_time_event(
+        seconds: i64,
+        callback: PyObjectRef,
+        key: PyObjectRef,
+        vm: &VirtualMachine,
+    ) -> PyResult<bool> {
+        use crate::python::upcalls::{self, TimerRequest, TimerStart};
+        let key = key.downcast_ref::<rustpython_vm::builtins::PyStr>().map(|k| k.as_wtf8().as_bytes().to_vec());
+        let (session, source, restoring) =
+            session::with(|s| (s.session_id.clone(), s.source.clone(), s.restoring.is_some()));
+        let request = TimerRequest { seconds: seconds.max(0) as u64, key, session, source, restoring };
+        match upcalls::start_timer(request).map_err(|e| gears_error(vm, e))? {
+            TimerStart::Started(id) => {
+                crate::python::held::hold_timer(id, callback);
+                Ok(true)
+            }
+            TimerStart::KeyExists => Ok(false),
+            TimerStart::Skipped => Ok(true),
+        }
+    }
+
+    /// `call_next(*args)` of a hook's execution.
+    #[pyfunction]
+    fn call_next(args: PosArgs, vm: &VirtualMachine) -> PyResult {
+        let Some(chain) = session::with(|s| s.hook.clone()) else {
+            return Err(gears_error(vm, "Can not get CommandHook ctx"));
+        };
+        let args = args.into_vec().iter().map(|a| command_arg(a, vm)).collect::<PyResult<Vec<Vec<u8>>>>()?;
+        match crate::python::upcalls::call_next(&chain, args) {
+            Reply::Error(text) => Err(gears_error(vm, text)),
+            reply => Ok(to_python(reply, vm)),
+        }
+    }
+
+    #[pyfunction]
+    fn get_command(vm: &VirtualMachine) -> PyResult {
+        let Some(link) = session::with(|s| s.link.clone()) else {
+            return Err(gears_error(vm, "Can not get command ctx"));
+        };
+        let parts = link.command.iter().map(|a| crate::python::redis_string(a.clone(), vm)).collect();
+        Ok(vm.ctx.new_list(parts).into())
+    }
+
+    #[pyfunction]
+    fn override_reply(value: PyObjectRef, vm: &VirtualMachine) -> PyResult<()> {
+        let Some(link) = session::with(|s| s.link.clone()) else {
+            return Err(gears_error(vm, "Can not get command ctx"));
+        };
+        let reply = crate::python::to_reply(&value, vm);
+        let mut slot = link.reply.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_some() {
+            return Err(gears_error(vm, "Can only override reply once"));
+        }
+        *slot = Some(reply);
+        Ok(())
+    }
+
+    /// The profile function of executions profiled for RG.PYPROFILE.
+    #[pyfunction]
+    fn profile_event(frame: PyObjectRef, event: PyStrRef, _arg: PyObjectRef, vm: &VirtualMachine) -> PyResult<()> {
+        match event.to_string_lossy().as_ref() {
+            "call" => {
+                let code = frame.get_attr("f_code", vm)?;
+                let name = code.get_attr("co_qualname", vm).or_else(|_| code.get_attr("co_name", vm))?;
+                crate::profile::call(&name.str(vm)?.to_string_lossy());
+            }
+            "return" => crate::profile::returned(),
+            _ => {}
+        }
+        Ok(())
+    }
+
     #[pyfunction]
     fn atomic_enter(vm: &VirtualMachine) -> PyResult<()> {
         if !store::current().is_some_and(|store| store.hold()) {

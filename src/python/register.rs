@@ -47,12 +47,9 @@ pub fn register(request: Request, vm: &VirtualMachine) -> PyResult<String> {
         return Err(gears_error(vm, "register() outside a script needs a session with registrations"));
     };
     held::hold(&id, callbacks.clone());
-    if let Err(text) = crate::sessions::registered::apply_one(&session_id, spec) {
+    if let Err(text) = super::upcalls::join_session(&session_id, spec, callbacks) {
         held::release(&id);
         return Err(gears_error(vm, text));
-    }
-    if let Some(runtime) = crate::pool::this_runtime() {
-        crate::sessions::registered::on_registered(&runtime, &callbacks);
     }
     Ok(id)
 }

@@ -4,10 +4,12 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use rustpython_vm::PyObjectRef;
 
 use super::held::Pending;
+use crate::registrations::hooks::{Chain, CommandLink};
 
 /// An execution requested by `run()`: the builder's reader, argument, steps and reader options,
 /// still as Python objects. `engine::Plan` parses it.
@@ -32,6 +34,22 @@ pub struct Session {
     /// Rebuilding a session from its source: the ids its `register()` calls had, in order.
     /// Its `execute()` writes and `run()` calls are not repeated.
     pub restoring: Option<VecDeque<String>>,
+    /// The script body's source, for keyed time events it starts (they outlive restarts).
+    pub source: Option<String>,
+    /// A hook's execution: where `call_next` goes.
+    pub hook: Option<Arc<Chain>>,
+    /// An execution fired by a command a KeysReader registration follows (`get_command`,
+    /// `override_reply`).
+    pub link: Option<Arc<CommandLink>>,
+}
+
+/// Where an execution comes from, for the functions that depend on it.
+#[derive(Default)]
+pub struct Origin {
+    /// The session whose registration started it.
+    pub session: Option<String>,
+    pub hook: Option<Arc<Chain>>,
+    pub link: Option<Arc<CommandLink>>,
 }
 
 thread_local! {
@@ -42,9 +60,9 @@ pub fn with<R>(f: impl FnOnce(&mut Session) -> R) -> R {
     SESSION.with_borrow_mut(f)
 }
 
-/// Sets up this thread for an execution of `session_id`'s (none for a plain `run()`).
-pub fn begin_execution(session_id: Option<String>) {
-    with(|s| *s = Session { session_id, ..Session::default() });
+/// Sets up this thread for an execution (a plain `run()`'s has no origin).
+pub fn begin_execution(origin: Origin) {
+    with(|s| *s = Session { session_id: origin.session, hook: origin.hook, link: origin.link, ..Session::default() });
 }
 
 /// Starts a fresh session for one script; whatever the previous job left is dropped.

@@ -4,6 +4,7 @@ pub mod alloc;
 pub mod blocked;
 pub mod call;
 pub mod events;
+pub mod filter;
 pub mod gil;
 pub mod info;
 pub mod keyspace;

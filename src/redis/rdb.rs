@@ -1,12 +1,13 @@
 //! The module's data in RDB files (and AOF rewrites with an RDB preamble): the registrations'
 //! sessions as aux data of the module type `rg_timeev`, whose keys are keyed time events.
 
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
+use redis_module::key::KeyFlags;
 use redis_module::native_types::RedisType;
-use redis_module::raw;
+use redis_module::{Context, RedisString, raw};
 
 use super::log;
 
@@ -20,6 +21,8 @@ pub struct Persisted {
     pub save: fn() -> (Vec<u8>, bool),
     /// Restores what `save` stored; the error is logged and the load refused.
     pub load: fn(&[u8]) -> Result<(), String>,
+    /// A key of the module's type was loaded, with these bytes; false refuses it.
+    pub key_loaded: fn(&[u8]) -> bool,
 }
 
 static PERSISTED: OnceLock<Persisted> = OnceLock::new();
@@ -35,7 +38,7 @@ pub static TYPE: RedisType = RedisType::new(
         version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
         rdb_load: Some(rdb_load),
         rdb_save: Some(rdb_save),
-        aof_rewrite: None,
+        aof_rewrite: Some(aof_rewrite),
         free: Some(free),
         mem_usage: None,
         digest: None,
@@ -99,12 +102,68 @@ unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, version: c_int, _whe
     }
 }
 
-/// Time-event keys are not stored yet: a key of this type in an RDB is refused.
-unsafe extern "C" fn rdb_load(_rdb: *mut raw::RedisModuleIO, version: c_int) -> *mut std::ffi::c_void {
-    log::warning(&format!("rustgears: an rg_timeev key of encoding version {version} cannot be loaded"));
-    std::ptr::null_mut()
+/// A key of the module's type holds bytes (a keyed time event, `registrations::time_events`).
+unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, version: c_int) -> *mut c_void {
+    let loaded = catch_unwind(AssertUnwindSafe(|| {
+        if version != ENCODING_VERSION {
+            log::warning(&format!("rustgears: refusing an rg_timeev key of encoding version {version} (RedisGears'?)"));
+            return std::ptr::null_mut();
+        }
+        let Ok(bytes) = raw::load_string_buffer(rdb) else { return std::ptr::null_mut() };
+        let bytes = bytes.as_ref().to_vec();
+        if !PERSISTED.get().is_some_and(|p| (p.key_loaded)(&bytes)) {
+            log::warning("rustgears: refusing an rg_timeev key that is not rustgears data");
+            return std::ptr::null_mut();
+        }
+        Box::into_raw(Box::new(bytes)).cast::<c_void>()
+    }));
+    loaded.unwrap_or(std::ptr::null_mut())
 }
 
-unsafe extern "C" fn rdb_save(_rdb: *mut raw::RedisModuleIO, _value: *mut std::ffi::c_void) {}
+unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
+    // SAFETY: every value of this type was made by `write_key` or `rdb_load`: a boxed Vec<u8>.
+    let bytes = unsafe { &*value.cast::<Vec<u8>>() };
+    raw::save_slice(rdb, bytes);
+}
 
-unsafe extern "C" fn free(_value: *mut std::ffi::c_void) {}
+/// Without an RDB preamble an AOF rewrite cannot carry the key: it is left out (logged).
+unsafe extern "C" fn aof_rewrite(
+    _aof: *mut raw::RedisModuleIO,
+    _key: *mut raw::RedisModuleString,
+    _value: *mut c_void,
+) {
+    log::warning("rustgears: an AOF rewrite without RDB preamble leaves out keyed time events");
+}
+
+unsafe extern "C" fn free(value: *mut c_void) {
+    // SAFETY: as in `rdb_save`; Redis frees each value once.
+    drop(unsafe { Box::from_raw(value.cast::<Vec<u8>>()) });
+}
+
+/// Stores `bytes` as the value of `key` (a new key of the module's type).
+pub fn write_key(ctx: &Context, key: &[u8], bytes: Vec<u8>) -> bool {
+    let name = RedisString::create_from_slice(std::ptr::null_mut(), key);
+    ctx.open_key_writable(&name).set_value(&TYPE, bytes).is_ok()
+}
+
+/// What a key holds, for the module's type.
+pub enum Slot {
+    Missing,
+    /// A key of the module's type, with its bytes.
+    Ours(Vec<u8>),
+    /// A key of another type.
+    Other,
+}
+
+pub fn read_key(ctx: &Context, key: &[u8]) -> Slot {
+    let name = RedisString::create_from_slice(std::ptr::null_mut(), key);
+    let handle = ctx.open_key_with_flags(&name, KeyFlags::NONOTIFY | KeyFlags::NOSTATS | KeyFlags::NOTOUCH);
+    if handle.is_null() {
+        return Slot::Missing;
+    }
+    match handle.get_value::<Vec<u8>>(&TYPE) {
+        Ok(Some(value)) => Slot::Ours(value.clone()),
+        Ok(None) => Slot::Missing,
+        Err(_) => Slot::Other,
+    }
+}

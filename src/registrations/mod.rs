@@ -10,9 +10,11 @@
 //! main thread with the lock held, so the child always finds the registry's mutex free and its
 //! content whole (`persist`). Statistics have their own locks and are never persisted.
 
+pub mod hooks;
 pub mod keys;
 pub mod persist;
 pub mod spec;
+pub mod time_events;
 pub mod triggers;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -232,7 +234,7 @@ pub struct Session {
 
 impl Session {
     pub fn ref_count(&self) -> usize {
-        self.registrations.len() + self.refs.load(Ordering::Acquire)
+        self.registrations.len() + self.refs.load(Ordering::Acquire) + time_events::count_of(&self.id)
     }
 }
 
@@ -322,6 +324,7 @@ pub fn apply(batch: &Batch) -> Result<Vec<Arc<Registration>>, String> {
         }
     }
     if batch.specs.is_empty() {
+        hooks::recount(&registry.registrations);
         return Ok(gone);
     }
     // A registration made outside a script body joins its session's.
@@ -349,6 +352,7 @@ pub fn apply(batch: &Batch) -> Result<Vec<Arc<Registration>>, String> {
             refs,
         },
     );
+    hooks::recount(&registry.registrations);
     Ok(gone)
 }
 
@@ -367,6 +371,7 @@ pub fn unregister(id: &str) -> Result<(Arc<Registration>, Vec<String>), GearsErr
             registry.sessions.remove(&session_id);
         }
     }
+    hooks::recount(&registry.registrations);
     let finished = registration.live.take_finished();
     Ok((registration, finished))
 }
@@ -428,6 +433,7 @@ pub fn clear() {
         registration.live.gone.store(true, Ordering::Release);
     }
     registry.sessions.clear();
+    hooks::recount(&registry.registrations);
 }
 
 pub fn count() -> usize {

@@ -14,6 +14,7 @@ mod answers;
 pub mod registered;
 pub mod streams;
 pub mod sync;
+pub mod time_events;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::engine::{self, Report};
 use crate::error::GearsError;
 use crate::executions::{self, ExecutionKey, Wants};
 use crate::pool;
+use crate::python::session::Origin;
 use crate::python::{RawPlan, Runtime, ScriptOutcome};
 use crate::redis::blocked::BlockedClient;
 use crate::redis::keyspace::RedisStore;
@@ -115,27 +117,34 @@ pub(crate) fn defer_nested(runtime: &Runtime, db: i32) {
 
 /// Runs one execution on its home's worker.
 fn run_plan(runtime: &Runtime, plan: RawPlan, db: i32, execution: Running) {
-    let (reply, report, _) = run_now(runtime, plan, db, execution.key(), None);
+    let (reply, report, _) = run_now(runtime, plan, db, execution.key(), Origin::default());
     execution.finish(reply, report);
     runtime.end_job();
     defer_nested(runtime, db);
 }
 
-/// Runs the plan of `key` (an execution of `session`'s registrations, if given), unless it was
-/// aborted before it started. The flag says whether it was stopped.
+/// Runs the plan of `key`, unless it was aborted before it started. The flag says whether it
+/// was stopped. A registration's executions are profiled per session while ProfileExecutions
+/// is 1.
 pub(crate) fn run_now(
     runtime: &Runtime,
     plan: RawPlan,
     db: i32,
     key: &ExecutionKey,
-    session: Option<String>,
+    origin: Origin,
 ) -> (Reply, Report, bool) {
     let Some(abort) = executions::start(key) else {
         return (Reply::results(Vec::new(), &[]), Report::default(), true);
     };
-    runtime.begin_execution(session);
+    let profiling = origin
+        .session
+        .as_deref()
+        .filter(|_| crate::config::with(|c| c.profile_executions == 1))
+        .map(|session| runtime.profile(session));
+    runtime.begin_execution(origin);
     let _armed = runtime.arm(abort.clone());
     let (reply, report) = engine::run(runtime, plan, Rc::new(RedisStore { db }));
+    drop(profiling);
     (reply, report, abort.requested())
 }
 

@@ -12,15 +12,18 @@ use rustpython_vm::{AsObject, VirtualMachine};
 use redis_module::Context;
 
 use crate::engine::Report;
+use crate::error::GearsError;
 use crate::executions::{self, ExecutionKey, Wants};
 use crate::pool;
 use crate::python::held::{self, Callbacks, Pending};
+use crate::python::session::Origin;
 use crate::python::{RawPlan, Runtime, ScriptOutcome};
 use crate::redis::blocked::BlockedClient;
 use crate::redis::gil::with_gil;
 use crate::redis::keyspace::RedisStore;
 use crate::redis::log;
 use crate::redis::notify;
+use crate::registrations::hooks::{Chain, CommandLink};
 use crate::registrations::persist::{self, SavedSession};
 use crate::registrations::{self, Batch, Kind, Mode, Outcome, Registration, Spec};
 use crate::reply::Reply;
@@ -99,8 +102,8 @@ pub fn apply_script(
     Ok(true)
 }
 
-/// `register()` outside a script body: joins `session` at once.
-pub fn apply_one(session: &str, spec: Spec) -> Result<(), String> {
+/// `register()` outside a script body (a callback, a time event): joins `session` at once.
+pub fn join_session(session: &str, spec: Spec, callbacks: Callbacks) -> Result<(), String> {
     with_gil(0, |ctx| {
         let Some((existing, _)) = registrations::session(session) else {
             return Err("the session of this code has no registrations to join".to_owned());
@@ -116,7 +119,11 @@ pub fn apply_one(session: &str, spec: Spec) -> Result<(), String> {
         registrations::apply(&batch)?;
         persist::replicate_batch(ctx, &batch);
         Ok(())
-    })
+    })?;
+    if let Some(runtime) = pool::this_runtime() {
+        on_registered(&runtime, &callbacks);
+    }
+    Ok(())
 }
 
 /// Drops, on their homes, the callbacks of registrations that are gone.
@@ -143,10 +150,12 @@ pub fn on_registered(runtime: &Runtime, callbacks: &Callbacks) {
 
 /// What started an execution of a registration.
 pub enum Input {
-    /// A keyspace event on `key`.
-    Key { key: Vec<u8>, event: Vec<u8>, read_value: bool },
-    /// A trigger's or hooked command's arguments: the record.
+    /// A keyspace event on `key` (`link`: caused by a command the registration follows).
+    Key { key: Vec<u8>, event: Vec<u8>, read_value: bool, link: Option<Arc<CommandLink>> },
+    /// A trigger's arguments: the record.
     Command(Vec<Vec<u8>>),
+    /// A hooked command (the record) and where its `call_next` goes.
+    Hook { record: Vec<Vec<u8>>, chain: Arc<Chain> },
     /// A batch of stream entries: `(id, [field, value, ...])`.
     Stream { key: Vec<u8>, entries: Vec<(Vec<u8>, Vec<Reply>)> },
 }
@@ -165,8 +174,19 @@ pub fn run(
         Ok(callbacks) => callbacks,
         Err(text) => return failed(registration, key, text, started),
     };
+    let origin = Origin {
+        session: Some(registration.session.clone()),
+        hook: match &input {
+            Input::Hook { chain, .. } => Some(chain.clone()),
+            _ => None,
+        },
+        link: match &input {
+            Input::Key { link, .. } => link.clone(),
+            _ => None,
+        },
+    };
     let plan = runtime.enter(|vm| raw_plan(vm, input, callbacks));
-    let (reply, report, stopped) = super::run_now(runtime, plan, db, key, Some(registration.session.clone()));
+    let (reply, report, stopped) = super::run_now(runtime, plan, db, key, origin);
     let outcome = match report.errors.first() {
         None => Outcome::Success,
         Some(_) if stopped => Outcome::Aborted,
@@ -192,12 +212,12 @@ fn failed(registration: &Registration, key: &ExecutionKey, text: String, started
 fn raw_plan(vm: &VirtualMachine, input: Input, callbacks: Callbacks) -> RawPlan {
     let options = vm.ctx.new_dict();
     let (reader, arg) = match input {
-        Input::Key { key, event, read_value } => {
+        Input::Key { key, event, read_value, .. } => {
             let _ = options.set_item("readValue", vm.ctx.new_bool(read_value).into(), vm);
             let _ = options.set_item("event", vm.ctx.new_str(String::from_utf8_lossy(&event).into_owned()).into(), vm);
             ("KeysEvent", vm.ctx.new_bytes(key).into())
         }
-        Input::Command(args) => {
+        Input::Command(args) | Input::Hook { record: args, .. } => {
             let record = vm.ctx.new_list(args.into_iter().map(|a| crate::python::redis_string(a, vm)).collect());
             ("Records", records(vm, vec![record.into()]))
         }
@@ -228,6 +248,30 @@ fn callbacks(runtime: &Runtime, registration: &Registration) -> Result<Callbacks
     })
 }
 
+/// Runs a session's source again to rebuild what it made: its `register()` calls take `ids` in
+/// order and are returned, not applied; its `execute()` writes and `run()` calls are left out;
+/// keyed time events waiting for it resume.
+pub fn rerun(
+    runtime: &Runtime,
+    session: Option<String>,
+    source: &str,
+    ids: VecDeque<String>,
+) -> Result<Vec<Pending>, String> {
+    let outcome = runtime.run_script(
+        source,
+        Rc::new(RedisStore { db: 0 }),
+        Abort::with_limit(ON_REGISTERED_LIMIT),
+        session,
+        Some(ids),
+    );
+    let pending = runtime.take_registrations();
+    runtime.end_job();
+    match outcome {
+        ScriptOutcome::Failed(text) => Err(format!("running the session's source again failed: {text}")),
+        _ => Ok(pending),
+    }
+}
+
 /// Rebuilds session `id`'s callbacks on this worker: runs its source again, with its `execute()`
 /// writes and `run()` left out, its `register()` calls taking their old ids; calls
 /// `onRegistered` of each.
@@ -237,18 +281,7 @@ pub fn restore(runtime: &Runtime, id: &str) -> Result<(), String> {
         return Err(format!("session {id} does not exist"));
     };
     let ids: VecDeque<String> = session.registrations.iter().cloned().collect();
-    let outcome = runtime.run_script(
-        &session.source,
-        Rc::new(RedisStore { db: 0 }),
-        Abort::with_limit(ON_REGISTERED_LIMIT),
-        Some(id.to_owned()),
-        Some(ids),
-    );
-    let pending = runtime.take_registrations();
-    runtime.end_job();
-    if let ScriptOutcome::Failed(text) = outcome {
-        return Err(format!("restoring session {id} failed: {text}"));
-    }
+    let pending = rerun(runtime, Some(id.to_owned()), &session.source, ids)?;
     for p in pending {
         held::hold(&p.spec.id, p.callbacks.clone());
         on_registered(runtime, &p.callbacks);
@@ -269,12 +302,23 @@ impl Drop for Pended {
 pub enum Caller {
     /// Nobody: a keyspace event's execution stays listed (up to MaxExecutionsPerRegistration).
     Nobody,
-    /// The client of the running command, blocked until the execution ends and answered as
-    /// `Wants::Trigger` says (a disconnect aborts the execution).
-    Block,
+    /// The client of the running command, blocked until the execution ends and answered as it
+    /// wants (a disconnect aborts the execution).
+    Block(Wants),
     /// The thread that holds the lock, waiting inline (mode `sync`, or a client that cannot
-    /// block): gets the reply.
-    Inline,
+    /// block): gets the reply as it wants it.
+    Inline(Wants),
+    /// The client of a command a KeysReader registration follows: it waits for the execution.
+    Linked(Arc<CommandLink>),
+}
+
+/// An awaited execution of a followed command, counted off when it ends or is dropped unrun.
+struct Awaited(Arc<CommandLink>);
+
+impl Drop for Awaited {
+    fn drop(&mut self) {
+        self.0.one_done();
+    }
 }
 
 /// Starts an execution of `registration` for `input`, from the thread that holds the Redis lock
@@ -290,10 +334,11 @@ pub fn dispatch(
     caller: Caller,
 ) -> Option<Reply> {
     let home = registration.home;
-    let listed = matches!(caller, Caller::Nobody);
+    let listed = matches!(caller, Caller::Nobody | Caller::Linked(_));
     let bound = crate::config::with(|c| c.max_pending_events_per_registration).max(1) as usize;
-    let inline =
-        matches!(caller, Caller::Inline) || registration.spec.mode == Mode::Sync || !registration.live.try_pend(bound);
+    let inline = matches!(caller, Caller::Inline(_))
+        || registration.spec.mode == Mode::Sync
+        || !registration.live.try_pend(bound);
     let abort = Abort::new();
     let key = executions::create_registered(pool::worker_of(home), listed, &registration.spec.id, abort.clone());
     let session = registrations::hold_session(&registration.session);
@@ -309,13 +354,24 @@ pub fn dispatch(
             reply
         });
         let reply = result.unwrap_or_else(|e| Reply::Error(e.to_string()));
-        return Some(executions::trigger_reply(&reply));
+        let wants = match caller {
+            Caller::Inline(wants) | Caller::Block(wants) => wants,
+            Caller::Nobody | Caller::Linked(_) => Wants::Results,
+        };
+        return Some(executions::shaped(wants, &reply));
     }
-    if let Caller::Block = caller {
+    if let Caller::Block(wants) = caller {
         let on_disconnect = abort.clone();
         let client = BlockedClient::block_watching(ctx, move || on_disconnect.request(crate::stop::Reason::Aborted));
-        executions::add_waiter(&key.id, client, Wants::Trigger);
+        executions::add_waiter(&key.id, client, wants);
     }
+    let awaited = match caller {
+        Caller::Linked(link) => {
+            link.wait_for_one();
+            Some(Awaited(link))
+        }
+        _ => None,
+    };
     let execution = super::Running(Some(key));
     let pended = Pended(registration.clone());
     pool::send(
@@ -324,12 +380,88 @@ pub fn dispatch(
             drop(pended);
             let (reply, report) = run(runtime, &registration, input, db, execution.key());
             execution.finish(reply, report);
+            drop(awaited);
             runtime.end_job();
             super::defer_nested(runtime, db);
             drop(session);
         }),
     );
     None
+}
+
+/// A hooked command: its newest applicable hook runs on the command's record (`sync` inline,
+/// else with the client blocked); `call_next` walks `chain`. `None`: the client was blocked.
+pub fn run_hook(
+    ctx: &Context,
+    hook: Arc<Registration>,
+    chain: Chain,
+    record: Vec<Vec<u8>>,
+    unblockable: bool,
+) -> Result<Option<Reply>, GearsError> {
+    let sync = hook.spec.mode == Mode::Sync;
+    if !sync && unblockable {
+        return Err(GearsError::NonSyncNotAllowed);
+    }
+    let db = chain.db;
+    let caller = if sync { Caller::Inline(Wants::Hook) } else { Caller::Block(Wants::Hook) };
+    Ok(dispatch(ctx, hook, Input::Hook { record, chain: Arc::new(chain) }, db, caller))
+}
+
+/// A hook's `call_next(*args)`: the next hook of the chain, or the command itself (which hooks
+/// do not intercept again), run by the thread that holds the lock for this execution.
+pub fn call_next(chain: &Chain, args: Vec<Vec<u8>>) -> Reply {
+    let mut record = vec![chain.command.clone().into_bytes()];
+    record.extend(args);
+    let db = chain.db;
+    with_gil(db, |ctx| match chain.rest.split_first() {
+        Some((next, rest)) => {
+            let chain = Chain { command: chain.command.clone(), rest: rest.to_vec(), db };
+            let input = Input::Hook { record, chain: Arc::new(chain) };
+            dispatch(ctx, next.clone(), input, db, Caller::Inline(Wants::Hook))
+                .unwrap_or_else(|| Reply::Error(GearsError::Internal("call_next did not run".to_owned()).to_string()))
+        }
+        // The command itself: registrations that follow it see its events; the hook's caller
+        // waits for the hook, not for them.
+        None => {
+            let (reply, link) = follow(ctx, record);
+            link.take_reply(reply)
+        }
+    })
+}
+
+/// Runs a command as it was sent, with hooks off (the end of a hook chain, a command followed by
+/// registrations, one replayed from the AOF or the replication link).
+pub fn run_command(ctx: &Context, record: &[Vec<u8>]) -> Reply {
+    let Some((command, args)) = record.split_first() else { return Reply::Null };
+    let command = String::from_utf8_lossy(command).into_owned();
+    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    crate::redis::filter::bypassing(|| crate::redis::call::call(ctx, &command, &args))
+}
+
+/// Runs a command with the registrations that follow it linked to the events it causes.
+fn follow(ctx: &Context, record: Vec<Vec<u8>>) -> (Reply, Arc<CommandLink>) {
+    let link = CommandLink::new(record);
+    let outer = LINK.with_borrow_mut(|l| l.replace(link.clone()));
+    let reply = run_command(ctx, &link.command);
+    LINK.set(outer);
+    (reply, link)
+}
+
+/// A command some KeysReader registrations follow (`commands=`): runs it; the events it causes
+/// reach those registrations linked to it. `sync` ones run inside and may override the reply;
+/// the client waits for the others (unless it cannot block: MULTI, Lua). `None`: it waits.
+pub fn run_followed(ctx: &Context, record: Vec<Vec<u8>>, unblockable: bool) -> Option<Reply> {
+    let (original, link) = follow(ctx, record);
+    if unblockable || !link.awaited() {
+        return Some(link.take_reply(original));
+    }
+    link.park(BlockedClient::block(ctx), original);
+    None
+}
+
+thread_local! {
+    /// The command a KeysReader registration follows, while the module runs it (`run_followed`).
+    static LINK: std::cell::RefCell<Option<Arc<CommandLink>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Sync executions started by events inside sync executions, on this thread: a registration that
@@ -349,9 +481,13 @@ pub fn on_keyspace_event(ctx: &Context, event: &[u8], key: &[u8]) {
     if event == b"xadd" {
         super::streams::on_xadd(ctx, key, db);
     }
+    let link = LINK.with_borrow(Clone::clone);
+    let command = link.as_ref().and_then(|l| l.command.first().cloned());
     let mut key_type = || notify::key_type(ctx, key);
-    for registration in registrations::keys::listeners(event, key, &mut key_type, None) {
-        let Kind::Keys { read_value, .. } = registration.spec.kind else { continue };
+    for registration in registrations::keys::listeners(event, key, &mut key_type, command.as_deref()) {
+        let Kind::Keys { read_value, commands, .. } = &registration.spec.kind else { continue };
+        let read_value = *read_value;
+        let link = link.clone().filter(|_| commands.is_some());
         let depth = SYNC_DEPTH.get();
         if depth >= MAX_SYNC_DEPTH {
             log::warning(&format!(
@@ -361,8 +497,12 @@ pub fn on_keyspace_event(ctx: &Context, event: &[u8], key: &[u8]) {
             continue;
         }
         SYNC_DEPTH.set(depth + 1);
-        let input = Input::Key { key: key.to_vec(), event: event.to_vec(), read_value };
-        dispatch(ctx, registration, input, db, Caller::Nobody);
+        let caller = match &link {
+            Some(link) => Caller::Linked(link.clone()),
+            None => Caller::Nobody,
+        };
+        let input = Input::Key { key: key.to_vec(), event: event.to_vec(), read_value, link };
+        dispatch(ctx, registration, input, db, caller);
         SYNC_DEPTH.set(depth);
     }
 }
@@ -400,8 +540,10 @@ pub fn loading_started() {
     }
 }
 
-/// Loading ended or this server was promoted: stream registrations look for entries to process.
+/// Loading ended or this server was promoted: stream registrations look for entries to process,
+/// keyed time events resume.
 pub fn ready() {
+    super::time_events::resume_loaded();
     for registration in registrations::all() {
         if matches!(registration.spec.kind, Kind::Stream { .. }) {
             super::streams::scan(registration);
@@ -412,6 +554,17 @@ pub fn ready() {
 /// The RDB's aux data: every session (`persist`).
 pub fn save() -> (Vec<u8>, bool) {
     (persist::snapshot(), registrations::count() == 0)
+}
+
+/// A key of the module's type was loaded: a keyed time event, resumed when loading ends.
+pub fn key_loaded(bytes: &[u8]) -> bool {
+    match registrations::time_events::TimerKey::parse(bytes) {
+        Some(key) => {
+            registrations::time_events::loaded_key(key);
+            true
+        }
+        None => false,
+    }
 }
 
 pub fn load_snapshot(bytes: &[u8]) -> Result<(), String> {

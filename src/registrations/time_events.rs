@@ -1,0 +1,90 @@
+//! Time events (`registerTE`): timers calling a session's function every period, on its home.
+//! A keyed one is also a key of module type `rg_timeev` holding `TimerKey`, so it survives
+//! reloads and restarts; deleting the key stops it (docs/python-api.md#time-events).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A running time event.
+#[derive(Debug, Clone)]
+pub struct TimeEvent {
+    pub id: u64,
+    pub home: usize,
+    pub period: Duration,
+    pub key: Option<Vec<u8>>,
+    pub session: Option<String>,
+    pub db: i32,
+}
+
+/// The value of a keyed time event's key: enough to bring it back after a restart (its session's
+/// source is run again and its `registerTE` call finds the key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerKey {
+    pub id: u64,
+    pub session: Option<String>,
+    pub source: Option<String>,
+    pub seconds: u64,
+}
+
+impl TimerKey {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn parse(bytes: &[u8]) -> Option<TimerKey> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static ACTIVE: LazyLock<Mutex<HashMap<u64, TimeEvent>>> = LazyLock::new(Default::default);
+/// Keyed time events loaded from an RDB, not yet running again.
+static LOADED: LazyLock<Mutex<Vec<TimerKey>>> = LazyLock::new(Default::default);
+
+fn active() -> MutexGuard<'static, HashMap<u64, TimeEvent>> {
+    ACTIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn loaded() -> MutexGuard<'static, Vec<TimerKey>> {
+    LOADED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::AcqRel)
+}
+
+pub fn start(event: TimeEvent) {
+    active().insert(event.id, event);
+}
+
+pub fn get(id: u64) -> Option<TimeEvent> {
+    active().get(&id).cloned()
+}
+
+pub fn is_active(id: u64) -> bool {
+    active().contains_key(&id)
+}
+
+pub fn stop(id: u64) -> Option<TimeEvent> {
+    active().remove(&id)
+}
+
+/// A keyed time event read from an RDB: ids stay above it, and it waits to be brought back.
+pub fn loaded_key(key: TimerKey) {
+    NEXT_ID.fetch_max(key.id + 1, Ordering::AcqRel);
+    loaded().push(key);
+}
+
+/// The loaded keyed time events not running yet.
+pub fn take_loaded() -> Vec<TimerKey> {
+    std::mem::take(&mut *loaded()).into_iter().filter(|k| !is_active(k.id)).collect()
+}
+
+/// Time events of `session` that are running (they keep it referenced).
+pub fn count_of(session: &str) -> usize {
+    active().values().filter(|e| e.session.as_deref() == Some(session)).count()
+}
