@@ -46,7 +46,7 @@ mod entry {
             redis::log::warning(&format!("rustgears: module load failed: {err}"));
             return Status::Err;
         }
-        redis::info::register(ctx, commands::info::fields);
+        redis::info::register(ctx, commands::info::sections);
         redis::notify::subscribe(ctx, sessions::registered::on_keyspace_event);
         redis::events::subscribe(
             ctx,

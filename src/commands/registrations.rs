@@ -30,6 +30,30 @@ fn strings(list: &Option<Vec<String>>) -> Reply {
     list.as_ref().map_or(Reply::Null, |l| Reply::Array(l.iter().map(|s| Reply::bulk(s.as_bytes())).collect()))
 }
 
+/// The reader's arguments as INFO shows them (lists joined by `|`, none as `None`).
+pub fn info_args(kind: &Kind) -> Vec<(String, String)> {
+    let text = |r: Reply| match r {
+        Reply::Bulk(b) => String::from_utf8_lossy(&b).into_owned(),
+        Reply::Int(n) => n.to_string(),
+        Reply::Array(items) => items
+            .into_iter()
+            .filter_map(|i| match i {
+                Reply::Bulk(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("|"),
+        _ => "None".to_owned(),
+    };
+    let Reply::Array(flat) = reader_args(kind) else { return Vec::new() };
+    let mut flat = flat.into_iter();
+    let mut pairs = Vec::new();
+    while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+        pairs.push((text(name), text(value)));
+    }
+    pairs
+}
+
 /// The reader's `args` of RG.DUMPREGISTRATIONS.
 fn reader_args(kind: &Kind) -> Reply {
     let b = |s: &str| Reply::bulk(s.as_bytes());
