@@ -28,7 +28,10 @@ pub fn hook(ctx: &Context, record: Vec<Vec<u8>>) -> Result<Response, GearsError>
             let chain = Chain { command, rest: rest.to_vec(), db };
             registered::run_hook(ctx, hook.clone(), chain, record, unblockable)?
         }
-        None if hooks::followed(&command) => registered::run_followed(ctx, record, unblockable),
+        // A script's `execute()` is not linked to the registrations that follow its command.
+        None if hooks::followed(&command) && !crate::redis::call::calling() => {
+            registered::run_followed(ctx, record, unblockable)
+        }
         None => Some(registered::run_command(ctx, &record)),
     };
     Ok(answered.map_or(Response::Blocked, Response::Reply))

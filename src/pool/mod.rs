@@ -290,6 +290,25 @@ pub fn homes() -> usize {
     POOL.get().map_or(0, |p| p.homes.len())
 }
 
+/// Sends a visit to `home` that must not wait for the job its worker runs (a trigger's
+/// execution while an earlier one waits): a worker running an execution is preempted, one
+/// waiting for the lock or sleeping serves it meanwhile, an idle one takes it at once.
+pub fn visit(home: usize, visit: Visit) {
+    let Some(home_ref) = POOL.get().and_then(|pool| pool.homes.get(home)) else { return };
+    if home_ref.activity.load(Ordering::Acquire) == Activity::Lost as u8 {
+        return;
+    }
+    home_ref.load.fetch_add(1, Ordering::AcqRel);
+    let done = Unload { home, call: false };
+    let visit: Visit = Box::new(move |runtime| {
+        let _done = done;
+        visit(runtime)
+    });
+    if home_ref.calls.send(visit).is_ok() {
+        preempt(home_ref, false);
+    }
+}
+
 /// The worker serving `home` now.
 pub fn worker_of(home: usize) -> WorkerId {
     let generation = POOL.get().and_then(|p| p.homes.get(home)).map_or(0, |h| h.generation.load(Ordering::Acquire));

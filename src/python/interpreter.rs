@@ -175,7 +175,7 @@ impl Runtime {
         restoring: Option<VecDeque<String>>,
     ) -> ScriptOutcome {
         session::begin(session, restoring);
-        session::with(|s| s.source = Some(script.to_owned()));
+        session::with(|s| s.source = Some(script.into()));
         let _installed = store::install(store.clone());
         let _armed = self.arm(abort);
         let (Some(interp), Some(state)) = (&self.interp, &self.state) else {
@@ -279,9 +279,14 @@ impl Runtime {
         session::with(|s| std::mem::take(&mut s.registrations))
     }
 
-    /// Executions that callbacks asked for with `run()` while the last one ran.
-    pub fn take_nested(&self) -> Vec<RawPlan> {
-        session::with(|s| std::mem::take(&mut s.nested))
+    /// Executions that callbacks asked for with `run()` while the last job ran, and the session
+    /// they belong to.
+    pub fn take_nested(&self) -> (Vec<RawPlan>, session::Origin) {
+        session::with(|s| {
+            let origin =
+                session::Origin { session: s.session_id.clone(), source: s.source.clone(), ..Default::default() };
+            (std::mem::take(&mut s.nested), origin)
+        })
     }
 }
 

@@ -151,6 +151,7 @@ mod _redisgears {
         let key = key.downcast_ref::<rustpython_vm::builtins::PyStr>().map(|k| k.as_wtf8().as_bytes().to_vec());
         let (session, source, restoring) =
             session::with(|s| (s.session_id.clone(), s.source.clone(), s.restoring.is_some()));
+        let source = source.map(|s| s.to_string());
         let request = TimerRequest { seconds: seconds.max(0) as u64, key, session, source, restoring };
         match upcalls::start_timer(request).map_err(|e| gears_error(vm, e))? {
             TimerStart::Started(id) => {

@@ -43,11 +43,12 @@ pub fn register(request: Request, vm: &VirtualMachine) -> PyResult<String> {
         return Ok(id);
     }
     // From a step callback or a time event: joins the session of the code that called it.
-    let Some(session_id) = session::with(|s| s.session_id.clone()) else {
-        return Err(gears_error(vm, "register() outside a script needs a session with registrations"));
+    let (Some(session_id), source) = session::with(|s| (s.session_id.clone(), s.source.clone())) else {
+        return Err(gears_error(vm, "register() here belongs to no session"));
     };
     held::hold(&id, callbacks.clone());
-    if let Err(text) = super::upcalls::join_session(&session_id, spec, callbacks) {
+    let source = source.map_or_else(String::new, |s| s.to_string());
+    if let Err(text) = super::upcalls::join_session(&session_id, &source, spec, callbacks) {
         held::release(&id);
         return Err(gears_error(vm, text));
     }
@@ -118,6 +119,7 @@ fn command_flags(name: &str) -> Option<Vec<String>> {
                         .iter()
                         .filter_map(|f| match f {
                             Reply::Bulk(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                            Reply::Simple(s) => Some(s.clone()),
                             _ => None,
                         })
                         .collect(),

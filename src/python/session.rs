@@ -34,8 +34,9 @@ pub struct Session {
     /// Rebuilding a session from its source: the ids its `register()` calls had, in order.
     /// Its `execute()` writes and `run()` calls are not repeated.
     pub restoring: Option<VecDeque<String>>,
-    /// The script body's source, for keyed time events it starts (they outlive restarts).
-    pub source: Option<String>,
+    /// The session's source: a registration made outside the body joins the session with it,
+    /// a keyed time event keeps it (both outlive restarts by running it again).
+    pub source: Option<Arc<str>>,
     /// A hook's execution: where `call_next` goes.
     pub hook: Option<Arc<Chain>>,
     /// An execution fired by a command a KeysReader registration follows (`get_command`,
@@ -44,10 +45,11 @@ pub struct Session {
 }
 
 /// Where an execution comes from, for the functions that depend on it.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Origin {
-    /// The session whose registration started it.
+    /// The session it belongs to (its script's, or its registration's), and its source.
     pub session: Option<String>,
+    pub source: Option<Arc<str>>,
     pub hook: Option<Arc<Chain>>,
     pub link: Option<Arc<CommandLink>>,
 }
@@ -62,7 +64,15 @@ pub fn with<R>(f: impl FnOnce(&mut Session) -> R) -> R {
 
 /// Sets up this thread for an execution (a plain `run()`'s has no origin).
 pub fn begin_execution(origin: Origin) {
-    with(|s| *s = Session { session_id: origin.session, hook: origin.hook, link: origin.link, ..Session::default() });
+    with(|s| {
+        *s = Session {
+            session_id: origin.session,
+            source: origin.source,
+            hook: origin.hook,
+            link: origin.link,
+            ..Session::default()
+        }
+    });
 }
 
 /// Starts a fresh session for one script; whatever the previous job left is dropped.

@@ -12,9 +12,9 @@ use crate::reply::Reply;
 pub struct Upcalls {
     /// A hook's `call_next(*args)`: the next hook of the chain, or the command itself.
     pub call_next: fn(&Chain, Vec<Vec<u8>>) -> Reply,
-    /// `register()` outside a script body: joins the running code's session at once (and calls
-    /// `onRegistered`). The error is raised to the script.
-    pub join_session: fn(&str, Spec, Callbacks) -> Result<(), String>,
+    /// `register()` outside a script body: joins the running code's session (given its id and
+    /// source) at once, and calls `onRegistered`. The error is raised to the script.
+    pub join_session: fn(&str, &str, Spec, Callbacks) -> Result<(), String>,
     /// `registerTE()`: starts a time event whose function this worker holds.
     pub start_timer: fn(TimerRequest) -> Result<TimerStart, String>,
 }
@@ -59,9 +59,9 @@ pub fn start_timer(request: TimerRequest) -> Result<TimerStart, String> {
     }
 }
 
-pub fn join_session(session: &str, spec: Spec, callbacks: Callbacks) -> Result<(), String> {
+pub fn join_session(session: &str, source: &str, spec: Spec, callbacks: Callbacks) -> Result<(), String> {
     match UPCALLS.get() {
-        Some(u) => (u.join_session)(session, spec, callbacks),
+        Some(u) => (u.join_session)(session, source, spec, callbacks),
         None => Err("registering outside a script is not available here".to_owned()),
     }
 }

@@ -1,15 +1,46 @@
 //! Calling Redis commands from a script: always replicated (`!`) and with errors as replies (`E`),
 //! the reply copied into owned data before the lock is released.
 
-use redis_module::{CallOptionsBuilder, CallReply, CallResult, Context, ErrorReply};
+use std::cell::Cell;
+
+use redis_module::{CallOptionsBuilder, CallReply, CallResult, Context, ErrorReply, raw};
 
 use crate::error::GearsError;
 use crate::reply::Reply;
 
+thread_local! {
+    /// Set while this thread runs a command through `call`: commands that registrations
+    /// follow are not linked to a script's `execute()`.
+    static CALLING: Cell<bool> = const { Cell::new(false) };
+}
+
 pub fn call(ctx: &Context, command: &str, args: &[&[u8]]) -> Reply {
     let opts = CallOptionsBuilder::new().replicate().errors_as_replies().build();
+    let outer = CALLING.replace(true);
     let result: CallResult<'static> = ctx.call_ext(command, &opts, args);
+    CALLING.set(outer);
     from_result(&result)
+}
+
+/// True while this thread runs a command through `call`.
+pub fn calling() -> bool {
+    CALLING.get()
+}
+
+/// A status reply (`+OK`) rather than a bulk string: Redis gives both as strings.
+fn is_status(reply: *mut raw::RedisModuleCallReply) -> bool {
+    let mut len = 0;
+    // SAFETY: `reply` is a live call reply (borrowed from the `CallReply` being converted); the
+    // protocol pointer is valid for `len` bytes while it lives.
+    unsafe {
+        match raw::RedisModule_CallReplyProto {
+            Some(proto) => {
+                let p = proto(reply, &mut len);
+                !p.is_null() && len > 0 && *p as u8 == b'+'
+            }
+            None => false,
+        }
+    }
 }
 
 fn from_result(result: &CallResult<'_>) -> Reply {
@@ -24,6 +55,9 @@ fn from_reply(reply: &CallReply<'_>) -> Reply {
     match reply {
         CallReply::Unknown => Reply::Error(GearsError::CommandFailed.to_string()),
         CallReply::I64(i) => Reply::Int(i.to_i64()),
+        CallReply::String(s) if is_status(s.get_raw()) => {
+            Reply::Simple(String::from_utf8_lossy(s.as_bytes()).into_owned())
+        }
         CallReply::String(s) => Reply::Bulk(s.as_bytes().to_vec()),
         CallReply::Null(_) => Reply::Null,
         CallReply::Array(a) => Reply::Array(a.iter().map(|r| from_result(&r)).collect()),

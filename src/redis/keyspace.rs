@@ -36,7 +36,8 @@ impl Store for RedisStore {
         with_gil(self.db, |ctx| {
             let value = read_value.then(|| {
                 let name = RedisString::create_from_slice(std::ptr::null_mut(), key);
-                read_value_of(ctx, key, &ctx.open_key_with_flags(&name, KeyFlags::NONOTIFY | KeyFlags::NOSTATS))
+                let flags = KeyFlags::NONOTIFY | KeyFlags::NOSTATS;
+                super::notify::quietly(|| read_value_of(ctx, key, &ctx.open_key_with_flags(&name, flags)))
             });
             KeyEntry { key: key.to_vec(), value }
         })
@@ -122,7 +123,8 @@ impl KeyPages for RedisPages {
             let value = read_value.then(|| match key {
                 Some(key) => read_value_of(ctx, name, key),
                 None => {
-                    read_value_of(ctx, name, &ctx.open_key(&RedisString::create_from_slice(std::ptr::null_mut(), name)))
+                    let name_string = RedisString::create_from_slice(std::ptr::null_mut(), name);
+                    super::notify::quietly(|| read_value_of(ctx, name, &ctx.open_key(&name_string)))
                 }
             });
             // A key that expired on access is not reported.

@@ -1,6 +1,7 @@
 //! Which KeysReader registrations a keyspace event reaches (docs/python-api.md#keysreader-registrations).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::spec::prefix_matches;
 use super::{Kind, Registration, registry};
@@ -14,9 +15,11 @@ pub fn listeners(
     key_type: &mut dyn FnMut() -> &'static str,
     command: Option<&[u8]>,
 ) -> Vec<Arc<Registration>> {
-    let registry = registry();
+    // Not under the registry's lock: the key's type is read from Redis, which may raise events.
+    let candidates: Vec<Arc<Registration>> =
+        registry().registrations.iter().filter(|r| matches!(r.spec.kind, Kind::Keys { .. })).cloned().collect();
     let mut found = Vec::new();
-    for registration in &registry.registrations {
+    for registration in &candidates {
         let Kind::Keys { prefix, event_types, key_types, commands, .. } = &registration.spec.kind else { continue };
         let listens = prefix_matches(prefix.as_bytes(), key)
             && event_types.as_ref().is_none_or(|types| types.iter().any(|t| t.as_bytes().eq_ignore_ascii_case(event)))
@@ -34,7 +37,15 @@ pub fn listeners(
     found
 }
 
-/// True if any KeysReader registration exists: events are not looked at otherwise.
+/// KeysReader and StreamReader registrations: while none exists events are not looked at.
+static LISTENING: AtomicUsize = AtomicUsize::new(0);
+
+pub(super) fn recount(registrations: &[Arc<Registration>]) {
+    let n = registrations.iter().filter(|r| matches!(r.spec.kind, Kind::Keys { .. } | Kind::Stream { .. })).count();
+    LISTENING.store(n, Ordering::Release);
+}
+
+/// True if a registration may listen to keyspace events.
 pub fn any() -> bool {
-    registry().registrations.iter().any(|r| matches!(r.spec.kind, Kind::Keys { .. }))
+    LISTENING.load(Ordering::Acquire) > 0
 }

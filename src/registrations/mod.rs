@@ -324,7 +324,7 @@ pub fn apply(batch: &Batch) -> Result<Vec<Arc<Registration>>, String> {
         }
     }
     if batch.specs.is_empty() {
-        hooks::recount(&registry.registrations);
+        recount(&registry.registrations);
         return Ok(gone);
     }
     // A registration made outside a script body joins its session's.
@@ -352,7 +352,7 @@ pub fn apply(batch: &Batch) -> Result<Vec<Arc<Registration>>, String> {
             refs,
         },
     );
-    hooks::recount(&registry.registrations);
+    recount(&registry.registrations);
     Ok(gone)
 }
 
@@ -371,9 +371,15 @@ pub fn unregister(id: &str) -> Result<(Arc<Registration>, Vec<String>), GearsErr
             registry.sessions.remove(&session_id);
         }
     }
-    hooks::recount(&registry.registrations);
+    recount(&registry.registrations);
     let finished = registration.live.take_finished();
     Ok((registration, finished))
+}
+
+/// Keeps the counts that let events and commands pass by quickly when nothing listens.
+fn recount(registrations: &[Arc<Registration>]) {
+    hooks::recount(registrations);
+    keys::recount(registrations);
 }
 
 /// Every registration, in creation order.
@@ -433,7 +439,7 @@ pub fn clear() {
         registration.live.gone.store(true, Ordering::Release);
     }
     registry.sessions.clear();
-    hooks::recount(&registry.registrations);
+    recount(&registry.registrations);
 }
 
 pub fn count() -> usize {

@@ -77,7 +77,8 @@ fn run_script(
             } else {
                 executions::add_waiter(&key.id, client, Wants::Results);
             }
-            defer_plan(plan, db, key);
+            let origin = Origin { session: Some(session.id.clone()), source: Some(script.into()), ..Origin::default() };
+            defer_plan(plan, db, key, origin);
         }
     }
 }
@@ -102,22 +103,23 @@ fn body_and_registrations(
 }
 
 /// Leaves an execution in state `created` on this worker, to run after the visits waiting.
-fn defer_plan(plan: RawPlan, db: i32, key: ExecutionKey) {
+fn defer_plan(plan: RawPlan, db: i32, key: ExecutionKey, origin: Origin) {
     let queued = Running(Some(key));
-    pool::defer(Box::new(move |runtime| run_plan(runtime, plan, db, queued)));
+    pool::defer(Box::new(move |runtime| run_plan(runtime, plan, db, queued, origin)));
 }
 
 /// Executions that callbacks of the last job started with `run()`: independent, each dropped
-/// when done.
+/// when done; they belong to the same session.
 pub(crate) fn defer_nested(runtime: &Runtime, db: i32) {
-    for plan in runtime.take_nested() {
-        defer_plan(plan, db, executions::create(runtime.worker(), false, Abort::new()));
+    let (plans, origin) = runtime.take_nested();
+    for plan in plans {
+        defer_plan(plan, db, executions::create(runtime.worker(), false, Abort::new()), origin.clone());
     }
 }
 
 /// Runs one execution on its home's worker.
-fn run_plan(runtime: &Runtime, plan: RawPlan, db: i32, execution: Running) {
-    let (reply, report, _) = run_now(runtime, plan, db, execution.key(), Origin::default());
+fn run_plan(runtime: &Runtime, plan: RawPlan, db: i32, execution: Running, origin: Origin) {
+    let (reply, report, _) = run_now(runtime, plan, db, execution.key(), origin);
     execution.finish(reply, report);
     runtime.end_job();
     defer_nested(runtime, db);

@@ -48,7 +48,7 @@ impl NewSession {
 }
 
 /// After a script body has run without error: applies what it registered (and, for an upgrade,
-/// unregisters what it replaces), all or nothing. `Ok(false)`: there was nothing to apply.
+/// unregisters what it replaces), all or nothing. `Ok(false)`: it registered nothing.
 pub fn apply_script(
     runtime: &Runtime,
     session: &NewSession,
@@ -72,10 +72,14 @@ pub fn apply_script(
         held::hold(&p.spec.id, p.callbacks.clone());
     }
     let applied = with_gil(db, |ctx| {
-        let replaced = registrations::apply(&batch)?;
-        // Applying uses up an id of each counter (docs/commands.md#ids).
+        // An upgrade that registers nothing of a session that does not exist changes nothing.
+        if batch.specs.is_empty() && batch.replaces.as_deref().and_then(registrations::session).is_none() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        // Applying uses up an id of each counter, even if it fails (docs/commands.md#ids).
         executions::skip_id();
         executions::next_plan_id();
+        let replaced = registrations::apply(&batch)?;
         persist::replicate_batch(ctx, &batch);
         let streams: Vec<_> = batch
             .specs
@@ -99,26 +103,35 @@ pub fn apply_script(
     for p in &pending {
         on_registered(runtime, &p.callbacks);
     }
-    Ok(true)
+    Ok(!pending.is_empty())
 }
 
 /// `register()` outside a script body (a callback, a time event): joins `session` at once.
-pub fn join_session(session: &str, spec: Spec, callbacks: Callbacks) -> Result<(), String> {
+pub fn join_session(session: &str, source: &str, spec: Spec, callbacks: Callbacks) -> Result<(), String> {
+    let home = pool::this_home().unwrap_or_default();
     with_gil(0, |ctx| {
-        let Some((existing, _)) = registrations::session(session) else {
-            return Err("the session of this code has no registrations to join".to_owned());
-        };
-        let batch = Batch {
-            session: existing.id.clone(),
-            desc: existing.desc.clone(),
-            source: existing.source.clone(),
-            home: existing.home,
-            specs: vec![spec],
-            replaces: None,
+        // A session that had no registrations enters the session table now.
+        let batch = match registrations::session(session) {
+            Some((existing, _)) => Batch {
+                session: existing.id.clone(),
+                desc: existing.desc.clone(),
+                source: existing.source.clone(),
+                home: existing.home,
+                specs: vec![spec],
+                replaces: None,
+            },
+            None => Batch {
+                session: session.to_owned(),
+                desc: None,
+                source: source.to_owned(),
+                home,
+                specs: vec![spec],
+                replaces: None,
+            },
         };
         registrations::apply(&batch)?;
         persist::replicate_batch(ctx, &batch);
-        Ok(())
+        Ok::<(), String>(())
     })?;
     if let Some(runtime) = pool::this_runtime() {
         on_registered(&runtime, &callbacks);
@@ -176,6 +189,7 @@ pub fn run(
     };
     let origin = Origin {
         session: Some(registration.session.clone()),
+        source: None,
         hook: match &input {
             Input::Hook { chain, .. } => Some(chain.clone()),
             _ => None,
@@ -347,10 +361,11 @@ pub fn dispatch(
         let execution = super::Running(Some(key.clone()));
         let result = super::sync::call(ctx, home, abort, move |runtime, _| {
             let (reply, report) = run(runtime, &registration, input, db, execution.key());
+            // Not referenced by it any more once it is seen finished.
+            drop(session);
             execution.finish(reply.clone(), report);
             runtime.end_job();
             super::defer_nested(runtime, db);
-            drop(session);
             reply
         });
         let reply = result.unwrap_or_else(|e| Reply::Error(e.to_string()));
@@ -374,16 +389,20 @@ pub fn dispatch(
     };
     let execution = super::Running(Some(key));
     let pended = Pended(registration.clone());
-    pool::send(
+    // A trigger's or hook's executions do not wait for one another (unless `inorder`): they
+    // visit the home, which interleaves them with what it runs; the others queue there.
+    let independent = matches!(registration.spec.kind, Kind::Command { inorder: false, .. });
+    let send = if independent { pool::visit } else { pool::send };
+    send(
         home,
         Box::new(move |runtime| {
             drop(pended);
             let (reply, report) = run(runtime, &registration, input, db, execution.key());
+            drop(session);
             execution.finish(reply, report);
             drop(awaited);
             runtime.end_job();
             super::defer_nested(runtime, db);
-            drop(session);
         }),
     );
     None
@@ -464,14 +483,6 @@ thread_local! {
     static LINK: std::cell::RefCell<Option<Arc<CommandLink>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Sync executions started by events inside sync executions, on this thread: a registration that
-/// triggers itself synchronously stops here instead of recursing without bound.
-const MAX_SYNC_DEPTH: usize = 16;
-
-thread_local! {
-    static SYNC_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
 /// A keyspace event (`ctx` is the write's; the thread that wrote holds the Redis lock).
 pub fn on_keyspace_event(ctx: &Context, event: &[u8], key: &[u8]) {
     if !registrations::keys::any() || !notify::fires(ctx) {
@@ -488,22 +499,12 @@ pub fn on_keyspace_event(ctx: &Context, event: &[u8], key: &[u8]) {
         let Kind::Keys { read_value, commands, .. } = &registration.spec.kind else { continue };
         let read_value = *read_value;
         let link = link.clone().filter(|_| commands.is_some());
-        let depth = SYNC_DEPTH.get();
-        if depth >= MAX_SYNC_DEPTH {
-            log::warning(&format!(
-                "rustgears: registration {} not run: events nested {MAX_SYNC_DEPTH} deep (it triggers itself?)",
-                registration.spec.id
-            ));
-            continue;
-        }
-        SYNC_DEPTH.set(depth + 1);
         let caller = match &link {
             Some(link) => Caller::Linked(link.clone()),
             None => Caller::Nobody,
         };
         let input = Input::Key { key: key.to_vec(), event: event.to_vec(), read_value, link };
         dispatch(ctx, registration, input, db, caller);
-        SYNC_DEPTH.set(depth);
     }
 }
 

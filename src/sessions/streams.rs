@@ -223,10 +223,10 @@ fn run_batch(
     let input = Input::Stream { key: key.to_vec(), entries };
     let (reply, report) = registered::run(runtime, registration, input, db, running.key());
     let errors = report.errors.clone();
+    drop(session);
     running.finish(reply, report);
     runtime.end_job();
     super::defer_nested(runtime, db);
-    drop(session);
     errors
 }
 

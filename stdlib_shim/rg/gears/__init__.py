@@ -342,7 +342,7 @@ def _strings(value, not_iterable, not_string):
     try:
         items = list(value)
     except TypeError:
-        raise error(not_iterable)
+        raise error(not_iterable) from None
     for item in items:
         if not isinstance(item, str):
             raise error(not_string)
