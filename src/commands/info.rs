@@ -40,7 +40,7 @@ pub fn sections() -> Vec<Section> {
         Section { name: "python_requirements", fields: Vec::new() },
         Section {
             name: "python_sessions",
-            fields: registrations::sessions(false)
+            fields: registrations::sessions(true, true)
                 .iter()
                 .map(|(session, dead)| (session.id.clone(), Value::Text(session_string(session, *dead))))
                 .collect(),

@@ -8,6 +8,7 @@ use crate::config::{self, ConfigValue, SetOutcome};
 use crate::error::GearsError;
 use crate::executions::{self, AbortOutcome};
 use crate::redis::blocked::BlockedClient;
+use crate::registrations::Outcome;
 use crate::reply::Reply;
 
 pub fn abort(ctx: &Context, id: &str) -> Result<Response, GearsError> {
@@ -15,8 +16,16 @@ pub fn abort(ctx: &Context, id: &str) -> Result<Response, GearsError> {
         refuse_unblockable(ctx)?;
         Ok(BlockedClient::block(ctx))
     };
+    let registration = executions::registration_of(id);
     Ok(match executions::abort(id, client)? {
-        AbortOutcome::Ended | AbortOutcome::NotStarted(_) => Response::Reply(Reply::ok()),
+        AbortOutcome::NotStarted(_) => {
+            // A registration's execution that will never run counts as aborted now.
+            if let Some(registration) = registration.as_deref().and_then(crate::registrations::find) {
+                crate::sessions::registered::ended(&registration, Outcome::Aborted, 0, id.to_owned());
+            }
+            Response::Reply(Reply::ok())
+        }
+        AbortOutcome::Ended => Response::Reply(Reply::ok()),
         AbortOutcome::Stopping => Response::Blocked,
     })
 }

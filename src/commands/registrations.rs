@@ -6,7 +6,7 @@ use redis_module::{Context, ContextFlags};
 use super::Response;
 use crate::error::GearsError;
 use crate::executions::{self, SHARD_ID};
-use crate::registrations::{self, Kind, Registration, Session, persist};
+use crate::registrations::{self, Kind, Outcome, Registration, Session, persist};
 use crate::reply::Reply;
 
 /// How a session is shown in the `PD` field and INFO.
@@ -162,7 +162,9 @@ pub fn unregister(ctx: &Context, id: &str, abort_pending: bool) -> Result<Respon
         let _ = executions::drop_execution(&execution);
     }
     if abort_pending {
-        executions::abort_registration(id);
+        for execution in executions::abort_registration(id) {
+            crate::sessions::registered::ended(&registration, Outcome::Aborted, 0, execution);
+        }
     }
     crate::sessions::registered::release_elsewhere(vec![registration]);
     Ok(Response::Reply(Reply::ok()))
@@ -280,7 +282,7 @@ pub fn dump_sessions(options: &DumpSessions) -> Result<Response, GearsError> {
                 None => Reply::bulk(format!("Session {id} does not exists")),
             })
             .collect(),
-        None => registrations::sessions(options.dead)
+        None => registrations::sessions(!options.dead, options.dead)
             .iter()
             .map(|(session, dead)| session_entry(session, *dead, options.verbose))
             .collect(),

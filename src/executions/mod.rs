@@ -56,12 +56,19 @@ pub fn create_registered(worker: WorkerId, keep: bool, registration: &str, abort
     table().create(worker, keep, Some(registration.to_owned()), limit, abort)
 }
 
-/// Aborts every unfinished execution of `registration` (RG.UNREGISTER ... abortpending).
-pub fn abort_registration(registration: &str) {
+/// The registration whose event started execution `id`.
+pub fn registration_of(id: &str) -> Option<String> {
+    table().registration_of(id)
+}
+
+/// Aborts every unfinished execution of `registration` (RG.UNREGISTER ... abortpending); those
+/// that had not started end now, and their ids are returned.
+pub fn abort_registration(registration: &str) -> Vec<String> {
     let not_started = table().abort_registration(registration);
-    for key in not_started {
-        finish(&key, Reply::results(Vec::new(), &[]), Report::default());
+    for key in &not_started {
+        finish(key, Reply::results(Vec::new(), &[]), Report::default());
     }
+    not_started.into_iter().map(|key| key.id).collect()
 }
 
 /// Marks the execution running. Returns what stops it, or `None` if it was aborted before it

@@ -244,6 +244,10 @@ impl Table {
             .collect()
     }
 
+    pub fn registration_of(&mut self, id: &str) -> Option<String> {
+        self.find(id).and_then(|(_, e)| e.registration.clone())
+    }
+
     /// Asks every unfinished execution of `registration` to stop; returns those that had not
     /// started, for the caller to end.
     pub fn abort_registration(&mut self, registration: &str) -> Vec<ExecutionKey> {

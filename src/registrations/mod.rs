@@ -391,13 +391,13 @@ pub fn find(id: &str) -> Option<Arc<Registration>> {
     registry().registrations.iter().find(|r| r.spec.id == id).cloned()
 }
 
-/// The live sessions in id order and the dead ones, or (`dead`) only the dead ones.
-pub fn sessions(dead: bool) -> Vec<(Session, bool)> {
+/// The sessions in id order, each with whether it is dead: the live ones, the dead ones, or both.
+pub fn sessions(live: bool, dead: bool) -> Vec<(Session, bool)> {
     let mut registry = registry();
     forget_unreferenced(&mut registry);
-    let live = registry.sessions.values().filter(|_| !dead).map(|s| (s.clone(), false));
-    let dead_ones = registry.dead.values().map(|s| (s.clone(), true));
-    if dead { dead_ones.collect() } else { live.chain(dead_ones).collect() }
+    let live_ones = registry.sessions.values().filter(|_| live).map(|s| (s.clone(), false));
+    let dead_ones = registry.dead.values().filter(|_| dead).map(|s| (s.clone(), true));
+    live_ones.chain(dead_ones).collect()
 }
 
 pub fn session(id: &str) -> Option<(Session, bool)> {
@@ -433,13 +433,17 @@ impl Drop for SessionRef {
 }
 
 /// Forgets every registration and session (a replica's full resync, a load replacing the data).
-pub fn clear() {
+/// Returns the finished executions they listed, to drop (the history is not kept).
+pub fn clear() -> Vec<String> {
     let mut registry = registry();
+    let mut finished = Vec::new();
     for registration in registry.registrations.drain(..) {
         registration.live.gone.store(true, Ordering::Release);
+        finished.extend(registration.live.take_finished());
     }
     registry.sessions.clear();
     recount(&registry.registrations);
+    finished
 }
 
 pub fn count() -> usize {

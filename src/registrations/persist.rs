@@ -60,13 +60,20 @@ impl SavedSession {
     }
 }
 
-/// Every live session, for the RDB. Runs in the forked child too: the registry's mutex is free
+/// Every live session, for the RDB, in the order of their first registrations (so a load lists
+/// them in creation order again). Runs in the forked child too: the registry's mutex is free
 /// there, as only threads holding the Redis lock take it (see `registrations`).
 pub fn snapshot() -> Vec<u8> {
     let registry = registry();
-    let sessions = registry
-        .sessions
-        .values()
+    let mut order: Vec<&str> = Vec::new();
+    for registration in &registry.registrations {
+        if !order.contains(&registration.session.as_str()) {
+            order.push(&registration.session);
+        }
+    }
+    let sessions = order
+        .iter()
+        .filter_map(|id| registry.sessions.get(*id))
         .filter(|s| !s.registrations.is_empty())
         .map(|s| SavedSession {
             id: s.id.clone(),

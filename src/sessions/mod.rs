@@ -27,6 +27,7 @@ use crate::python::session::Origin;
 use crate::python::{RawPlan, Runtime, ScriptOutcome};
 use crate::redis::blocked::BlockedClient;
 use crate::redis::keyspace::RedisStore;
+use crate::registrations::SessionRef;
 use crate::reply::Reply;
 use crate::stop::{Abort, Reason, WorkerId};
 
@@ -104,7 +105,7 @@ fn body_and_registrations(
 
 /// Leaves an execution in state `created` on this worker, to run after the visits waiting.
 fn defer_plan(plan: RawPlan, db: i32, key: ExecutionKey, origin: Origin) {
-    let queued = Running(Some(key));
+    let queued = Running::new(key);
     pool::defer(Box::new(move |runtime| run_plan(runtime, plan, db, queued, origin)));
 }
 
@@ -119,25 +120,23 @@ pub(crate) fn defer_nested(runtime: &Runtime, db: i32) {
 
 /// Runs one execution on its home's worker.
 fn run_plan(runtime: &Runtime, plan: RawPlan, db: i32, execution: Running, origin: Origin) {
-    let (reply, report, _) = run_now(runtime, plan, db, execution.key(), origin);
+    let (reply, report, _) = run_now(runtime, plan, db, execution.key(), origin)
+        .unwrap_or_else(|| (Reply::results(Vec::new(), &[]), Report::default(), true));
     execution.finish(reply, report);
     runtime.end_job();
     defer_nested(runtime, db);
 }
 
-/// Runs the plan of `key`, unless it was aborted before it started. The flag says whether it
-/// was stopped. A registration's executions are profiled per session while ProfileExecutions
-/// is 1.
+/// Runs the plan of `key`, unless it was aborted before it started (`None`). The flag says
+/// whether it was stopped. Executions are profiled per session while ProfileExecutions is 1.
 pub(crate) fn run_now(
     runtime: &Runtime,
     plan: RawPlan,
     db: i32,
     key: &ExecutionKey,
     origin: Origin,
-) -> (Reply, Report, bool) {
-    let Some(abort) = executions::start(key) else {
-        return (Reply::results(Vec::new(), &[]), Report::default(), true);
-    };
+) -> Option<(Reply, Report, bool)> {
+    let abort = executions::start(key)?;
     let profiling = origin
         .session
         .as_deref()
@@ -147,23 +146,36 @@ pub(crate) fn run_now(
     let _armed = runtime.arm(abort.clone());
     let (reply, report) = engine::run(runtime, plan, Rc::new(RedisStore { db }));
     drop(profiling);
-    (reply, report, abort.requested())
+    Some((reply, report, abort.requested()))
 }
 
 /// An execution that has been created. If it is dropped before it finishes (its worker
 /// unwound, or was rebuilt with the execution still queued), its waiters still get an answer.
-pub(crate) struct Running(pub(crate) Option<ExecutionKey>);
+pub(crate) struct Running {
+    key: Option<ExecutionKey>,
+    /// The session it keeps referenced: let go before it is seen finished.
+    session: Option<SessionRef>,
+}
 
 impl Running {
+    pub(crate) fn new(key: ExecutionKey) -> Running {
+        Running { key: Some(key), session: None }
+    }
+
+    pub(crate) fn holding(key: ExecutionKey, session: Option<SessionRef>) -> Running {
+        Running { key: Some(key), session }
+    }
+
     pub(crate) fn key(&self) -> &ExecutionKey {
-        match &self.0 {
+        match &self.key {
             Some(key) => key,
             None => unreachable!("taken only by finish and drop"),
         }
     }
 
     pub(crate) fn finish(mut self, reply: Reply, report: Report) {
-        if let Some(key) = self.0.take() {
+        self.session = None;
+        if let Some(key) = self.key.take() {
             executions::finish(&key, reply, report);
         }
     }
@@ -171,7 +183,8 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(key) = self.0.take() {
+        self.session = None;
+        if let Some(key) = self.key.take() {
             executions::fail(&key, GearsError::Internal("the execution's worker failed".to_owned()).to_string());
         }
     }

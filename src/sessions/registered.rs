@@ -13,7 +13,7 @@ use redis_module::Context;
 
 use crate::engine::Report;
 use crate::error::GearsError;
-use crate::executions::{self, ExecutionKey, Wants};
+use crate::executions::{self, Wants};
 use crate::pool;
 use crate::python::held::{self, Callbacks, Pending};
 use crate::python::session::Origin;
@@ -101,7 +101,7 @@ pub fn apply_script(
     };
     release_elsewhere(replaced);
     for p in &pending {
-        on_registered(runtime, &p.callbacks);
+        on_registered(runtime, &session.id, &p.callbacks);
     }
     Ok(!pending.is_empty())
 }
@@ -134,7 +134,7 @@ pub fn join_session(session: &str, source: &str, spec: Spec, callbacks: Callback
         Ok::<(), String>(())
     })?;
     if let Some(runtime) = pool::this_runtime() {
-        on_registered(&runtime, &callbacks);
+        on_registered(&runtime, session, &callbacks);
     }
     Ok(())
 }
@@ -149,9 +149,14 @@ pub fn release_elsewhere(gone: Vec<Arc<Registration>>) {
 
 /// Calls a registration's `onRegistered`: its failures are only logged, and it is stopped if it
 /// runs too long.
-pub fn on_registered(runtime: &Runtime, callbacks: &Callbacks) {
+pub fn on_registered(runtime: &Runtime, session: &str, callbacks: &Callbacks) {
     let Some(function) = &callbacks.on_registered else { return };
+    let _profiled = crate::config::with(|c| c.profile_executions == 1).then(|| runtime.profile(session));
     let _armed = runtime.arm(Abort::with_limit(ON_REGISTERED_LIMIT));
+    // It may call `execute()`, in database 0 as RedisGears does.
+    let store: Rc<dyn crate::store::Store> = Rc::new(RedisStore { db: 0 });
+    let _installed = crate::store::install(store.clone());
+    let _released = Release(store);
     runtime.enter(|vm| match crate::python::call_callback(vm, function, ()) {
         Err(exc) => log::warning(&format!("onRegistered failed: {}", crate::python::error_text(vm, &exc))),
         Ok(value) if &*value.class().name() == "coroutine" => {
@@ -159,6 +164,15 @@ pub fn on_registered(runtime: &Runtime, callbacks: &Callbacks) {
         }
         Ok(_) => {}
     });
+}
+
+/// Closes an `atomic()` block that code left open when it returns.
+struct Release(Rc<dyn crate::store::Store>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.release();
+    }
 }
 
 /// What started an execution of a registration.
@@ -173,20 +187,16 @@ pub enum Input {
     Stream { key: Vec<u8>, entries: Vec<(Vec<u8>, Vec<Reply>)> },
 }
 
-/// Runs one execution of `registration` on its home (a job sent there). `pended`: the event
-/// held one of the registration's pending slots.
-pub fn run(
+/// Runs one execution of `registration` on its home, ends it, and counts it. Returns its reply
+/// and errors.
+pub(crate) fn run(
     runtime: &Runtime,
     registration: &Registration,
     input: Input,
     db: i32,
-    key: &ExecutionKey,
-) -> (Reply, Report) {
+    execution: super::Running,
+) -> (Reply, Vec<String>) {
     let started = Instant::now();
-    let callbacks = match callbacks(runtime, registration) {
-        Ok(callbacks) => callbacks,
-        Err(text) => return failed(registration, key, text, started),
-    };
     let origin = Origin {
         session: Some(registration.session.clone()),
         source: None,
@@ -199,28 +209,40 @@ pub fn run(
             _ => None,
         },
     };
-    let plan = runtime.enter(|vm| raw_plan(vm, input, callbacks));
-    let (reply, report, stopped) = super::run_now(runtime, plan, db, key, origin);
+    let ran = match callbacks(runtime, registration) {
+        Ok(callbacks) => {
+            let plan = runtime.enter(|vm| raw_plan(vm, input, callbacks));
+            super::run_now(runtime, plan, db, execution.key(), origin)
+        }
+        Err(text) => {
+            let errors = vec![text];
+            Some((Reply::results(Vec::new(), &errors), Report { errors, ..Report::default() }, false))
+        }
+    };
+    // Aborted before it started: ended (and counted) by the abort.
+    let Some((reply, report, stopped)) = ran else {
+        let reply = Reply::results(Vec::new(), &[]);
+        execution.finish(reply.clone(), Report::default());
+        return (reply, Vec::new());
+    };
     let outcome = match report.errors.first() {
+        _ if stopped => Outcome::Aborted,
         None => Outcome::Success,
-        Some(_) if stopped => Outcome::Aborted,
         Some(error) => Outcome::Failure(error.clone()),
     };
-    finished(registration, outcome, started.elapsed().as_millis() as u64, key);
-    (reply, report)
+    let errors = report.errors.clone();
+    let id = execution.key().id.clone();
+    execution.finish(reply.clone(), report);
+    ended(registration, outcome, started.elapsed().as_millis() as u64, id);
+    (reply, errors)
 }
 
-/// Counts an execution's end; drops the registration's executions beyond its listing bound.
-fn finished(registration: &Registration, outcome: Outcome, ms: u64, key: &ExecutionKey) {
-    for id in registration.live.ended(outcome, ms, Some(key.id.clone())) {
+/// Counts an execution's end; drops the registration's finished executions beyond its
+/// listing bound.
+pub fn ended(registration: &Registration, outcome: Outcome, ms: u64, id: String) {
+    for id in registration.live.ended(outcome, ms, Some(id)) {
         let _ = executions::drop_execution(&id);
     }
-}
-
-fn failed(registration: &Registration, key: &ExecutionKey, text: String, started: Instant) -> (Reply, Report) {
-    finished(registration, Outcome::Failure(text.clone()), started.elapsed().as_millis() as u64, key);
-    let errors = vec![text];
-    (Reply::results(Vec::new(), &errors), Report { errors, ..Report::default() })
 }
 
 fn raw_plan(vm: &VirtualMachine, input: Input, callbacks: Callbacks) -> RawPlan {
@@ -298,7 +320,7 @@ pub fn restore(runtime: &Runtime, id: &str) -> Result<(), String> {
     let pending = rerun(runtime, Some(id.to_owned()), &session.source, ids)?;
     for p in pending {
         held::hold(&p.spec.id, p.callbacks.clone());
-        on_registered(runtime, &p.callbacks);
+        on_registered(runtime, id, &p.callbacks);
     }
     Ok(())
 }
@@ -355,15 +377,11 @@ pub fn dispatch(
         || !registration.live.try_pend(bound);
     let abort = Abort::new();
     let key = executions::create_registered(pool::worker_of(home), listed, &registration.spec.id, abort.clone());
-    let session = registrations::hold_session(&registration.session);
+    let execution = super::Running::holding(key.clone(), registrations::hold_session(&registration.session));
     registration.live.started();
     if inline {
-        let execution = super::Running(Some(key.clone()));
         let result = super::sync::call(ctx, home, abort, move |runtime, _| {
-            let (reply, report) = run(runtime, &registration, input, db, execution.key());
-            // Not referenced by it any more once it is seen finished.
-            drop(session);
-            execution.finish(reply.clone(), report);
+            let (reply, _) = run(runtime, &registration, input, db, execution);
             runtime.end_job();
             super::defer_nested(runtime, db);
             reply
@@ -387,7 +405,6 @@ pub fn dispatch(
         }
         _ => None,
     };
-    let execution = super::Running(Some(key));
     let pended = Pended(registration.clone());
     // A trigger's or hook's executions do not wait for one another (unless `inorder`): they
     // visit the home, which interleaves them with what it runs; the others queue there.
@@ -397,9 +414,7 @@ pub fn dispatch(
         home,
         Box::new(move |runtime| {
             drop(pended);
-            let (reply, report) = run(runtime, &registration, input, db, execution.key());
-            drop(session);
-            execution.finish(reply, report);
+            run(runtime, &registration, input, db, execution);
             drop(awaited);
             runtime.end_job();
             super::defer_nested(runtime, db);
@@ -535,7 +550,9 @@ pub fn load(saved: SavedSession) {
 
 /// Loading starts: what it loads replaces every registration.
 pub fn loading_started() {
-    registrations::clear();
+    for execution in registrations::clear() {
+        let _ = executions::drop_execution(&execution);
+    }
     for home in 0..pool::homes() {
         pool::send(home, Box::new(|_| held::clear()));
     }

@@ -219,12 +219,8 @@ fn run_batch(
     let execution = executions::create_registered(runtime.worker(), true, &registration.spec.id, abort);
     let session = with_gil(db, |_| registrations::hold_session(&registration.session));
     registration.live.started();
-    let running = super::Running(Some(execution));
     let input = Input::Stream { key: key.to_vec(), entries };
-    let (reply, report) = registered::run(runtime, registration, input, db, running.key());
-    let errors = report.errors.clone();
-    drop(session);
-    running.finish(reply, report);
+    let (_, errors) = registered::run(runtime, registration, input, db, super::Running::holding(execution, session));
     runtime.end_job();
     super::defer_nested(runtime, db);
     errors

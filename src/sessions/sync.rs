@@ -195,7 +195,8 @@ fn body_and_execution(runtime: &Runtime, script: &str, db: i32, abort: Arc<Abort
         ScriptOutcome::Done => Reply::ok(),
         ScriptOutcome::Run(plan) => {
             let key = executions::create(runtime.worker(), false, abort);
-            let (reply, report, _) = super::run_now(runtime, plan, db, &key, Default::default());
+            let (reply, report, _) = super::run_now(runtime, plan, db, &key, Default::default())
+                .unwrap_or_else(|| (Reply::results(Vec::new(), &[]), crate::engine::Report::default(), true));
             executions::finish(&key, reply.clone(), report);
             reply
         }
