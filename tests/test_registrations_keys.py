@@ -550,6 +550,17 @@ def test_commands_in_multi_and_lua_are_not_blocked_or_overridden(r, raw):
     wait_stats(r, rid, numTriggered=2)
 
 
+def test_sync_commands_registration_overrides_inside_multi_and_lua(r, raw):
+    register_one(r, "GB().foreach(lambda r: override_reply('-denied')).register(prefix='k*', commands=['set'], mode='sync')")
+    assert raw.call("MULTI") == Status("OK")
+    assert raw.call("SET", "k1", "v") == Status("QUEUED")
+    assert raw.call("GET", "k1") == Status("QUEUED")
+    assert raw.call("EXEC") == [Error("denied"), b"v"]
+    # (Lua's error conversion may put an ERR code in front)
+    res = raw.call("EVAL", "return redis.pcall('SET', 'k2', 'v')", 0)
+    assert type(res) is Error and res in ("denied", "ERR denied"), res
+
+
 def test_execute_is_not_linked(r):
     register_one(r, "GB().foreach(lambda r: override_reply('-denied')).register(prefix='k*', commands=['set'], mode='sync')")
     assert pyexecute(r, "GB('ShardsIDReader').map(lambda x: execute('SET', 'k1', 'v')).run()") == [["OK"], []]
