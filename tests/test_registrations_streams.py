@@ -96,10 +96,12 @@ def test_batch_size(r):
     assert d["args"]["batchSize"] == 3
 
 
-def test_fewer_than_batch_entries_wait(r):
-    rid = register_one(r, BATCHES.format(extra=", batch=3"))
-    r.xadd("st:1", {"f": "v"}, id="1-0")
-    r.xadd("st:1", {"f": "v"}, id="2-0")
+def test_fewer_than_batch_entries_wait(r, raw):
+    # the entries are written right after the registration's OK (they are not older than it)
+    assert raw.call("RG.PYEXECUTE", BATCHES.format(extra=", batch=3")) == "OK"
+    rid = raw.call("RG.DUMPREGISTRATIONS")[0][1].decode()
+    assert raw.call("XADD", "st:1", "1-0", "f", "v") == b"1-0"
+    assert raw.call("XADD", "st:1", "2-0", "f", "v") == b"2-0"
     time.sleep(1)  # nothing may start with only two of three entries (whatever the timing)
     assert stats(r, rid)["numTriggered"] == 0
     assert r.xlen("st:1") == 2
