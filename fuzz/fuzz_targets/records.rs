@@ -45,6 +45,8 @@ fn expected(reply: &Reply) -> Reply {
     match reply {
         Reply::Null => Reply::bulk("PY RECORD"),
         Reply::Int(i) => Reply::Int(*i),
+        // A float record: C's `%lf`.
+        Reply::Double(d) => Reply::bulk(format!("{d:.6}")),
         Reply::Bulk(b) => match std::str::from_utf8(b) {
             Ok(s) => text(s),
             Err(_) => Reply::bulk("PY RECORD"), // bytearray

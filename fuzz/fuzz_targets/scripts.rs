@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
     RUNTIME.with_borrow_mut(|runtime| {
         // One keyspace for the body and its execution, as one Redis database would be.
         let store = Rc::new(MemoryStore::default());
-        if let ScriptOutcome::Run(plan) = runtime.run_script(script, store.clone(), Abort::new()) {
+        if let ScriptOutcome::Run(plan) = runtime.run_script(script, store.clone(), Abort::new(), None, None) {
             let _armed = runtime.arm(Abort::new());
             let _ = engine::run(runtime, plan, store);
         }

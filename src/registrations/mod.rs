@@ -146,9 +146,9 @@ impl Live {
         self.running.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Counts an execution ended after `ms`; a listed one (`id`) joins the finished ones, and
-    /// the oldest beyond MaxExecutionsPerRegistration is returned for dropping.
-    pub fn ended(&self, outcome: Outcome, ms: u64, id: Option<String>) -> Vec<String> {
+    /// Counts how an execution ended, after `ms` (before its caller is answered, so that the
+    /// counters it reads afterwards include it).
+    pub fn count(&self, outcome: Outcome, ms: u64) {
         {
             let mut stats = lock(&self.stats);
             match outcome {
@@ -165,8 +165,12 @@ impl Live {
             stats.last_ms = ms;
             stats.total_ms += ms;
         }
+    }
+
+    /// An execution (`id`, finished) joins the finished ones; returns the oldest beyond
+    /// MaxExecutionsPerRegistration, to drop.
+    pub fn ended(&self, id: String) -> Vec<String> {
         self.running.fetch_sub(1, Ordering::AcqRel);
-        let Some(id) = id else { return Vec::new() };
         let limit = crate::config::with(|c| c.max_executions_per_registration).max(0) as usize;
         let mut finished = lock(&self.finished);
         finished.push_back(id);

@@ -232,15 +232,22 @@ pub(crate) fn run(
     };
     let errors = report.errors.clone();
     let id = execution.key().id.clone();
+    registration.live.count(outcome, started.elapsed().as_millis() as u64);
     execution.finish(reply.clone(), report);
-    ended(registration, outcome, started.elapsed().as_millis() as u64, id);
+    listed(registration, id);
     (reply, errors)
 }
 
-/// Counts an execution's end; drops the registration's finished executions beyond its
-/// listing bound.
+/// Counts the end of an execution that has finished (an abort ended it before it started).
 pub fn ended(registration: &Registration, outcome: Outcome, ms: u64, id: String) {
-    for id in registration.live.ended(outcome, ms, Some(id)) {
+    registration.live.count(outcome, ms);
+    listed(registration, id);
+}
+
+/// A finished execution joins its registration's listed ones; those beyond the listing bound
+/// are dropped.
+fn listed(registration: &Registration, id: String) {
+    for id in registration.live.ended(id) {
         let _ = executions::drop_execution(&id);
     }
 }
