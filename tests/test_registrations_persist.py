@@ -192,7 +192,14 @@ def test_save_and_restart(pstart):
     assert id_number(new) > max(id_number(i) for i in ids)
 
 
-@pytest.mark.parametrize("rewrite, preamble", [(False, "yes"), (True, "yes"), (True, "no")],
+NO_PREAMBLE = pytest.mark.xfail(
+    strict=True,
+    reason="known gap (docs/architecture.md#known-gaps): registrations are module aux data, which an AOF "
+           "rewrite writes only in its RDB preamble (aof-use-rdb-preamble yes, the default)")
+
+
+@pytest.mark.parametrize("rewrite, preamble", [(False, "yes"), (True, "yes"),
+                                               pytest.param(True, "no", marks=NO_PREAMBLE)],
                          ids=["aof-only", "bgrewriteaof", "bgrewriteaof-no-rdb-preamble"])
 def test_aof_restart(pstart, rewrite, preamble):
     s = pstart(extra=["--appendonly", "yes", "--aof-use-rdb-preamble", preamble])

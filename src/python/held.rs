@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustpython_vm::PyObjectRef;
 
@@ -25,15 +26,29 @@ pub struct Pending {
 }
 
 thread_local! {
-    static HELD: RefCell<HashMap<String, Callbacks>> = RefCell::new(HashMap::new());
+    /// By registration id, with the load generation they were made in.
+    static HELD: RefCell<HashMap<String, (u64, Callbacks)>> = RefCell::new(HashMap::new());
 }
 
+/// Bumped when a load replaces every registration: callbacks held from before are stale on
+/// every worker at once (ids are reused, and a loaded session's globals start afresh).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
 pub fn hold(id: &str, callbacks: Callbacks) {
-    HELD.with_borrow_mut(|held| held.insert(id.to_owned(), callbacks));
+    let generation = GENERATION.load(Ordering::Acquire);
+    let stale = HELD.with_borrow_mut(|held| held.insert(id.to_owned(), (generation, callbacks)));
+    drop(stale);
 }
 
 pub fn get(id: &str) -> Option<Callbacks> {
-    HELD.with_borrow(|held| held.get(id).cloned())
+    let generation = GENERATION.load(Ordering::Acquire);
+    HELD.with_borrow(|held| held.get(id).filter(|(g, _)| *g == generation).map(|(_, c)| c.clone()))
+}
+
+/// Makes every worker's callbacks stale (a load starts); each worker drops its own with
+/// `drop_stale` or as they are replaced.
+pub fn invalidate_all() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
 pub fn release(id: &str) {
@@ -41,15 +56,20 @@ pub fn release(id: &str) {
     drop(callbacks);
 }
 
-/// Drops every registration's callbacks (a load replaces them).
-pub fn clear() {
-    let all = HELD.take();
-    drop(all);
+/// Drops the callbacks made before the last load (`invalidate_all`).
+pub fn drop_stale() {
+    let generation = GENERATION.load(Ordering::Acquire);
+    let stale: Vec<(u64, Callbacks)> = HELD.with_borrow_mut(|held| {
+        let ids: Vec<String> = held.iter().filter(|(_, (g, _))| *g != generation).map(|(id, _)| id.clone()).collect();
+        ids.iter().filter_map(|id| held.remove(id)).collect()
+    });
+    drop(stale);
 }
 
 /// Drops everything held: the interpreter it belongs to is going.
 pub fn clear_all() {
-    clear();
+    let all = HELD.take();
+    drop(all);
     let timers = TIMERS.take();
     drop(timers);
 }

@@ -81,17 +81,24 @@ pub fn apply_script(
         executions::next_plan_id();
         let replaced = registrations::apply(&batch)?;
         persist::replicate_batch(ctx, &batch);
+        // What the new stream registrations' streams hold now is processed whatever the batch.
         let streams: Vec<_> = batch
             .specs
             .iter()
             .filter(|s| matches!(s.kind, Kind::Stream { .. }))
             .filter_map(|s| registrations::find(&s.id))
+            .map(|r| {
+                let found = super::streams::existing(ctx, &r);
+                (r, found)
+            })
             .collect();
         Ok((replaced, streams))
     });
     let replaced = match applied {
         Ok((replaced, streams)) => {
-            streams.into_iter().for_each(super::streams::scan);
+            for (registration, found) in streams {
+                super::streams::process_existing(registration, found);
+            }
             replaced
         }
         Err(text) => {
@@ -323,8 +330,17 @@ pub fn restore(runtime: &Runtime, id: &str) -> Result<(), String> {
     let Some((session, _)) = with_gil(0, |_| registrations::session(id)) else {
         return Err(format!("session {id} does not exist"));
     };
+    // Already rebuilt here (an event came before the load's own job).
+    if session.registrations.iter().all(|r| held::get(r).is_some()) {
+        return Ok(());
+    }
     let ids: VecDeque<String> = session.registrations.iter().cloned().collect();
     let pending = rerun(runtime, Some(id.to_owned()), &session.source, ids)?;
+    // An event preempting the rerun may have rebuilt the session meanwhile (nested): the first
+    // rebuild stays, so that every registration of the session keeps one globals dict.
+    if session.registrations.iter().any(|r| held::get(r).is_some()) {
+        return Ok(());
+    }
     for p in pending {
         held::hold(&p.spec.id, p.callbacks.clone());
         on_registered(runtime, id, &p.callbacks);
@@ -560,8 +576,9 @@ pub fn loading_started() {
     for execution in registrations::clear() {
         let _ = executions::drop_execution(&execution);
     }
+    held::invalidate_all();
     for home in 0..pool::homes() {
-        pool::send(home, Box::new(|_| held::clear()));
+        pool::send(home, Box::new(|_| held::drop_stale()));
     }
 }
 

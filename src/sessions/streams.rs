@@ -113,25 +113,62 @@ fn on_timer(ctx: &Context, (registration, key, db): (Arc<Registration>, Vec<u8>,
     }));
 }
 
-/// Runs batches until the stream has no full batch left (or, with `drain`, nothing left),
-/// starting with the entries read before and not acknowledged when retrying or resuming.
+/// Runs batches until the stream has no full batch left (or, with `drain`, nothing left: a
+/// `duration` timer).
 fn process(runtime: &Runtime, registration: &Arc<Registration>, key: &[u8], db: i32, drain: bool) {
+    let drain = if drain { Drain::Counted(u64::MAX) } else { Drain::Counted(0) };
     process_from(runtime, registration, key, db, drain, false)
 }
 
-fn process_from(runtime: &Runtime, registration: &Arc<Registration>, key: &[u8], db: i32, drain: bool, resume: bool) {
+/// Entries to process whatever the batch size, before going on by full batches only.
+#[derive(Clone, Copy)]
+enum Drain {
+    /// Entries whose `xadd` events were counted (a timer's drain).
+    Counted(u64),
+    /// Entries a scan found, written before it (their events were not counted).
+    Found(u64),
+}
+
+impl Drain {
+    fn left(self) -> u64 {
+        match self {
+            Drain::Counted(n) | Drain::Found(n) => n,
+        }
+    }
+
+    fn took(self, n: u64) -> Drain {
+        match self {
+            Drain::Counted(left) => Drain::Counted(left.saturating_sub(n)),
+            Drain::Found(left) => Drain::Found(left.saturating_sub(n)),
+        }
+    }
+}
+
+/// `resume`: start with the entries read before and not acknowledged (a retry does too).
+fn process_from(
+    runtime: &Runtime,
+    registration: &Arc<Registration>,
+    key: &[u8],
+    db: i32,
+    mut drain: Drain,
+    resume: bool,
+) {
     let store = RedisStore { db };
     let (batch, duration, policy, retry_secs, trim) = batch_of(registration);
     // Created at id 0 when missing: entries written before the registration are processed.
     let _ = store.call("XGROUP", &[b"CREATE", key, GROUP, b"0"]);
-    let count = batch.to_string();
     let mut pending_first = resume || registration.live.status() == Status::WaitingForRetry;
     loop {
         let status = registration.live.status();
         if registration.live.gone() || !matches!(status, Status::Ok | Status::WaitingForRetry) {
             break;
         }
-        let entries = read(&store, key, count.as_bytes(), if pending_first { PENDING } else { NEW });
+        // Past the drain, new entries are read only by full batches.
+        if !pending_first && drain.left() == 0 && !more_batches(registration, key, batch) {
+            return finish(registration, key, duration, db);
+        }
+        let want = if pending_first || drain.left() == 0 { batch } else { batch.min(drain.left()) };
+        let entries = read(&store, key, want.to_string().as_bytes(), if pending_first { PENDING } else { NEW });
         if entries.is_empty() {
             if pending_first {
                 pending_first = false;
@@ -140,15 +177,21 @@ fn process_from(runtime: &Runtime, registration: &Arc<Registration>, key: &[u8],
             }
             break;
         }
+        let counted = !pending_first && !matches!(drain, Drain::Found(left) if left > 0);
         let first_arrival = {
             let mut streams = registration.live.streams();
             let progress = streams.entry(key.to_vec()).or_default();
             let first = progress.first_arrival;
-            progress.arrived = progress.arrived.saturating_sub(entries.len() as u64);
-            progress.first_arrival = (progress.arrived > 0).then(Instant::now);
+            if counted {
+                progress.arrived = progress.arrived.saturating_sub(entries.len() as u64);
+                progress.first_arrival = (progress.arrived > 0).then(Instant::now);
+            }
             first
         };
         let ids: Vec<Vec<u8>> = entries.iter().map(|(id, _)| id.clone()).collect();
+        if !pending_first {
+            drain = drain.took(ids.len() as u64);
+        }
         let errors = run_batch(runtime, registration, key, entries, db);
         if let Some(first) = first_arrival {
             registration.live.lag(first.elapsed().as_millis() as u64);
@@ -169,9 +212,6 @@ fn process_from(runtime: &Runtime, registration: &Arc<Registration>, key: &[u8],
                 break;
             }
             _ => acknowledge(&store, key, &ids, trim),
-        }
-        if !drain && !more_batches(registration, key, batch) {
-            return finish(registration, key, duration, db);
         }
     }
     let mut streams = registration.live.streams();
@@ -266,51 +306,70 @@ fn next_id(id: &[u8]) -> Option<String> {
     })
 }
 
-/// Looks for streams the registration should process: when it is registered, loaded, unpaused
-/// or its server promoted. Runs on the home (a SCAN of the keyspace).
+/// What a scan found: the matching streams, each with how many entries it held then. Those
+/// entries are processed whatever the batch size; entries added later wait for full batches.
+pub type Found = Vec<(Vec<u8>, u64)>;
+
+/// Looks for streams the registration should process (when it is loaded, unpaused or its
+/// server promoted): the scan happens on the home, under the lock.
 pub fn scan(registration: Arc<Registration>) {
     let home = registration.home;
     pool::send(
         home,
         Box::new(move |runtime| {
-            let Kind::Stream { prefix, .. } = &registration.spec.kind else { return };
-            let store = RedisStore { db: 0 };
-            for key in stream_keys(&store, prefix) {
-                let start = {
-                    let mut streams = registration.live.streams();
-                    let progress = streams.entry(key.clone()).or_default();
-                    !std::mem::replace(&mut progress.running, true)
-                };
-                if start {
-                    process_from(runtime, &registration, &key, 0, true, true);
-                }
-            }
+            let found = with_gil(0, |ctx| existing(ctx, &registration));
+            process_found(runtime, &registration, found);
         }),
     );
 }
 
-/// The stream keys matching `prefix` (database 0).
-fn stream_keys(store: &dyn Store, prefix: &str) -> Vec<Vec<u8>> {
+/// Processes what `existing` found when the registration was applied.
+pub fn process_existing(registration: Arc<Registration>, found: Found) {
+    let home = registration.home;
+    pool::send(home, Box::new(move |runtime| process_found(runtime, &registration, found)));
+}
+
+fn process_found(runtime: &Runtime, registration: &Arc<Registration>, found: Found) {
+    for (key, entries) in found {
+        let start = {
+            let mut streams = registration.live.streams();
+            let progress = streams.entry(key.clone()).or_default();
+            !std::mem::replace(&mut progress.running, true)
+        };
+        if start {
+            process_from(runtime, registration, &key, 0, Drain::Found(entries), true);
+        }
+    }
+}
+
+/// The streams matching a stream registration's prefix (database 0), with their lengths. The
+/// caller holds the lock: what they hold now is what is processed regardless of batches.
+pub fn existing(ctx: &Context, registration: &Registration) -> Found {
+    let Kind::Stream { prefix, .. } = &registration.spec.kind else { return Vec::new() };
     let pattern = match prefix.strip_suffix('*') {
         Some(start) => format!("{}*", glob_escape(start)),
         None => glob_escape(prefix),
     };
-    let mut keys = Vec::new();
+    let call = |command: &str, args: &[&[u8]]| crate::redis::call::call(ctx, command, args);
+    let mut found = Vec::new();
     let mut cursor = b"0".to_vec();
     loop {
-        let reply = store.call("SCAN", &[&cursor, b"MATCH", pattern.as_bytes(), b"COUNT", b"1000", b"TYPE", b"stream"]);
+        let reply = call("SCAN", &[&cursor, b"MATCH", pattern.as_bytes(), b"COUNT", b"1000", b"TYPE", b"stream"]);
         let Reply::Array(mut parts) = reply else { break };
-        let (Some(Reply::Array(found)), Some(Reply::Bulk(next))) = (parts.pop(), parts.pop()) else { break };
-        keys.extend(found.into_iter().filter_map(|k| match k {
-            Reply::Bulk(k) => Some(k),
-            _ => None,
-        }));
+        let (Some(Reply::Array(keys)), Some(Reply::Bulk(next))) = (parts.pop(), parts.pop()) else { break };
+        for key in keys {
+            if let Reply::Bulk(key) = key
+                && let Reply::Int(len) = call("XLEN", &[&key])
+            {
+                found.push((key, len.max(0) as u64));
+            }
+        }
         if next == b"0" {
             break;
         }
         cursor = next;
     }
-    keys
+    found
 }
 
 fn glob_escape(text: &str) -> String {
