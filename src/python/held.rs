@@ -66,11 +66,12 @@ pub fn drop_stale() {
     drop(stale);
 }
 
-/// Drops everything held: the interpreter it belongs to is going.
+/// Drops everything held: the interpreter it belongs to is going (maybe as the thread exits,
+/// when these thread-locals may be gone already).
 pub fn clear_all() {
-    let all = HELD.take();
+    let all = HELD.try_with(|held| held.take());
     drop(all);
-    let timers = TIMERS.take();
+    let timers = TIMERS.try_with(|timers| timers.take());
     drop(timers);
 }
 

@@ -294,7 +294,7 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         // Python objects first, then the interpreter; finalize() frees what a plain drop leaks.
         super::held::clear_all();
-        session::with(|s| *s = session::Session::default());
+        session::forget();
         self.state = None;
         if let Some(interp) = self.interp.take() {
             interp.enter(pristine::forget);

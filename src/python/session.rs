@@ -62,6 +62,13 @@ pub fn with<R>(f: impl FnOnce(&mut Session) -> R) -> R {
     SESSION.with_borrow_mut(f)
 }
 
+/// Drops what the last job left, if this thread still has its session (an interpreter dropped
+/// as its thread exits may find it gone).
+pub fn forget() {
+    let left = SESSION.try_with(|s| s.take());
+    drop(left);
+}
+
 /// Sets up this thread for an execution (a plain `run()`'s has no origin).
 pub fn begin_execution(origin: Origin) {
     with(|s| {
