@@ -32,9 +32,9 @@ use crate::redis::keyspace::RedisStore;
 use crate::reply::Reply;
 use crate::stop::{Abort, Reason};
 
-/// How long the main thread waits for the home worker to take its call: as long as the watchdog
-/// gives a stop request before it writes a worker off as stuck, so that a worker that is only
-/// slow (a loaded machine, a long allocation) is not mistaken for a stuck one.
+/// How long the main thread waits for the home worker to take its call. Redis serves nobody
+/// meanwhile, so it is shorter than the watchdog's `STUCK_AFTER`: the call fails, the worker is
+/// not written off.
 pub const PICKUP_BOUND: Duration = Duration::from_secs(2);
 
 /// How long a call may run before it is stopped: Redis serves nobody meanwhile (as Lua's
