@@ -188,7 +188,12 @@ def start_server(so_path, request):
         return s.start()
 
     yield start
+    stop_servers(servers, dirs)
 
+
+def stop_servers(servers, dirs):
+    """Kills the servers a fixture started; fails the test if one crashed (its directory is kept
+    for a look), else removes their directories."""
     crashed = []
     for s in servers:
         if not s.expect_exit:

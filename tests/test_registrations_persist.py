@@ -10,14 +10,13 @@ check that something does NOT happen, which holds whatever the timing.
 """
 
 import os
-import shutil
 import subprocess
 import tempfile
 import time
 
 import pytest
 
-from conftest import Server, id_number, pyexecute, wait_until
+from conftest import Server, id_number, pyexecute, stop_servers, wait_until
 from harness import REDIS_SERVER, START_DEADLINE, _answers_ping, free_port
 from test_registrations_keys import (
     dump_registrations,
@@ -85,18 +84,7 @@ def pstart(so_path):
         return s.start()
 
     yield start
-
-    crashed = []
-    for s in servers:
-        problem = s.check_health()
-        if problem:
-            crashed.append(f"redis-server on port {s.port} {problem}; log tail:\n{s.log_tail()}")
-        s.kill()
-    if not crashed:
-        for d in dirs:
-            shutil.rmtree(d, ignore_errors=True)
-    if crashed:
-        pytest.fail("\n\n".join(crashed), pytrace=False)
+    stop_servers(servers, dirs)
 
 
 def definitions(client):

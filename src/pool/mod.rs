@@ -17,21 +17,26 @@
 //! same home, with a fresh interpreter, and the stuck thread exits if its call ever returns.
 //! Replacements are capped so that a stream of such scripts cannot create threads without bound.
 
+mod home;
+
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Select, Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::error::GearsError;
-use crate::python::{Interrupter, Runtime};
+use crate::python::Runtime;
 use crate::redis::log;
 use crate::stop::WorkerId;
+use home::{Home, Source};
+
+pub use home::Activity;
 
 /// A visit: runs on the home's worker, given its interpreter.
 pub type Visit = Box<dyn FnOnce(&Runtime) + Send>;
@@ -46,47 +51,9 @@ const MAX_PREEMPTING: usize = 4;
 /// pickup bound (2 s at one every 1 ms), fewer than would matter if the home is stuck.
 const MAX_REPREEMPTING: usize = 4096;
 
-/// How many times an idle worker looks for a visit (yielding in between) before it sleeps.
-const IDLE_SPINS: usize = 16;
-
 /// Deep recursion must end in RecursionError (the VM checks the stack it runs on), and the
 /// compiler recurses on nesting in the source: give workers room for both.
 const WORKER_STACK: usize = 256 * 1024 * 1024;
-
-/// What a home's worker is doing, for choosing homes and deciding whether to preempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Activity {
-    Idle = 0,
-    /// Running a visit (a script body, a main-thread call): short, not preempted by bodies.
-    Visiting = 1,
-    /// Running a deferred job (an execution): preempted by visits.
-    Executing = 2,
-    /// Its worker is stuck in native code and was not replaced (over the cap): nothing reaches it.
-    Lost = 3,
-}
-
-struct Home {
-    /// Main-thread calls: served before the visits queued ahead of them.
-    calls: Sender<Visit>,
-    call_queue: Receiver<Visit>,
-    /// Executions sent to this home (`send`).
-    jobs: Sender<Visit>,
-    job_queue: Receiver<Visit>,
-    /// The thread serving this home now (a new one when it is replaced).
-    generation: AtomicU64,
-    activity: AtomicU8,
-    /// Visits queued or running plus deferred jobs: how busy the home is.
-    load: AtomicUsize,
-    /// Main-thread calls queued or running: they preempt whatever the worker runs.
-    pending_calls: AtomicUsize,
-    /// Preemptions sent and not yet drained by the worker's interpreter.
-    preempting: AtomicUsize,
-    /// The interrupter of the interpreter serving this home now.
-    interrupter: Mutex<Option<Arc<Interrupter>>>,
-    /// The retirement flag of the thread serving this home now.
-    retired: Mutex<Arc<AtomicBool>>,
-}
 
 struct Pool {
     homes: Vec<Home>,
@@ -112,25 +79,7 @@ thread_local! {
 /// Starts the workers. Each builds its interpreter on its own thread, so the module loads
 /// without waiting for them; visits queue until a worker is ready.
 pub fn start(threads: usize) -> Result<(), String> {
-    let homes = (0..threads)
-        .map(|_| {
-            let (calls, call_queue) = unbounded::<Visit>();
-            let (jobs, job_queue) = unbounded::<Visit>();
-            Home {
-                calls,
-                call_queue,
-                jobs,
-                job_queue,
-                generation: AtomicU64::new(0),
-                activity: AtomicU8::new(Activity::Idle as u8),
-                load: AtomicUsize::new(0),
-                pending_calls: AtomicUsize::new(0),
-                preempting: AtomicUsize::new(0),
-                interrupter: Mutex::new(None),
-                retired: Mutex::new(Arc::new(AtomicBool::new(false))),
-            }
-        })
-        .collect();
+    let homes = (0..threads).map(|_| Home::new()).collect();
     let (bodies, body_queue) = unbounded::<Visit>();
     let pool = POOL.get_or_init(|| Pool {
         homes,
@@ -414,58 +363,6 @@ impl Pool {
         let load = self.homes[home].load.load(Ordering::Acquire);
         let live = self.homes.iter().filter(|h| h.activity.load(Ordering::Acquire) != Activity::Lost as u8);
         !self.any_idle() && live.into_iter().all(|h| h.load.load(Ordering::Acquire) >= load)
-    }
-}
-
-/// Where `next_visit` took its work from.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Source {
-    Call,
-    Body,
-    /// An execution sent to the home: not a visit, taken only by an idle worker.
-    Job,
-}
-
-impl Home {
-    /// The next visit: main-thread calls first, then (if `bodies` is given) bodies of new
-    /// sessions, then (if `jobs`) executions sent here; waits up to `timeout` (`None`: for
-    /// ever). `None` when nothing came.
-    fn next_visit(
-        &self,
-        bodies: Option<&Receiver<Visit>>,
-        jobs: bool,
-        timeout: Option<Duration>,
-    ) -> Option<(Visit, Source)> {
-        let queues: Vec<(&Receiver<Visit>, Source)> = [(&self.call_queue, Source::Call)]
-            .into_iter()
-            .chain(bodies.map(|b| (b, Source::Body)))
-            .chain(jobs.then_some((&self.job_queue, Source::Job)))
-            .collect();
-        let ready = || queues.iter().find_map(|(q, source)| q.try_recv().ok().map(|v| (v, *source)));
-        if let Some(visit) = ready() {
-            return Some(visit);
-        }
-        if timeout == Some(Duration::ZERO) {
-            return None;
-        }
-        // Under load the next visit is usually a few microseconds away: look again a few times
-        // before registering with the channels and sleeping, which costs more than the wait.
-        for _ in 0..IDLE_SPINS {
-            thread::yield_now();
-            if let Some(visit) = ready() {
-                return Some(visit);
-            }
-        }
-        let mut select = Select::new();
-        for (queue, _) in &queues {
-            select.recv(queue);
-        }
-        let ready = match timeout {
-            Some(timeout) => select.select_timeout(timeout).ok()?,
-            None => select.select(),
-        };
-        let (queue, source) = queues[ready.index()];
-        ready.recv(queue).ok().map(|v| (v, source))
     }
 }
 
