@@ -202,10 +202,6 @@ impl Live {
         self.pending.fetch_sub(1, Ordering::AcqRel);
     }
 
-    pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::Acquire)
-    }
-
     /// The finished executions listed, for dropping on unregistration.
     fn take_finished(&self) -> Vec<String> {
         if self.running.load(Ordering::Acquire) > 0 {
