@@ -88,6 +88,24 @@ pub enum GearsError {
     /// A call on behalf of the main thread found its worker busy in native code.
     #[error("rustgears: the session's worker did not take the call in time (busy in native code)")]
     HomeBusy,
+    #[error("Future object can only be created inside certain execution steps")]
+    FutureOutsideStep,
+    #[error("Step does not support async")]
+    StepNotAsync,
+    #[error("Can not create async record twice on the same step")]
+    FutureTwice,
+    #[error("Can not continue with the same future twice")]
+    FutureContinuedTwice,
+    #[error("Can not handle future untill it returned from the callback")]
+    FutureNotReturned,
+    #[error("Creating async record is not allowed")]
+    AsyncNotAllowed,
+    #[error("Async record did not called continue")]
+    FutureDropped,
+    #[error("coroutine are not allow on extractor")]
+    CoroutineOnExtractor,
+    #[error("coroutine are not allow on reduce")]
+    CoroutineOnReduce,
     #[error("the test hooks are off: load the module with TestHooks 1")]
     TestHooksOff,
     #[error("rustgears internal error: {0}")]

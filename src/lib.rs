@@ -60,6 +60,9 @@ mod entry {
             call_next: sessions::registered::call_next,
             join_session: sessions::registered::join_session,
             start_timer: sessions::time_events::start,
+            wake: sessions::parked::wake,
+            within: sessions::parked::within,
+            abandon_waiting: sessions::parked::abandon_all,
         });
         redis::rdb::install(redis::rdb::Persisted {
             save: sessions::registered::save,

@@ -38,6 +38,7 @@ fn watch() {
         let limit = (limit > 0).then(|| Duration::from_millis(limit as u64));
         let force = ticks.is_multiple_of(FORCE_EVERY);
         pool::nudge(force);
+        sessions::parked::watch(limit);
         for (worker, abort) in tick(limit, force) {
             sessions::abandon(worker, &abort);
             pool::replace(worker);

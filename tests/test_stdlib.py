@@ -214,7 +214,7 @@ def test_new_modules_import(raw):
 
 
 LEFT_OUT = ["socket", "_socket", "ssl", "select", "selectors", "subprocess", "multiprocessing", "signal",
-            "ctypes", "mmap", "resource", "asyncio", "http", "urllib.request", "sqlite3", "gzip", "bz2", "lzma",
+            "ctypes", "mmap", "resource", "http", "urllib.request", "sqlite3", "gzip", "bz2", "lzma",
             "xml", "pyexpat", "tempfile", "shutil", "pathlib", "glob", "gc", "zoneinfo", "_pickle", "_queue", "pty",
             "webbrowser"]
 

@@ -30,11 +30,9 @@ def body(r, code, key="out"):
 # 2.1 Script environment and sessions
 # ------------------------------------------------------------------------------------------
 
-# RedisGears' session names that belong to registrations and asynchrony, which the module does not
-# implement yet (docs/python-api.md#not-implemented-yet); they are left out rather than stubbed.
-LATER_TIER_NAMES = ['registerTE', 'gearsFuture', 'call_next', 'get_command', 'override_reply', 'createFuture', 'setFutureResults', 'setFutureException', 'runCoroutine', 'shardReaderCallback', 'asyncio']
-
-GLOBAL_NAMES = ['GearsBuilder', 'GB', 'execute', 'atomic', 'log', 'configGet', 'gearsConfigGet', 'hashtag', 'isAsyncAllow', 'flat_error', 'createKeysOnlyReader', 'redisgears', 'rg', 'copy', 'Log', 'ConfigGet', 'GearsConfigGet']
+GLOBAL_NAMES = ['GearsBuilder', 'GB', 'execute', 'atomic', 'log', 'configGet', 'gearsConfigGet', 'hashtag', 'isAsyncAllow', 'flat_error', 'createKeysOnlyReader', 'redisgears', 'rg', 'copy', 'Log', 'ConfigGet', 'GearsConfigGet',
+                'registerTE', 'call_next', 'get_command', 'override_reply', 'gearsFuture', 'createFuture',
+                'setFutureResults', 'setFutureException', 'runCoroutine', 'asyncio']
 
 
 def test_session_global_names(r):

@@ -2,6 +2,7 @@
 //! the pipeline can stop reading as soon as an error or a limit says so.
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use rustpython_vm::protocol::{PyIter, PyIterReturn};
 use rustpython_vm::{PyObjectRef, VirtualMachine};
@@ -23,7 +24,7 @@ pub trait Reader {
 }
 
 /// `count_only`: the plan only counts records, so values need not be read.
-pub fn open<'s>(spec: ReaderSpec, store: &'s dyn Store, count_only: bool) -> Box<dyn Reader + 's> {
+pub fn open(spec: ReaderSpec, store: Rc<dyn Store>, count_only: bool) -> Box<dyn Reader> {
     match spec {
         ReaderSpec::Keys { pattern, no_scan, read_value, event } => {
             let read_value = read_value && !count_only;
@@ -43,19 +44,19 @@ pub fn open<'s>(spec: ReaderSpec, store: &'s dyn Store, count_only: bool) -> Box
     }
 }
 
-enum KeySource<'s> {
+enum KeySource {
     /// `noScan`: the one key, read even if absent.
     Exact(Option<KeyEntry>),
-    Scan(Box<dyn KeyPages + 's>),
+    Scan(Box<dyn KeyPages>),
 }
 
-struct KeysReader<'s> {
-    source: KeySource<'s>,
+struct KeysReader {
+    source: KeySource,
     buffer: VecDeque<KeyEntry>,
     event: Option<Vec<u8>>,
 }
 
-impl KeysReader<'_> {
+impl KeysReader {
     /// Refills the buffer; it stays empty only at the end.
     fn fill(&mut self) -> Result<(), String> {
         while self.buffer.is_empty() {
@@ -72,7 +73,7 @@ impl KeysReader<'_> {
     }
 }
 
-impl Reader for KeysReader<'_> {
+impl Reader for KeysReader {
     fn next(&mut self, vm: &VirtualMachine) -> Result<Option<PyObjectRef>, String> {
         self.fill()?;
         match self.buffer.pop_front() {
@@ -124,8 +125,8 @@ fn key_record(entry: KeyEntry, event: Option<Vec<u8>>, vm: &VirtualMachine) -> r
 }
 
 /// `XREAD STREAMS <key> <fromId>`, a page at a time: every entry after `fromId`.
-struct StreamReader<'s> {
-    store: &'s dyn Store,
+struct StreamReader {
+    store: Rc<dyn Store>,
     key: Vec<u8>,
     last_id: Vec<u8>,
     buffer: VecDeque<(Vec<u8>, Vec<Reply>)>,
@@ -135,7 +136,7 @@ struct StreamReader<'s> {
 /// Entries per XREAD: one page is read under one Redis lock.
 const XREAD_COUNT: &[u8] = b"1000";
 
-impl StreamReader<'_> {
+impl StreamReader {
     fn fill(&mut self) -> Result<(), String> {
         if !self.buffer.is_empty() || self.done {
             return Ok(());
@@ -166,7 +167,7 @@ impl StreamReader<'_> {
     }
 }
 
-impl Reader for StreamReader<'_> {
+impl Reader for StreamReader {
     fn next(&mut self, vm: &VirtualMachine) -> Result<Option<PyObjectRef>, String> {
         self.fill()?;
         let Some((id, fields)) = self.buffer.pop_front() else { return Ok(None) };

@@ -3,15 +3,23 @@
 //! Stateless steps (map, filter, ...) handle a record and pass it on at once; stateful ones
 //! (accumulate, the group-by family) keep what they saw and emit when the input ends, in plan
 //! order, so that what one emits still flows through the steps after it.
+//!
+//! A callback may make its record wait (it returns a `gearsFuture`, or a coroutine): the record
+//! keeps its place in its step's output, later records flow past it into the step (up to
+//! `MAX_WAITING` waiting, one at a time for accumulators and reducers) and wait behind it, and the
+//! pipeline picks it up again when its future is continued.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rustpython_vm::builtins::{PyList, PyStr};
+use rustpython_vm::function::IntoFuncArgs;
 use rustpython_vm::{PyObjectRef, PyResult, VirtualMachine};
 
 use super::plan::Step;
 use super::report::{self, StepReport};
+use crate::error::GearsError;
+use crate::python::future::{Calling, Capability, Outcome, Settled};
 use crate::python::{call_callback, error_text, fields};
 
 /// Groups in first-seen order. A group whose reducer failed is discarded (`None`) until another
@@ -52,9 +60,68 @@ enum StepState {
     },
 }
 
+/// Records a step holds back while some of its records wait for their futures.
+#[derive(Default)]
+struct Waits {
+    /// The step's output in input order: what a waiting record will emit keeps its place, and
+    /// what later records emitted waits behind it.
+    queue: VecDeque<Slot>,
+    /// Sequence number of `queue[0]`.
+    base: u64,
+    waiting: usize,
+    /// Records that reached the step while it was at its bound of waiting ones.
+    inbox: VecDeque<PyObjectRef>,
+}
+
+enum Slot {
+    Ready(Vec<PyObjectRef>),
+    Waiting,
+}
+
+/// A record waiting for its future: the step and what the step needs to finish it.
+struct Pending {
+    step: usize,
+    /// Its place in the step's queue (steps that pass records on).
+    seq: u64,
+    /// The record itself (filter and foreach pass it on).
+    record: PyObjectRef,
+    /// The group it is reduced into (group reducers).
+    group: usize,
+}
+
+/// What one step did with one record.
+enum Applied {
+    Pass(PyObjectRef),
+    /// Several records, in order (flatmap).
+    Many(Vec<PyObjectRef>),
+    /// Filtered out, failed, or absorbed by a stateful step.
+    Stop,
+    /// Waits for future `id`; `group`: the group a reducer reduces it into.
+    Wait {
+        id: u64,
+        record: PyObjectRef,
+        group: usize,
+    },
+}
+
+/// Waiting records a step that passes records on may have (RedisGears' bound); accumulate and
+/// the group reducers handle one record at a time.
+const MAX_WAITING: usize = 1000;
+
+/// Where the pipeline's Python callbacks may make records wait: the execution the futures they
+/// create belong to, and whether it may go asynchronous at all.
+#[derive(Clone, Copy)]
+pub struct Waiting {
+    pub owner: u64,
+    pub allowed: bool,
+}
+
 pub struct Pipeline {
     steps: Vec<Step>,
     states: Vec<StepState>,
+    waits: Vec<Waits>,
+    pending: HashMap<u64, Pending>,
+    waiting: Waiting,
     /// Time spent in each step, measured only when ProfileExecutions is on.
     durations: Option<Vec<Duration>>,
     pub results: Vec<PyObjectRef>,
@@ -63,7 +130,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(steps: Vec<Step>, profile: bool) -> Pipeline {
+    pub fn new(steps: Vec<Step>, profile: bool, waiting: Waiting) -> Pipeline {
         let states = steps
             .iter()
             .map(|s| match s {
@@ -77,7 +144,18 @@ impl Pipeline {
             })
             .collect();
         let durations = profile.then(|| vec![Duration::ZERO; steps.len()]);
-        Pipeline { steps, states, durations, results: Vec::new(), errors: Vec::new(), limit_reached: false }
+        let waits = steps.iter().map(|_| Waits::default()).collect();
+        Pipeline {
+            steps,
+            states,
+            waits,
+            pending: HashMap::new(),
+            waiting,
+            durations,
+            results: Vec::new(),
+            errors: Vec::new(),
+            limit_reached: false,
+        }
     }
 
     /// The reader stops once an error has reached the end of the plan or a limit is satisfied.
@@ -85,48 +163,79 @@ impl Pipeline {
         self.limit_reached || !self.errors.is_empty()
     }
 
+    /// True while records wait for their futures, or wait behind them.
+    pub fn busy(&self) -> bool {
+        !self.pending.is_empty() || self.waits.iter().any(|w| !w.inbox.is_empty())
+    }
+
+    /// True when a step holds as many waiting records as it may: read no more for now.
+    pub fn full(&self) -> bool {
+        self.steps.iter().zip(&self.waits).any(|(step, w)| w.waiting >= bound(step) || !w.inbox.is_empty())
+    }
+
     pub fn push(&mut self, vm: &VirtualMachine, record: PyObjectRef) {
         self.push_from(vm, record, 0);
     }
 
-    /// Input has ended: stateful steps emit, first to last.
-    pub fn flush(&mut self, vm: &VirtualMachine) {
-        for i in 0..self.steps.len() {
-            let state = std::mem::replace(&mut self.states[i], StepState::None);
-            let records = match (state, &self.steps[i]) {
-                (StepState::Accumulator(Some(acc)), _) => vec![acc],
-                (StepState::Counted(n), _) if n > 0 => vec![vm.ctx.new_int(n).into()],
-                (StepState::CountedBy { counts, .. }, _) => {
-                    let counts = counts.into_iter().map(|(key, n)| (key, vm.ctx.new_int(n).into()));
-                    match group_records(vm, counts) {
-                        Ok(records) => records,
-                        Err(e) => return self.errors.push(error_text(vm, &e)),
-                    }
-                }
-                (StepState::Reduced(groups), _) => match group_records(vm, groups.into_values()) {
+    /// Finishes the records whose futures were continued, and lets what waited behind them on.
+    /// False if none was.
+    pub fn take_resolved(&mut self, vm: &VirtualMachine) -> bool {
+        if self.pending.is_empty() {
+            return false;
+        }
+        let resolved = crate::python::future::take_resolved(self.waiting.owner);
+        let any = !resolved.is_empty();
+        for (id, outcome) in resolved {
+            self.resolve(vm, id, outcome);
+        }
+        any
+    }
+
+    /// Stateful step `i` emits what it holds, once nothing before it waits (see `busy`).
+    pub fn flush_step(&mut self, vm: &VirtualMachine, i: usize) {
+        let state = std::mem::replace(&mut self.states[i], StepState::None);
+        let records = match (state, &self.steps[i]) {
+            (StepState::Accumulator(Some(acc)), _) => vec![acc],
+            (StepState::Counted(n), _) if n > 0 => vec![vm.ctx.new_int(n).into()],
+            (StepState::CountedBy { counts, .. }, _) => {
+                let counts = counts.into_iter().map(|(key, n)| (key, vm.ctx.new_int(n).into()));
+                match group_records(vm, counts) {
                     Ok(records) => records,
                     Err(e) => return self.errors.push(error_text(vm, &e)),
-                },
-                (StepState::Batched(groups), Step::BatchGroupBy { reducer, .. }) => {
-                    let reducer = reducer.clone();
-                    let mut reduced = Vec::with_capacity(groups.entries.len());
-                    for (key, list) in groups.into_values() {
-                        match call_callback(vm, &reducer, (key.clone(), list)) {
-                            Ok(value) => reduced.push((key, value)),
-                            Err(e) => self.errors.push(error_text(vm, &e)),
-                        }
-                    }
-                    match group_records(vm, reduced) {
-                        Ok(records) => records,
-                        Err(e) => return self.errors.push(error_text(vm, &e)),
+                }
+            }
+            (StepState::Reduced(groups), _) => match group_records(vm, groups.into_values()) {
+                Ok(records) => records,
+                Err(e) => return self.errors.push(error_text(vm, &e)),
+            },
+            (StepState::Batched(groups), Step::BatchGroupBy { reducer, .. }) => {
+                let reducer = reducer.clone();
+                let mut reduced = Vec::with_capacity(groups.entries.len());
+                for (key, list) in groups.into_values() {
+                    match self.call(vm, Capability::BatchReducer, &reducer, (key.clone(), list)) {
+                        Ok(value) => reduced.push((key, value)),
+                        Err(e) => self.errors.push(error_text(vm, &e)),
                     }
                 }
-                _ => continue,
-            };
-            for record in records {
-                self.push_from(vm, record, i + 1);
+                match group_records(vm, reduced) {
+                    Ok(records) => records,
+                    Err(e) => return self.errors.push(error_text(vm, &e)),
+                }
             }
+            _ => return,
+        };
+        for record in records {
+            self.push_from(vm, record, i + 1);
         }
+    }
+
+    /// The execution whose records these are.
+    pub fn owner(&self) -> u64 {
+        self.waiting.owner
+    }
+
+    pub fn len(&self) -> usize {
+        self.steps.len()
     }
 
     /// The steps as RG.GETEXECUTION reports them, with their measured durations.
@@ -139,101 +248,217 @@ impl Pipeline {
         reports
     }
 
+    /// Hands `record` to step `from`, or to its inbox while the step is at its bound (or
+    /// records wait in the inbox already: they go first).
     fn push_from(&mut self, vm: &VirtualMachine, record: PyObjectRef, from: usize) {
-        let mut record = record;
-        for i in from..self.steps.len() {
-            let started = self.durations.is_some().then(Instant::now);
-            let next = self.apply(vm, i, record);
-            if let (Some(started), Some(durations)) = (started, self.durations.as_mut()) {
-                durations[i] += started.elapsed();
-            }
-            match next {
-                Some(next) => record = next,
-                None => return,
+        match self.steps.get(from) {
+            None => self.results.push(record),
+            Some(step) => {
+                let waits = &mut self.waits[from];
+                if waits.waiting >= bound(step) || !waits.inbox.is_empty() {
+                    waits.inbox.push_back(record);
+                } else {
+                    self.enter(vm, from, record);
+                }
             }
         }
-        self.results.push(record);
     }
 
-    /// Runs step `i` on one record: the record to pass on, or `None` if it stops here (filtered
-    /// out, failed, absorbed by a stateful step, or already pushed on by flatmap).
-    fn apply(&mut self, vm: &VirtualMachine, i: usize, record: PyObjectRef) -> Option<PyObjectRef> {
-        let outcome = match &self.steps[i] {
-            Step::Map(f) => call_callback(vm, f, (record,)).map(Some),
-            Step::Filter(f) => call_callback(vm, f, (record.clone(),))
-                .and_then(|keep| keep.try_to_bool(vm))
-                .map(|keep| keep.then_some(record)),
-            Step::ForEach(f) => call_callback(vm, f, (record.clone(),)).map(|_| Some(record)),
-            Step::Repartition(f) => call_callback(vm, f, (record.clone(),)).map(|_| Some(record)),
-            Step::Collect => Ok(Some(record)),
-            Step::FlatMap(f) => match call_callback(vm, f, (record,)) {
-                Ok(value) => match value.downcast_ref::<PyList>() {
-                    Some(list) => {
-                        // RedisGears emits a returned list last element first.
-                        let items: Vec<PyObjectRef> = list.borrow_vec().iter().rev().cloned().collect();
-                        for item in items {
-                            self.push_from(vm, item, i + 1);
-                        }
-                        return None;
+    /// Runs step `i` on `record` and passes on what it emits.
+    fn enter(&mut self, vm: &VirtualMachine, i: usize, record: PyObjectRef) {
+        let started = self.durations.is_some().then(Instant::now);
+        let applied = self.apply(vm, i, record);
+        if let (Some(started), Some(durations)) = (started, self.durations.as_mut()) {
+            durations[i] += started.elapsed();
+        }
+        let waits = &mut self.waits[i];
+        match applied {
+            Applied::Pass(next) if waits.queue.is_empty() => self.push_from(vm, next, i + 1),
+            Applied::Many(items) if waits.queue.is_empty() => {
+                for item in items {
+                    self.push_from(vm, item, i + 1);
+                }
+            }
+            Applied::Pass(next) => waits.queue.push_back(Slot::Ready(vec![next])),
+            Applied::Many(items) => waits.queue.push_back(Slot::Ready(items)),
+            Applied::Stop => {}
+            Applied::Wait { id, record, group } => {
+                waits.waiting += 1;
+                let seq = waits.base + waits.queue.len() as u64;
+                if passes_on(&self.steps[i]) {
+                    waits.queue.push_back(Slot::Waiting);
+                }
+                self.pending.insert(id, Pending { step: i, seq, record, group });
+            }
+        }
+    }
+
+    /// Finishes the record that waited for future `id` as its step would have, had the callback
+    /// returned the outcome; then lets on what waited behind it.
+    fn resolve(&mut self, vm: &VirtualMachine, id: u64, outcome: Outcome) {
+        let Some(Pending { step: i, seq, record, group }) = self.pending.remove(&id) else { return };
+        self.waits[i].waiting -= 1;
+        let emitted = match outcome {
+            Err(text) => {
+                self.errors.push(text);
+                self.finish_absorbed(i, group, None);
+                Vec::new()
+            }
+            Ok(value) => match &self.steps[i] {
+                Step::Map(_) => vec![value],
+                Step::FlatMap(_) => flattened(value),
+                Step::Filter(_) => match value.try_to_bool(vm) {
+                    Ok(keep) => keep.then_some(record).into_iter().collect(),
+                    Err(e) => {
+                        self.errors.push(error_text(vm, &e));
+                        Vec::new()
                     }
-                    None => Ok(Some(value)),
                 },
-                Err(e) => Err(e),
+                Step::ForEach(_) => vec![record],
+                _ => {
+                    self.finish_absorbed(i, group, Some(value));
+                    Vec::new()
+                }
             },
+        };
+        let waits = &mut self.waits[i];
+        if let Some(slot) = seq.checked_sub(waits.base).and_then(|at| waits.queue.get_mut(at as usize)) {
+            *slot = Slot::Ready(emitted);
+        }
+        while let Some(Slot::Ready(_)) = self.waits[i].queue.front() {
+            let waits = &mut self.waits[i];
+            waits.base += 1;
+            if let Some(Slot::Ready(items)) = waits.queue.pop_front() {
+                for item in items {
+                    self.push_from(vm, item, i + 1);
+                }
+            }
+        }
+        while self.waits[i].waiting < bound(&self.steps[i])
+            && let Some(next) = self.waits[i].inbox.pop_front()
+        {
+            self.enter(vm, i, next);
+        }
+    }
+
+    /// An accumulator's or a group's new value, once the record reduced into it stopped
+    /// waiting (`None`: it failed, and the accumulator or group starts again).
+    fn finish_absorbed(&mut self, i: usize, group: usize, value: Option<PyObjectRef>) {
+        match &mut self.states[i] {
+            StepState::Accumulator(acc) => *acc = value,
+            StepState::Reduced(groups) => {
+                if let Some(entry) = groups.entries.get_mut(group) {
+                    entry.1 = value;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Calls a step callback for execution `waiting.owner`: the record may wait where `capability`
+    /// allows (and the execution may go asynchronous).
+    fn call_settled(
+        &self,
+        vm: &VirtualMachine,
+        capability: Capability,
+        f: &PyObjectRef,
+        args: impl IntoFuncArgs,
+    ) -> Settled {
+        let capability = match capability {
+            Capability::Wait if !self.waiting.allowed => Capability::Forbidden,
+            other => other,
+        };
+        let calling = Calling::enter(self.waiting.owner, capability);
+        let value = call_callback(vm, f, args);
+        calling.settle(vm, value, |coroutine| crate::python::await_coroutine(vm, coroutine))
+    }
+
+    /// Calls a callback whose record cannot wait: its value or its error.
+    fn call(&self, vm: &VirtualMachine, capability: Capability, f: &PyObjectRef, args: impl IntoFuncArgs) -> PyResult {
+        match self.call_settled(vm, capability, f, args) {
+            Settled::Value { value, .. } => Ok(value),
+            Settled::Failed { error, .. } => Err(error),
+            Settled::Wait(_) => Err(crate::python::gears_error(vm, GearsError::StepNotAsync.to_string())),
+        }
+    }
+
+    /// Runs step `i` on one record.
+    fn apply(&mut self, vm: &VirtualMachine, i: usize, record: PyObjectRef) -> Applied {
+        let settled = match &self.steps[i] {
+            Step::Map(f) | Step::FlatMap(f) => self.call_settled(vm, Capability::Wait, f, (record.clone(),)),
+            Step::Filter(f) | Step::ForEach(f) => self.call_settled(vm, Capability::Wait, f, (record.clone(),)),
+            Step::Repartition(f) => match self.call(vm, Capability::Extractor, f, (record.clone(),)) {
+                Ok(_) => return Applied::Pass(record),
+                Err(e) => Settled::Failed { error: e, discarded: false },
+            },
+            Step::Collect => return Applied::Pass(record),
             Step::Accumulate(f) => {
-                let StepState::Accumulator(acc) = &mut self.states[i] else { return None };
+                let f = f.clone();
+                let StepState::Accumulator(acc) = &mut self.states[i] else { return Applied::Stop };
                 let previous = acc.take().unwrap_or_else(|| vm.ctx.none());
-                match call_callback(vm, f, (previous, record)) {
-                    Ok(value) => *acc = Some(value),
-                    Err(e) => self.errors.push(error_text(vm, &e)),
+                match self.call_settled(vm, Capability::Wait, &f, (previous, record.clone())) {
+                    Settled::Wait(id) => return Applied::Wait { id, record, group: 0 },
+                    // RedisGears resets the accumulator when a future was made and not returned.
+                    Settled::Value { value, discarded } => self.finish_absorbed(i, 0, (!discarded).then_some(value)),
+                    Settled::Failed { error, .. } => self.errors.push(error_text(vm, &error)),
                 }
-                return None;
+                return Applied::Stop;
             }
-            Step::LocalGroupBy { extractor, reducer, .. } => {
-                let (extractor, reducer) = (extractor.clone(), reducer.clone());
-                if let Err(e) = self.reduce(vm, i, &extractor, &reducer, record) {
+            Step::LocalGroupBy { extractor: e, reducer, .. } => {
+                let (e, reducer) = (e.clone(), reducer.clone());
+                return self.reduce(vm, i, &e, &reducer, record);
+            }
+            Step::BatchGroupBy { extractor: e, .. } => {
+                let e = e.clone();
+                if let Err(e) = self.batch(vm, i, &e, record) {
                     self.errors.push(error_text(vm, &e));
                 }
-                return None;
-            }
-            Step::BatchGroupBy { extractor, .. } => {
-                let extractor = extractor.clone();
-                if let Err(e) = self.batch(vm, i, &extractor, record) {
-                    self.errors.push(error_text(vm, &e));
-                }
-                return None;
+                return Applied::Stop;
             }
             Step::Count { .. } => {
                 if let StepState::Counted(n) = &mut self.states[i] {
                     *n += 1;
                 }
-                return None;
+                return Applied::Stop;
             }
-            Step::CountBy { extractor, .. } => {
-                let extractor = extractor.clone();
-                if let Err(e) = self.count_by(vm, i, &extractor, record) {
+            Step::CountBy { extractor: e, .. } => {
+                let e = e.clone();
+                if let Err(e) = self.count_by(vm, i, &e, record) {
                     self.errors.push(error_text(vm, &e));
                 }
-                return None;
+                return Applied::Stop;
             }
             Step::Limit { length, offset } => {
                 let (length, offset) = (*length, *offset);
-                let StepState::Seen(seen) = &mut self.states[i] else { return None };
+                let StepState::Seen(seen) = &mut self.states[i] else { return Applied::Stop };
                 let index = *seen;
                 *seen += 1;
                 let end = offset.saturating_add(length);
                 if index + 1 >= end {
                     self.limit_reached = true;
                 }
-                Ok((index >= offset && index < end).then_some(record))
+                return if index >= offset && index < end { Applied::Pass(record) } else { Applied::Stop };
             }
         };
-        match outcome {
-            Ok(next) => next,
-            Err(e) => {
-                self.errors.push(error_text(vm, &e));
-                None
+        match settled {
+            Settled::Wait(id) => Applied::Wait { id, record, group: 0 },
+            Settled::Failed { error, .. } => {
+                self.errors.push(error_text(vm, &error));
+                Applied::Stop
             }
+            Settled::Value { value, .. } => match &self.steps[i] {
+                Step::Map(_) => Applied::Pass(value),
+                Step::FlatMap(_) => Applied::Many(flattened(value)),
+                Step::Filter(_) => match value.try_to_bool(vm) {
+                    Ok(true) => Applied::Pass(record),
+                    Ok(false) => Applied::Stop,
+                    Err(e) => {
+                        self.errors.push(error_text(vm, &e));
+                        Applied::Stop
+                    }
+                },
+                _ => Applied::Pass(record),
+            },
         }
     }
 
@@ -244,13 +469,25 @@ impl Pipeline {
         extractor: &PyObjectRef,
         reducer: &PyObjectRef,
         record: PyObjectRef,
-    ) -> PyResult<()> {
-        let (key, id) = group_key(vm, call_callback(vm, extractor, (record.clone(),))?)?;
-        let StepState::Reduced(groups) = &mut self.states[i] else { return Ok(()) };
+    ) -> Applied {
+        let key = self.call(vm, Capability::Extractor, extractor, (record.clone(),)).and_then(|key| group_key(vm, key));
+        let (key, id) = match key {
+            Ok(key) => key,
+            Err(e) => {
+                self.errors.push(error_text(vm, &e));
+                return Applied::Stop;
+            }
+        };
+        let StepState::Reduced(groups) = &mut self.states[i] else { return Applied::Stop };
         let slot = groups.slot(id, &key);
         let acc = groups.entries[slot].1.take().unwrap_or_else(|| vm.ctx.none());
-        groups.entries[slot].1 = Some(call_callback(vm, reducer, (key, acc, record))?);
-        Ok(())
+        match self.call_settled(vm, Capability::Wait, reducer, (key, acc, record.clone())) {
+            Settled::Wait(id) => return Applied::Wait { id, record, group: slot },
+            // As with accumulate: a future made and not returned resets the group.
+            Settled::Value { value, discarded } => self.finish_absorbed(i, slot, (!discarded).then_some(value)),
+            Settled::Failed { error, .. } => self.errors.push(error_text(vm, &error)),
+        }
+        Applied::Stop
     }
 
     fn count_by(
@@ -260,7 +497,7 @@ impl Pipeline {
         extractor: &PyObjectRef,
         record: PyObjectRef,
     ) -> PyResult<()> {
-        let (key, id) = group_key(vm, call_callback(vm, extractor, (record,))?)?;
+        let (key, id) = group_key(vm, self.call(vm, Capability::Extractor, extractor, (record,))?)?;
         if let StepState::CountedBy { index, counts } = &mut self.states[i] {
             let next = counts.len();
             let slot = *index.entry(id).or_insert(next);
@@ -280,7 +517,7 @@ impl Pipeline {
     }
 
     fn batch(&mut self, vm: &VirtualMachine, i: usize, extractor: &PyObjectRef, record: PyObjectRef) -> PyResult<()> {
-        let (key, id) = group_key(vm, call_callback(vm, extractor, (record.clone(),))?)?;
+        let (key, id) = group_key(vm, self.call(vm, Capability::Extractor, extractor, (record.clone(),))?)?;
         let StepState::Batched(groups) = &mut self.states[i] else { return Ok(()) };
         let slot = groups.slot(id, &key);
         let list = groups.entries[slot].1.get_or_insert_with(|| vm.ctx.new_list(Vec::new()).into());
@@ -288,6 +525,25 @@ impl Pipeline {
             list.borrow_vec_mut().push(record);
         }
         Ok(())
+    }
+}
+
+/// How many records step `step` may have waiting at once.
+fn bound(step: &Step) -> usize {
+    if passes_on(step) { MAX_WAITING } else { 1 }
+}
+
+/// Steps that pass records on (in order) rather than absorb them.
+fn passes_on(step: &Step) -> bool {
+    matches!(step, Step::Map(_) | Step::FlatMap(_) | Step::Filter(_) | Step::ForEach(_))
+}
+
+/// What a flatmap callback's value emits: a list's items, last first (as RedisGears does), or
+/// the value itself.
+fn flattened(value: PyObjectRef) -> Vec<PyObjectRef> {
+    match value.downcast_ref::<PyList>() {
+        Some(list) => list.borrow_vec().iter().rev().cloned().collect(),
+        None => vec![value],
     }
 }
 

@@ -383,8 +383,8 @@ struct AbortingStore {
 }
 
 impl Store for AbortingStore {
-    fn keys<'s>(&'s self, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages + 's> {
-        self.store.keys(pattern, read_value)
+    fn keys(self: Rc<Self>, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages> {
+        MemoryStore::pages(self, |s| &s.store, pattern, read_value)
     }
 
     fn read(&self, key: &[u8], read_value: bool) -> KeyEntry {

@@ -147,6 +147,25 @@ pub fn wait(id: &str, client: impl FnOnce() -> BlockedClient) -> Result<Option<A
     }
 }
 
+/// Answers `client` as it `wants` when the execution ends, or now if it has ended; then the
+/// execution is dropped. For one created with `keep`, whose caller learned only after it started
+/// that it must wait for it (it went asynchronous).
+pub fn claim(id: &str, client: BlockedClient, wants: Wants) {
+    let mut table = table();
+    match table.lookup(id) {
+        Lookup::Pending => {
+            table.add_waiter(id, client, wants);
+            table.drop_when_done(id);
+        }
+        Lookup::Done(reply) => {
+            let _ = table.drop_finished(id);
+            drop(table);
+            client.reply(Arc::new(shaped(wants, &reply)));
+        }
+        Lookup::Missing => client.reply(Arc::new(Reply::Error(GearsError::NoSuchExecution.to_string()))),
+    }
+}
+
 /// Adds `client` to the clients answered when the execution ends.
 pub fn add_waiter(id: &str, client: BlockedClient, wants: Wants) {
     table().add_waiter(id, client, wants);

@@ -263,6 +263,13 @@ impl Table {
         not_started
     }
 
+    /// The execution is dropped once it has ended (its caller waits for it now).
+    pub fn drop_when_done(&mut self, id: &str) {
+        if let Some((_, exec)) = self.find(id) {
+            exec.keep = false;
+        }
+    }
+
     pub fn drop_finished(&mut self, id: &str) -> Result<(), GearsError> {
         let (slot, exec) = self.find(id).ok_or(GearsError::NoSuchExecution)?;
         if exec.reply.is_none() {

@@ -26,12 +26,12 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::error::GearsError;
-use crate::python::Runtime;
+use crate::python::{Runtime, event_loop, future};
 use crate::redis::log;
 use crate::stop::WorkerId;
 use home::{Home, Source};
@@ -450,7 +450,8 @@ fn work(pool: &'static Pool, worker: WorkerId, retired: Arc<AtomicBool>) {
         let deferred = || DEFERRED.with_borrow_mut(VecDeque::pop_front);
         // Bodies of new sessions only when no execution waits here: they would defer theirs
         // behind it while another worker may be free.
-        let waiting = !DEFERRED.with_borrow(VecDeque::is_empty) || !home_ref.job_queue.is_empty();
+        let waiting =
+            !DEFERRED.with_borrow(VecDeque::is_empty) || !home_ref.job_queue.is_empty() || event_loop::is_due();
         let bodies = (!waiting).then_some(&pool.body_queue);
         let executing = |job: Box<dyn FnOnce(&Runtime) + '_>| {
             home_ref.activity.store(Activity::Executing as u8, Ordering::Release);
@@ -458,16 +459,25 @@ fn work(pool: &'static Pool, worker: WorkerId, retired: Arc<AtomicBool>) {
             home_ref.activity.store(Activity::Idle as u8, Ordering::Release);
             panicked
         };
+        // A turn of the event loop is a job like an execution: the callbacks ready when it starts.
         let panicked = if let Some((visit, _)) = home_ref.next_visit(bodies, false, Some(Duration::ZERO)) {
             run_visit(pool, home, &runtime, visit, false)
+        } else if event_loop::is_due() {
+            executing(Box::new(event_loop::turn))
         } else if let Some(job) = deferred() {
             executing(job)
         } else if let Ok(job) = home_ref.job_queue.try_recv() {
             executing(job)
+        } else if future::sweep(&runtime) {
+            // What the sweep freed may have continued futures: look again before sleeping.
+            false
         } else {
-            match home_ref.next_visit(Some(&pool.body_queue), true, None) {
+            // Sleeps until work comes or the loop is due.
+            let due = event_loop::due().map(|due| due.saturating_duration_since(Instant::now()));
+            match home_ref.next_visit(Some(&pool.body_queue), true, due) {
                 Some((job, Source::Job)) => executing(job),
                 Some((visit, _)) => run_visit(pool, home, &runtime, visit, false),
+                None if due.is_some() => false,
                 None => return,
             }
         } || NESTED_PANIC.take()

@@ -281,7 +281,7 @@ impl Runtime {
 
     /// Executions that callbacks asked for with `run()` while the last job ran, and the session
     /// they belong to.
-    pub fn take_nested(&self) -> (Vec<RawPlan>, session::Origin) {
+    pub fn take_nested(&self) -> (Vec<(RawPlan, Option<rustpython_vm::PyObjectRef>)>, session::Origin) {
         session::with(|s| {
             let origin =
                 session::Origin { session: s.session_id.clone(), source: s.source.clone(), ..Default::default() };
@@ -294,6 +294,7 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         // Python objects first, then the interpreter; finalize() frees what a plain drop leaks.
         super::held::clear_all();
+        super::upcalls::abandon_waiting();
         session::forget();
         self.state = None;
         if let Some(interp) = self.interp.take() {

@@ -3,6 +3,8 @@
 
 mod convert;
 mod errors;
+pub mod event_loop;
+pub mod future;
 mod guard;
 pub mod held;
 mod inflate;
@@ -22,6 +24,8 @@ pub const MAX_RECURSION_LIMIT: usize = 100_000;
 
 pub use convert::{fields, redis_string, to_python, to_reply};
 pub use errors::{call_callback, error_text};
+pub use event_loop::await_coroutine;
 pub use interpreter::{Runtime, ScriptOutcome};
 pub use interrupt::Interrupter;
+pub use native::gears_error;
 pub use session::RawPlan;

@@ -47,6 +47,7 @@ mod _redisgears {
     use super::{ErrorTypes, gears_error, is_none, set_types};
     use crate::error::GearsError;
     use crate::python::convert::{command_arg, to_python};
+    use crate::python::future;
     use crate::python::session::{self, RawPlan};
     use crate::redis::log::{self, Level};
     use crate::reply::Reply;
@@ -58,13 +59,15 @@ mod _redisgears {
     }
 
     /// Records the execution a builder's `run()` asks for; the worker runs it when the script
-    /// body is done (or, for `run()` outside the body, when the current execution ends).
+    /// body is done (or, for `run()` outside the body, when the current job ends: `done`, an
+    /// asyncio future, then gets its `[results, errors]`).
     #[pyfunction]
     fn run(
         reader: PyStrRef,
         arg: PyObjectRef,
         steps: PyObjectRef,
         options: PyObjectRef,
+        done: PyObjectRef,
         vm: &VirtualMachine,
     ) -> PyResult<()> {
         let plan = RawPlan { reader: reader.to_string_lossy().into_owned(), arg, steps, options };
@@ -74,7 +77,7 @@ mod _redisgears {
         }
         session::with(|s| {
             if !s.in_body {
-                s.nested.push(plan);
+                s.nested.push((plan, (!is_none(&done, vm)).then_some(done)));
                 return Ok(());
             }
             if s.body_run.is_some() {
@@ -229,10 +232,81 @@ mod _redisgears {
         }
     }
 
-    /// True inside an execution's steps, which may go asynchronous; false in a script body.
+    /// True inside an execution that may go asynchronous; false in a script body.
     #[pyfunction]
     fn is_async_allow() -> bool {
-        session::with(|s| !s.in_body)
+        session::with(|s| !s.in_body && s.async_allowed)
+    }
+
+    /// True in a script body (where `run()` is the script's own execution).
+    #[pyfunction]
+    fn in_body() -> bool {
+        session::with(|s| s.in_body)
+    }
+
+    /// `gearsFuture()`: `future` becomes the future of the record the running callback handles.
+    #[pyfunction]
+    fn future_create(future: PyObjectRef, vm: &VirtualMachine) -> PyResult<u64> {
+        future::create(future).map_err(|e| gears_error(vm, e.to_string()))
+    }
+
+    /// `continueRun(value)` (`ok`) or `continueFailed(error)` of future `id`.
+    #[pyfunction]
+    fn future_continue(id: u64, ok: bool, value: PyObjectRef, vm: &VirtualMachine) -> PyResult<()> {
+        let outcome = if ok { Ok(value) } else { Err(value.str(vm)?.to_string_lossy().into_owned()) };
+        future::resolve(id, outcome).map_err(|e| gears_error(vm, e.to_string()))
+    }
+
+    #[pyfunction]
+    fn future_dropped(id: u64) {
+        future::dropped(id);
+    }
+
+    /// The execution future `id` belongs to, while its record waits.
+    #[pyfunction]
+    fn future_owner(id: u64) -> Option<u64> {
+        future::owner_of(id)
+    }
+
+    /// The execution whose code runs now: the event loop's callbacks run in the context of the
+    /// one that scheduled them.
+    #[pyfunction]
+    fn current_owner() -> Option<u64> {
+        future::current_owner()
+    }
+
+    /// Makes `owner` the execution whose code runs now (what the event loop's callbacks scheduled
+    /// meanwhile belong to); the previous one, to put back.
+    #[pyfunction]
+    fn swap_owner(owner: Option<u64>) -> Option<u64> {
+        future::swap_owner(owner)
+    }
+
+    /// Runs `callback(*args)` for the event loop, in the context of execution `owner`.
+    #[pyfunction]
+    fn within(owner: Option<u64>, callback: PyObjectRef, args: PyObjectRef, vm: &VirtualMachine) {
+        let args: Vec<PyObjectRef> = args.try_to_value(vm).unwrap_or_default();
+        crate::python::upcalls::within(owner, &mut || {
+            let _owning = future::own(owner);
+            if let Err(e) = callback.call(args.clone(), vm)
+                && !super::with_types(|t| {
+                    rustpython_vm::AsObject::class(&e)
+                        .fast_issubclass(rustpython_vm::AsObject::as_object(&t.forcestopped))
+                })
+                .unwrap_or(false)
+            {
+                log::log(
+                    Level::Warning,
+                    &format!("Exception in an event loop callback: {}", crate::python::error_text(vm, &e)),
+                );
+            }
+        });
+    }
+
+    /// The event loop has something to run within `delay` seconds.
+    #[pyfunction]
+    fn loop_wake(delay: f64) {
+        crate::python::event_loop::wake_within(delay);
     }
 
     #[pyfunction]

@@ -25,8 +25,11 @@ pub struct Session {
     /// True while the script body runs; `run()` there is the script's own execution.
     pub in_body: bool,
     pub body_run: Option<RawPlan>,
-    /// `run()` from callbacks: independent executions, run after the current one.
-    pub nested: Vec<RawPlan>,
+    /// `run()` from callbacks: independent executions, run after the current job, and the
+    /// asyncio future that gets their `[results, errors]` (`await run()`).
+    pub nested: Vec<(RawPlan, Option<PyObjectRef>)>,
+    /// An execution that may go asynchronous (see docs/python-api.md#isasyncallow).
+    pub async_allowed: bool,
     /// `register()` in the script body: applied when it has finished.
     pub registrations: Vec<Pending>,
     /// The session the job belongs to, once it has one that owns registrations.

@@ -17,6 +17,13 @@ pub struct Upcalls {
     pub join_session: fn(&str, &str, Spec, Callbacks) -> Result<(), String>,
     /// `registerTE()`: starts a time event whose function this worker holds.
     pub start_timer: fn(TimerRequest) -> Result<TimerStart, String>,
+    /// A future of execution `owner` was continued: its home resumes it.
+    pub wake: fn(u64),
+    /// Runs `f` (a callback of the event loop) in the context of execution `owner` (`None`: of
+    /// no execution); not at all if that execution has ended.
+    pub within: fn(Option<u64>, &mut dyn FnMut()),
+    /// This worker's interpreter is going: the executions waiting on it end first.
+    pub abandon_waiting: fn(),
 }
 
 /// What `registerTE()` asks for.
@@ -56,6 +63,31 @@ pub fn start_timer(request: TimerRequest) -> Result<TimerStart, String> {
     match UPCALLS.get() {
         Some(u) => (u.start_timer)(request),
         None => Err("time events are not available here".to_owned()),
+    }
+}
+
+pub fn wake(owner: u64) {
+    if let Some(u) = UPCALLS.get() {
+        (u.wake)(owner);
+    }
+}
+
+/// Without the layers above (unit tests), a callback runs as it is.
+pub fn within(owner: Option<u64>, f: &mut dyn FnMut()) {
+    match UPCALLS.get() {
+        Some(u) => (u.within)(owner, f),
+        None => f(),
+    }
+}
+
+/// Without the layers above nothing waits; the interpreter's own tables are cleared.
+pub fn abandon_waiting() {
+    match UPCALLS.get() {
+        Some(u) => (u.abandon_waiting)(),
+        None => {
+            super::future::clear();
+            super::event_loop::clear();
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! clients between the pages of a long scan; `atomic()` blocks are the lock held across calls.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use redis_module::key::{KeyFlags, RedisKey};
 use redis_module::{Context, KeyType, KeysCursor, RedisString};
@@ -22,7 +23,7 @@ pub struct RedisStore {
 const PAGE: usize = 250;
 
 impl Store for RedisStore {
-    fn keys<'s>(&'s self, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages + 's> {
+    fn keys(self: Rc<Self>, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages> {
         Box::new(RedisPages {
             db: self.db,
             cursor: KeysCursor::new(),

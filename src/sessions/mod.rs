@@ -11,6 +11,7 @@
 //! when the worker is lost in native code.
 
 mod answers;
+pub mod parked;
 pub mod registered;
 pub mod streams;
 pub mod sync;
@@ -19,12 +20,14 @@ pub mod time_events;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::engine::{self, Report};
+use rustpython_vm::PyObjectRef;
+
+use crate::engine::Report;
 use crate::error::GearsError;
 use crate::executions::{self, ExecutionKey, Wants};
 use crate::pool;
 use crate::python::session::Origin;
-use crate::python::{RawPlan, Runtime, ScriptOutcome};
+use crate::python::{RawPlan, Runtime, ScriptOutcome, event_loop};
 use crate::redis::blocked::BlockedClient;
 use crate::redis::keyspace::RedisStore;
 use crate::registrations::SessionRef;
@@ -79,7 +82,7 @@ fn run_script(
                 executions::add_waiter(&key.id, client, Wants::Results);
             }
             let origin = Origin { session: Some(session.id.clone()), source: Some(script.into()), ..Origin::default() };
-            defer_plan(plan, db, key, origin);
+            defer_plan(plan, db, key, origin, None);
         }
     }
 }
@@ -104,49 +107,58 @@ fn body_and_registrations(
 }
 
 /// Leaves an execution in state `created` on this worker, to run after the visits waiting.
-fn defer_plan(plan: RawPlan, db: i32, key: ExecutionKey, origin: Origin) {
+/// `awaited`: the asyncio future of a coroutine awaiting it, which gets its `[results, errors]`.
+fn defer_plan(plan: RawPlan, db: i32, key: ExecutionKey, origin: Origin, awaited: Option<PyObjectRef>) {
     let queued = Running::new(key);
-    pool::defer(Box::new(move |runtime| run_plan(runtime, plan, db, queued, origin)));
+    pool::defer(Box::new(move |runtime| run_plan(runtime, plan, db, queued, origin, awaited)));
 }
 
 /// Executions that callbacks of the last job started with `run()`: independent, each dropped
 /// when done; they belong to the same session.
 pub(crate) fn defer_nested(runtime: &Runtime, db: i32) {
     let (plans, origin) = runtime.take_nested();
-    for plan in plans {
-        defer_plan(plan, db, executions::create(runtime.worker(), false, Abort::new()), origin.clone());
+    for (plan, awaited) in plans {
+        let key = executions::create(runtime.worker(), false, Abort::new());
+        defer_plan(plan, db, key, origin.clone(), awaited);
     }
 }
 
 /// Runs one execution on its home's worker.
-fn run_plan(runtime: &Runtime, plan: RawPlan, db: i32, execution: Running, origin: Origin) {
-    let (reply, report, _) = run_now(runtime, plan, db, execution.key(), origin)
-        .unwrap_or_else(|| (Reply::results(Vec::new(), &[]), Report::default(), true));
-    execution.finish(reply, report);
+fn run_plan(
+    runtime: &Runtime,
+    plan: RawPlan,
+    db: i32,
+    execution: Running,
+    origin: Origin,
+    awaited: Option<PyObjectRef>,
+) {
+    let key = execution.key().clone();
+    let done: parked::Done = Box::new(move |runtime, ended, _| {
+        if let Some(awaited) = awaited {
+            runtime.enter(|vm| event_loop::set_result(vm, &awaited, ended.records, &ended.report.errors));
+        }
+        execution.finish(ended.reply, ended.report);
+    });
+    run_now(runtime, plan, db, &key, origin, true, done);
     runtime.end_job();
     defer_nested(runtime, db);
 }
 
-/// Runs the plan of `key`, unless it was aborted before it started (`None`). The flag says
-/// whether it was stopped. Executions are profiled per session while ProfileExecutions is 1.
+/// Runs the plan of the execution `done` ends, unless it was aborted before it started (then
+/// `done` is dropped, which ends it, and this is false). `async_allowed`: its records may wait
+/// for futures. Executions are profiled per session while ProfileExecutions is 1.
 pub(crate) fn run_now(
     runtime: &Runtime,
     plan: RawPlan,
     db: i32,
     key: &ExecutionKey,
     origin: Origin,
-) -> Option<(Reply, Report, bool)> {
-    let abort = executions::start(key)?;
-    let profiling = origin
-        .session
-        .as_deref()
-        .filter(|_| crate::config::with(|c| c.profile_executions == 1))
-        .map(|session| runtime.profile(session));
-    runtime.begin_execution(origin);
-    let _armed = runtime.arm(abort.clone());
-    let (reply, report) = engine::run(runtime, plan, Rc::new(RedisStore { db }));
-    drop(profiling);
-    Some((reply, report, abort.requested()))
+    async_allowed: bool,
+    done: parked::Done,
+) -> bool {
+    let Some(abort) = executions::start(key) else { return false };
+    parked::run(runtime, plan, parked::Context { db, abort, origin, async_allowed }, done);
+    true
 }
 
 /// An execution that has been created. If it is dropped before it finishes (its worker

@@ -2,14 +2,16 @@
 //! executions their events start, and rebuilding a session's callbacks from its source where
 //! the home's interpreter does not hold them (after a restart, a load, a replaced worker).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rustpython_vm::{AsObject, VirtualMachine};
 
-use redis_module::Context;
+use redis_module::{Context, ContextFlags};
 
 use crate::engine::Report;
 use crate::error::GearsError;
@@ -27,7 +29,7 @@ use crate::registrations::hooks::{Chain, CommandLink};
 use crate::registrations::persist::{self, SavedSession};
 use crate::registrations::{self, Batch, Kind, Mode, Outcome, Registration, Spec};
 use crate::reply::Reply;
-use crate::stop::Abort;
+use crate::stop::{Abort, Reason};
 
 /// How long `onRegistered` may run: it holds the session's worker.
 const ON_REGISTERED_LIMIT: Duration = Duration::from_secs(5);
@@ -194,15 +196,21 @@ pub enum Input {
     Stream { key: Vec<u8>, entries: Vec<(Vec<u8>, Vec<Reply>)> },
 }
 
-/// Runs one execution of `registration` on its home, ends it, and counts it. Returns its reply
-/// and errors.
+/// What follows an execution of a registration once it has ended: given its reply and errors.
+pub type Then = Box<dyn FnOnce(&Runtime, &Reply, &[String])>;
+
+/// Runs one execution of `registration` on its home; when it ends (now, or once its waiting
+/// records have been continued) it is counted, its waiters answered, and `then` called (not if it
+/// was aborted before it started). `async_allowed`: its records may wait.
 pub(crate) fn run(
     runtime: &Runtime,
-    registration: &Registration,
+    registration: Arc<Registration>,
     input: Input,
     db: i32,
     execution: super::Running,
-) -> (Reply, Vec<String>) {
+    async_allowed: bool,
+    then: Then,
+) {
     let started = Instant::now();
     let origin = Origin {
         session: Some(registration.session.clone()),
@@ -216,33 +224,32 @@ pub(crate) fn run(
             _ => None,
         },
     };
-    let ran = match callbacks(runtime, registration) {
-        Ok(callbacks) => {
-            let plan = runtime.enter(|vm| raw_plan(vm, input, callbacks));
-            super::run_now(runtime, plan, db, execution.key(), origin)
-        }
+    let plan = callbacks(runtime, &registration).map(|callbacks| runtime.enter(|vm| raw_plan(vm, input, callbacks)));
+    let key = execution.key().clone();
+    let done: super::parked::Done = Box::new(move |runtime, ended, stopped| {
+        let outcome = match ended.report.errors.first() {
+            _ if stopped => Outcome::Aborted,
+            None => Outcome::Success,
+            Some(error) => Outcome::Failure(error.clone()),
+        };
+        let id = execution.key().id.clone();
+        registration.live.count(outcome, started.elapsed().as_millis() as u64);
+        let errors = ended.report.errors.clone();
+        execution.finish(ended.reply.clone(), ended.report);
+        listed(&registration, id);
+        then(runtime, &ended.reply, &errors);
+    });
+    let plan = match plan {
+        Ok(plan) => plan,
         Err(text) => {
             let errors = vec![text];
-            Some((Reply::results(Vec::new(), &errors), Report { errors, ..Report::default() }, false))
+            let reply = Reply::results(Vec::new(), &errors);
+            let report = Report { errors, ..Report::default() };
+            return done(runtime, crate::engine::Ended { reply, report, records: Vec::new() }, false);
         }
     };
     // Aborted before it started: ended (and counted) by the abort.
-    let Some((reply, report, stopped)) = ran else {
-        let reply = Reply::results(Vec::new(), &[]);
-        execution.finish(reply.clone(), Report::default());
-        return (reply, Vec::new());
-    };
-    let outcome = match report.errors.first() {
-        _ if stopped => Outcome::Aborted,
-        None => Outcome::Success,
-        Some(error) => Outcome::Failure(error.clone()),
-    };
-    let errors = report.errors.clone();
-    let id = execution.key().id.clone();
-    registration.live.count(outcome, started.elapsed().as_millis() as u64);
-    execution.finish(reply.clone(), report);
-    listed(registration, id);
-    (reply, errors)
+    super::run_now(runtime, plan, db, &key, origin, async_allowed, done);
 }
 
 /// Counts the end of an execution that has finished (an abort ended it before it started).
@@ -399,22 +406,49 @@ pub fn dispatch(
         || registration.spec.mode == Mode::Sync
         || !registration.live.try_pend(bound);
     let abort = Abort::new();
-    let key = executions::create_registered(pool::worker_of(home), listed, &registration.spec.id, abort.clone());
+    // An inline execution's caller may have to wait for it after all (it goes asynchronous): it
+    // is kept until claimed.
+    let waits = matches!(caller, Caller::Inline(_) | Caller::Block(_));
+    let keep = listed || (inline && waits);
+    let key = executions::create_registered(pool::worker_of(home), keep, &registration.spec.id, abort.clone());
     let execution = super::Running::holding(key.clone(), registrations::hold_session(&registration.session));
     registration.live.started();
     if inline {
+        // Asynchrony needs a client that can wait: not inside MULTI, Lua or `execute()`.
+        let async_allowed = pool::this_home().is_none()
+            && !ctx.get_flags().intersects(ContextFlags::MULTI | ContextFlags::LUA | ContextFlags::DENY_BLOCKING);
+        let went_async = Arc::new(AtomicBool::new(false));
+        let flag = went_async.clone();
+        let on_disconnect = abort.clone();
         let result = super::sync::call(ctx, home, abort, move |runtime, _| {
-            let (reply, _) = run(runtime, &registration, input, db, execution);
+            let ended = Rc::new(RefCell::new(None));
+            let slot = ended.clone();
+            let then: Then = Box::new(move |_, reply, _| *slot.borrow_mut() = Some(reply.clone()));
+            run(runtime, registration, input, db, execution, async_allowed, then);
             runtime.end_job();
             super::defer_nested(runtime, db);
-            reply
+            ended.take().unwrap_or_else(|| {
+                flag.store(true, Ordering::Release);
+                Reply::Null
+            })
         });
-        let reply = result.unwrap_or_else(|e| Reply::Error(e.to_string()));
         let wants = match caller {
-            Caller::Inline(wants) | Caller::Block(wants) => wants,
-            Caller::Nobody | Caller::Linked(_) => Wants::Results,
+            Caller::Inline(wants) | Caller::Block(wants) => Some(wants),
+            Caller::Nobody | Caller::Linked(_) => None,
         };
-        return Some(executions::shaped(wants, &reply));
+        if went_async.load(Ordering::Acquire) {
+            // Its records wait: its caller waits for it as for an asynchronous execution.
+            if let Some(wants) = wants {
+                let client = BlockedClient::block_watching(ctx, move || on_disconnect.request(Reason::Aborted));
+                executions::claim(&key.id, client, wants);
+            }
+            return None;
+        }
+        if waits {
+            let _ = executions::drop_execution(&key.id);
+        }
+        let reply = result.unwrap_or_else(|e| Reply::Error(e.to_string()));
+        return Some(executions::shaped(wants.unwrap_or(Wants::Results), &reply));
     }
     if let Caller::Block(wants) = caller {
         let on_disconnect = abort.clone();
@@ -437,8 +471,8 @@ pub fn dispatch(
         home,
         Box::new(move |runtime| {
             drop(pended);
-            run(runtime, &registration, input, db, execution);
-            drop(awaited);
+            // A followed command's client waits until the execution ends, waiting records included.
+            run(runtime, registration, input, db, execution, true, Box::new(move |_, _, _| drop(awaited)));
             runtime.end_job();
             super::defer_nested(runtime, db);
         }),

@@ -3,7 +3,9 @@
 //! stream, on the session's home; acknowledged (and trimmed) when processed, left pending when
 //! the registration aborts, retried after its interval, or paused.
 
+use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -192,31 +194,58 @@ fn process_from(
         if !pending_first {
             drain = drain.took(ids.len() as u64);
         }
-        let errors = run_batch(runtime, registration, key, entries, db);
-        if let Some(first) = first_arrival {
-            registration.live.lag(first.elapsed().as_millis() as u64);
-        }
-        match errors.first() {
-            Some(error) if error.starts_with("PAUSE") => {
-                registration.live.set_status(Status::Paused);
-                break;
-            }
-            Some(_) if policy == FailurePolicy::Abort => {
-                registration.live.set_status(Status::Aborted);
-                break;
-            }
-            Some(_) if policy == FailurePolicy::Retry => {
-                registration.live.set_status(Status::WaitingForRetry);
-                let (registration, key) = (registration.clone(), key.to_vec());
-                with_gil(db, |ctx| arm_timer(ctx, Duration::from_secs(retry_secs), registration, key, db));
-                break;
-            }
-            _ => acknowledge(&store, key, &ids, trim),
+        let batch = Batch { ids, first_arrival, policy, retry_secs, trim };
+        // A batch whose records wait goes on when its execution ends: one batch at a time.
+        let Some(errors) = run_batch(runtime, registration, key, entries, db, drain, pending_first, &batch) else {
+            return;
+        };
+        if !after_batch(registration, key, db, &errors, batch) {
+            break;
         }
     }
-    let mut streams = registration.live.streams();
-    if let Some(progress) = streams.get_mut(key) {
+    stop_processing(registration, key);
+}
+
+/// No batch of the stream is being processed any more.
+fn stop_processing(registration: &Registration, key: &[u8]) {
+    if let Some(progress) = registration.live.streams().get_mut(key) {
         progress.running = false;
+    }
+}
+
+/// A batch being processed: its entries and what to do after it.
+struct Batch {
+    ids: Vec<Vec<u8>>,
+    first_arrival: Option<Instant>,
+    policy: FailurePolicy,
+    retry_secs: u64,
+    trim: bool,
+}
+
+/// Acts on a batch's errors as the failure policy says; false if the stream's processing stops.
+fn after_batch(registration: &Arc<Registration>, key: &[u8], db: i32, errors: &[String], batch: Batch) -> bool {
+    if let Some(first) = batch.first_arrival {
+        registration.live.lag(first.elapsed().as_millis() as u64);
+    }
+    match errors.first() {
+        Some(error) if error.starts_with("PAUSE") => {
+            registration.live.set_status(Status::Paused);
+            false
+        }
+        Some(_) if batch.policy == FailurePolicy::Abort => {
+            registration.live.set_status(Status::Aborted);
+            false
+        }
+        Some(_) if batch.policy == FailurePolicy::Retry => {
+            registration.live.set_status(Status::WaitingForRetry);
+            let (registration, key) = (registration.clone(), key.to_vec());
+            with_gil(db, |ctx| arm_timer(ctx, Duration::from_secs(batch.retry_secs), registration, key, db));
+            false
+        }
+        _ => {
+            acknowledge(&RedisStore { db }, key, &batch.ids, batch.trim);
+            true
+        }
     }
 }
 
@@ -247,23 +276,44 @@ fn finish(registration: &Arc<Registration>, key: &[u8], duration: u64, db: i32) 
     }
 }
 
-/// One execution over a batch; its errors.
+/// One execution over a batch: its errors, or `None` if its records wait (its end then acts on
+/// the batch and goes on processing the stream from `drain`).
+#[allow(clippy::too_many_arguments)]
 fn run_batch(
     runtime: &Runtime,
-    registration: &Registration,
+    registration: &Arc<Registration>,
     key: &[u8],
     entries: Vec<(Vec<u8>, Vec<Reply>)>,
     db: i32,
-) -> Vec<String> {
+    drain: Drain,
+    pending_first: bool,
+    batch: &Batch,
+) -> Option<Vec<String>> {
     let abort = Abort::new();
     let execution = executions::create_registered(runtime.worker(), true, &registration.spec.id, abort);
     let session = with_gil(db, |_| registrations::hold_session(&registration.session));
     registration.live.started();
     let input = Input::Stream { key: key.to_vec(), entries };
-    let (_, errors) = registered::run(runtime, registration, input, db, super::Running::holding(execution, session));
+    let now = Rc::new(Cell::new(true));
+    let errors_now = Rc::new(RefCell::new(None));
+    let (running_now, slot) = (now.clone(), errors_now.clone());
+    let batch = Batch { ids: batch.ids.clone(), ..*batch };
+    let (later, key_later) = (registration.clone(), key.to_vec());
+    let then: registered::Then = Box::new(move |runtime, _, errors| {
+        if running_now.get() {
+            *slot.borrow_mut() = Some(errors.to_vec());
+        } else if after_batch(&later, &key_later, db, errors, batch) {
+            process_from(runtime, &later, &key_later, db, drain, pending_first);
+        } else {
+            stop_processing(&later, &key_later);
+        }
+    });
+    let execution = super::Running::holding(execution, session);
+    registered::run(runtime, registration.clone(), input, db, execution, true, then);
+    now.set(false);
     runtime.end_job();
     super::defer_nested(runtime, db);
-    errors
+    errors_now.take()
 }
 
 /// `XREADGROUP` of up to `count` entries from `from` (`>` new ones, `0` this consumer's pending).

@@ -194,11 +194,16 @@ fn body_and_execution(runtime: &Runtime, script: &str, db: i32, abort: Arc<Abort
         ScriptOutcome::Failed(text) => Reply::Error(text),
         ScriptOutcome::Done => Reply::ok(),
         ScriptOutcome::Run(plan) => {
+            // Its caller holds the Redis lock and waits: its records may not wait.
             let key = executions::create(runtime.worker(), false, abort);
-            let (reply, report, _) = super::run_now(runtime, plan, db, &key, Default::default())
-                .unwrap_or_else(|| (Reply::results(Vec::new(), &[]), crate::engine::Report::default(), true));
-            executions::finish(&key, reply.clone(), report);
-            reply
+            let ended = Rc::new(std::cell::RefCell::new(Reply::results(Vec::new(), &[])));
+            let (slot, finished) = (ended.clone(), key.clone());
+            let done: super::parked::Done = Box::new(move |_, ended, _| {
+                *slot.borrow_mut() = ended.reply.clone();
+                executions::finish(&finished, ended.reply, ended.report);
+            });
+            super::run_now(runtime, plan, db, &key, Default::default(), false, done);
+            ended.replace(Reply::Null)
         }
     };
     runtime.end_job();

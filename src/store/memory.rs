@@ -4,6 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::rc::Rc;
 
 use super::{KeyEntry, KeyPages, KeyValue, Store, glob_match};
 use crate::reply::Reply;
@@ -148,20 +149,23 @@ impl MemoryStore {
 /// A scan in key order that resumes after the last key it returned, so that keys written
 /// between pages are seen or not, as with SCAN, and each page borrows the keyspace only while
 /// it is read.
-struct MemoryPages<'s> {
-    store: &'s MemoryStore,
+struct MemoryPages<O> {
+    owner: Rc<O>,
+    /// The store inside its owner (a store that wraps one, in the tests).
+    store: fn(&O) -> &MemoryStore,
     pattern: Vec<u8>,
     read_value: bool,
     after: Option<Vec<u8>>,
     done: bool,
 }
 
-impl KeyPages for MemoryPages<'_> {
+impl<O> KeyPages for MemoryPages<O> {
     fn next_page(&mut self) -> Result<Option<Vec<KeyEntry>>, String> {
         if self.done {
             return Ok(None);
         }
-        let keys = self.store.keys.borrow();
+        let store = (self.store)(&self.owner);
+        let keys = store.keys.borrow();
         let from = match &self.after {
             Some(key) => Bound::Excluded(key.as_slice()),
             None => Bound::Unbounded,
@@ -170,19 +174,31 @@ impl KeyPages for MemoryPages<'_> {
         let page: Vec<KeyEntry> = range
             .by_ref()
             .filter(|(key, _)| glob_match(&self.pattern, key))
-            .take(self.store.page)
+            .take(store.page)
             .map(|(key, value)| KeyEntry { key: key.clone(), value: self.read_value.then(|| value.clone()) })
             .collect();
         self.done = range.next().is_none();
         self.after = page.last().map(|entry| entry.key.clone()).or(self.after.take());
-        self.store.pages_read.set(self.store.pages_read.get() + 1);
+        store.pages_read.set(store.pages_read.get() + 1);
         Ok(Some(page))
     }
 }
 
+impl MemoryStore {
+    /// A scan of the store that `owner` holds (`store` finds it there).
+    pub fn pages<O: 'static>(
+        owner: Rc<O>,
+        store: fn(&O) -> &MemoryStore,
+        pattern: &[u8],
+        read_value: bool,
+    ) -> Box<dyn KeyPages> {
+        Box::new(MemoryPages { owner, store, pattern: pattern.to_vec(), read_value, after: None, done: false })
+    }
+}
+
 impl Store for MemoryStore {
-    fn keys<'s>(&'s self, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages + 's> {
-        Box::new(MemoryPages { store: self, pattern: pattern.to_vec(), read_value, after: None, done: false })
+    fn keys(self: Rc<Self>, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages> {
+        MemoryStore::pages(self, |s| s, pattern, read_value)
     }
 
     fn read(&self, key: &[u8], read_value: bool) -> KeyEntry {
@@ -256,8 +272,9 @@ mod tests {
 
     #[test]
     fn scans_page_by_page_and_see_keys_written_ahead() {
-        let store = MemoryStore::new([("a1", string("1")), ("a2", string("2")), ("b", string("3"))]).with_page(1);
-        let mut pages = store.keys(b"a*", false);
+        let store =
+            Rc::new(MemoryStore::new([("a1", string("1")), ("a2", string("2")), ("b", string("3"))]).with_page(1));
+        let mut pages = store.clone().keys(b"a*", false);
         let first = pages.next_page().unwrap().unwrap();
         assert_eq!(first, vec![KeyEntry { key: b"a1".to_vec(), value: None }]);
         store.call("SET", &[b"a3", b"4"]);

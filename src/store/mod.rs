@@ -65,7 +65,8 @@ pub trait KeyPages {
 
 pub trait Store {
     /// Every key matching the glob `pattern`, values read with the key.
-    fn keys<'s>(&'s self, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages + 's>;
+    /// Takes the store by `Rc`: an execution that waits for a future keeps its scan.
+    fn keys(self: Rc<Self>, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages>;
     /// One key, present or not.
     fn read(&self, key: &[u8], read_value: bool) -> KeyEntry;
     /// Runs a command (replicated), returning its reply; errors come back as `Reply::Error`.

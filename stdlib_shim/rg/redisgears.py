@@ -9,6 +9,7 @@ getMyHashTag = _gears.hashtag
 flatError = _gears.raise_flat_error
 atomicCtx = _gears.atomic
 isAsyncAllow = _gears._redisgears.is_async_allow
+gearsFutureCtx = _gears.gearsFuture
 isInAtomicBlock = _gears._redisgears.in_atomic
 registerTimeEvent = _gears.registerTE
 callNext = _gears.call_next

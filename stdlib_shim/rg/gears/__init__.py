@@ -283,9 +283,20 @@ class GearsBuilder:
             raise error('unknown execution mode')
         if self.reader == 'KeysOnlyReader':
             known = {k: kwargs[k] for k in ('count', 'noScan', 'patternGenerator') if k in kwargs}
-            return _redisgears.run('PythonReader', createKeysOnlyReader(arg, **known), steps, {})
+            return _run('PythonReader', createKeysOnlyReader(arg, **known), steps, {})
         options = _reader_options(self.reader, arg, kwargs)
-        return _redisgears.run(self.reader, arg, steps, options)
+        return _run(self.reader, arg, steps, options)
+
+
+def _run(reader, arg, steps, options):
+    """Outside a script body, `run()` starts an independent execution and returns an asyncio
+    future of its `[results, errors]`, which a coroutine may await."""
+    done = None
+    if not _redisgears.in_body():
+        import asyncio
+        done = asyncio.get_event_loop().create_future()
+    _redisgears.run(reader, arg, steps, options, done)
+    return done
 
 
 def createKeysOnlyReader(pattern='*', count=1000, noScan=False, patternGenerator=None):
@@ -482,11 +493,17 @@ def session_env():
         'hashtag': redisgears.getMyHashTag,
         'atomic': atomic,
         'isAsyncAllow': _redisgears.is_async_allow,
+        'gearsFuture': gearsFuture,
+        'createFuture': createFuture,
+        'setFutureResults': setFutureResults,
+        'setFutureException': setFutureException,
+        'runCoroutine': runCoroutine,
         'registerTE': redisgears.registerTimeEvent,
         'call_next': redisgears.callNext,
         'get_command': redisgears.getCommand,
         'override_reply': redisgears.overrideReply,
         'copy': __import__('copy'),
+        'asyncio': __import__('asyncio'),
         'createKeysOnlyReader': createKeysOnlyReader,
         'redisgears': redisgears,
         'rg': redisgears,
@@ -549,6 +566,91 @@ def registerTE(*args, **kwargs):
     if not isinstance(keyName, str):
         keyName = None
     return _redisgears.register_time_event(seconds, callback, keyName)
+
+
+class gearsFuture:
+    """A record that waits: a step callback creates one for its record and returns it; whoever
+    holds it continues the record later, from any code of the session."""
+
+    _id = None
+
+    def __init__(self, *args):
+        if args:
+            raise error('Future gets no arguments')
+        self._id = _redisgears.future_create(self)
+
+    def continueRun(self, *args):
+        if len(args) != 1:
+            raise error('Continue function expect an object')
+        _redisgears.future_continue(self._id, True, args[0])
+
+    def continueFailed(self, *args):
+        if len(args) != 1:
+            raise error('Continue function expect an object')
+        _redisgears.future_continue(self._id, False, args[0])
+
+    def __del__(self):
+        # Dropped uncontinued: its record fails (nothing can continue it any more).
+        if self._id is not None:
+            _redisgears.future_dropped(self._id)
+
+    def _settle(self, task):
+        """Continues with what `task` ended with (its exception fails the record)."""
+        try:
+            value = task.result()
+        except BaseException as e:
+            self.continueFailed(e)
+        else:
+            self.continueRun(value)
+
+
+def _await_step(coroutine):
+    """A step callback returned a coroutine: its record waits for it, on the event loop, in the
+    context of the execution running now."""
+    import asyncio
+    f = gearsFuture()
+    asyncio.get_event_loop().create_task(coroutine).add_done_callback(f._settle)
+    return f
+
+
+def _log_failure(task):
+    if not task.cancelled() and task.exception() is not None:
+        _redisgears.log('GEARS: coroutine failed: %s' % (task.exception(),), 'warning')
+
+
+def runCoroutine(cr, f=None, delay=0):
+    """Runs coroutine `cr` on the event loop after `delay` seconds; with `f` (a gearsFuture), its
+    result continues `f`, its exception fails it, and it runs in the context of f's execution."""
+    import asyncio
+
+    async def delayed():
+        if delay:
+            await asyncio.sleep(delay)
+        return await cr
+
+    owner = _redisgears.future_owner(f._id) if f is not None else _redisgears.current_owner()
+    previous = _redisgears.swap_owner(owner)
+    try:
+        task = asyncio.get_event_loop().create_task(delayed() if delay else cr)
+        task.add_done_callback(_log_failure if f is None else f._settle)
+    finally:
+        _redisgears.swap_owner(previous)
+    return task
+
+
+def createFuture():
+    import asyncio
+    return asyncio.get_event_loop().create_future()
+
+
+def setFutureResults(f, res):
+    f.set_result(res)
+
+
+def setFutureException(f, exception):
+    if not isinstance(exception, BaseException):
+        exception = Exception(str(exception))
+    f.set_exception(exception)
 
 
 def hashtag():
