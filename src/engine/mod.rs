@@ -46,7 +46,25 @@ pub fn run(runtime: &Runtime, raw: RawPlan, store: Rc<dyn Store>) -> (Reply, Rep
 pub struct Ended {
     pub reply: Reply,
     pub report: Report,
-    pub records: Vec<PyObjectRef>,
+    pub records: Records,
+}
+
+/// Results as Python objects. Freed as the interpreter's memory wherever they are dropped (an
+/// execution often ends outside the interpreter: RG.PYSTATS would drift otherwise).
+#[derive(Default)]
+pub struct Records(Vec<PyObjectRef>);
+
+impl Records {
+    pub fn take(mut self) -> Vec<PyObjectRef> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for Records {
+    fn drop(&mut self) {
+        let records = std::mem::take(&mut self.0);
+        memory::counted(|| drop(records));
+    }
 }
 
 /// An execution under way: its reader, its pipeline, and how far it got. It may wait for the
@@ -166,7 +184,7 @@ impl Execution {
                 steps: pipeline.describe(vm),
             };
             let reply = Reply::results(results, &pipeline.errors);
-            Ended { reply, report, records: std::mem::take(&mut pipeline.results) }
+            Ended { reply, report, records: Records(std::mem::take(&mut pipeline.results)) }
         })
     }
 }

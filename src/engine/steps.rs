@@ -214,7 +214,7 @@ impl Pipeline {
                 for (key, list) in groups.into_values() {
                     match self.call(vm, Capability::BatchReducer, &reducer, (key.clone(), list)) {
                         Ok(value) => reduced.push((key, value)),
-                        Err(e) => self.errors.push(error_text(vm, &e)),
+                        Err(text) => self.errors.push(text),
                     }
                 }
                 match group_records(vm, reduced) {
@@ -373,13 +373,30 @@ impl Pipeline {
         calling.settle(vm, value, |coroutine| crate::python::await_coroutine(vm, coroutine))
     }
 
-    /// Calls a callback whose record cannot wait: its value or its error.
-    fn call(&self, vm: &VirtualMachine, capability: Capability, f: &PyObjectRef, args: impl IntoFuncArgs) -> PyResult {
+    /// Calls a callback whose record cannot wait: its value or its error's text.
+    fn call(
+        &self,
+        vm: &VirtualMachine,
+        capability: Capability,
+        f: &PyObjectRef,
+        args: impl IntoFuncArgs,
+    ) -> Result<PyObjectRef, String> {
         match self.call_settled(vm, capability, f, args) {
             Settled::Value { value, .. } => Ok(value),
             Settled::Failed { error, .. } => Err(error),
-            Settled::Wait(_) => Err(crate::python::gears_error(vm, GearsError::StepNotAsync.to_string())),
+            Settled::Wait(_) => Err(GearsError::StepNotAsync.to_string()),
         }
+    }
+
+    /// The group key of `record` (`extractor`'s value): as stored, and as compared.
+    fn key_of(
+        &self,
+        vm: &VirtualMachine,
+        extractor: &PyObjectRef,
+        record: PyObjectRef,
+    ) -> Result<(PyObjectRef, Vec<u8>), String> {
+        let key = self.call(vm, Capability::Extractor, extractor, (record,))?;
+        group_key(vm, key).map_err(|e| error_text(vm, &e))
     }
 
     /// Runs step `i` on one record.
@@ -389,20 +406,15 @@ impl Pipeline {
             Step::Filter(f) | Step::ForEach(f) => self.call_settled(vm, Capability::Wait, f, (record.clone(),)),
             Step::Repartition(f) => match self.call(vm, Capability::Extractor, f, (record.clone(),)) {
                 Ok(_) => return Applied::Pass(record),
-                Err(e) => Settled::Failed { error: e, discarded: false },
+                Err(error) => Settled::Failed { error, discarded: false },
             },
             Step::Collect => return Applied::Pass(record),
             Step::Accumulate(f) => {
                 let f = f.clone();
                 let StepState::Accumulator(acc) = &mut self.states[i] else { return Applied::Stop };
                 let previous = acc.take().unwrap_or_else(|| vm.ctx.none());
-                match self.call_settled(vm, Capability::Wait, &f, (previous, record.clone())) {
-                    Settled::Wait(id) => return Applied::Wait { id, record, group: 0 },
-                    // RedisGears resets the accumulator when a future was made and not returned.
-                    Settled::Value { value, discarded } => self.finish_absorbed(i, 0, (!discarded).then_some(value)),
-                    Settled::Failed { error, .. } => self.errors.push(error_text(vm, &error)),
-                }
-                return Applied::Stop;
+                let settled = self.call_settled(vm, Capability::Wait, &f, (previous, record.clone()));
+                return self.absorbed(vm, i, 0, record, settled);
             }
             Step::LocalGroupBy { extractor: e, reducer, .. } => {
                 let (e, reducer) = (e.clone(), reducer.clone());
@@ -410,8 +422,8 @@ impl Pipeline {
             }
             Step::BatchGroupBy { extractor: e, .. } => {
                 let e = e.clone();
-                if let Err(e) = self.batch(vm, i, &e, record) {
-                    self.errors.push(error_text(vm, &e));
+                if let Err(text) = self.batch(vm, i, &e, record) {
+                    self.errors.push(text);
                 }
                 return Applied::Stop;
             }
@@ -423,8 +435,8 @@ impl Pipeline {
             }
             Step::CountBy { extractor: e, .. } => {
                 let e = e.clone();
-                if let Err(e) = self.count_by(vm, i, &e, record) {
-                    self.errors.push(error_text(vm, &e));
+                if let Err(text) = self.count_by(vm, i, &e, record) {
+                    self.errors.push(text);
                 }
                 return Applied::Stop;
             }
@@ -443,7 +455,7 @@ impl Pipeline {
         match settled {
             Settled::Wait(id) => Applied::Wait { id, record, group: 0 },
             Settled::Failed { error, .. } => {
-                self.errors.push(error_text(vm, &error));
+                self.errors.push(error);
                 Applied::Stop
             }
             Settled::Value { value, .. } => match &self.steps[i] {
@@ -470,22 +482,41 @@ impl Pipeline {
         reducer: &PyObjectRef,
         record: PyObjectRef,
     ) -> Applied {
-        let key = self.call(vm, Capability::Extractor, extractor, (record.clone(),)).and_then(|key| group_key(vm, key));
-        let (key, id) = match key {
+        let (key, id) = match self.key_of(vm, extractor, record.clone()) {
             Ok(key) => key,
-            Err(e) => {
-                self.errors.push(error_text(vm, &e));
+            Err(text) => {
+                self.errors.push(text);
                 return Applied::Stop;
             }
         };
         let StepState::Reduced(groups) = &mut self.states[i] else { return Applied::Stop };
         let slot = groups.slot(id, &key);
         let acc = groups.entries[slot].1.take().unwrap_or_else(|| vm.ctx.none());
-        match self.call_settled(vm, Capability::Wait, reducer, (key, acc, record.clone())) {
-            Settled::Wait(id) => return Applied::Wait { id, record, group: slot },
-            // As with accumulate: a future made and not returned resets the group.
-            Settled::Value { value, discarded } => self.finish_absorbed(i, slot, (!discarded).then_some(value)),
-            Settled::Failed { error, .. } => self.errors.push(error_text(vm, &error)),
+        let settled = self.call_settled(vm, Capability::Wait, reducer, (key, acc, record.clone()));
+        self.absorbed(vm, i, slot, record, settled)
+    }
+
+    /// What an accumulator or a group reducer (step `i`, group `group`) did with a record: its
+    /// new value, or the wait for it. RedisGears' quirk: when the callback made a future and did
+    /// not return it, the value becomes `None`, also when it then raised.
+    fn absorbed(
+        &mut self,
+        vm: &VirtualMachine,
+        i: usize,
+        group: usize,
+        record: PyObjectRef,
+        settled: Settled,
+    ) -> Applied {
+        match settled {
+            Settled::Wait(id) => return Applied::Wait { id, record, group },
+            Settled::Value { value, discarded } => {
+                let value = if discarded { vm.ctx.none() } else { value };
+                self.finish_absorbed(i, group, Some(value));
+            }
+            Settled::Failed { error, discarded } => {
+                self.errors.push(error);
+                self.finish_absorbed(i, group, discarded.then(|| vm.ctx.none()));
+            }
         }
         Applied::Stop
     }
@@ -496,8 +527,8 @@ impl Pipeline {
         i: usize,
         extractor: &PyObjectRef,
         record: PyObjectRef,
-    ) -> PyResult<()> {
-        let (key, id) = group_key(vm, self.call(vm, Capability::Extractor, extractor, (record,))?)?;
+    ) -> Result<(), String> {
+        let (key, id) = self.key_of(vm, extractor, record)?;
         if let StepState::CountedBy { index, counts } = &mut self.states[i] {
             let next = counts.len();
             let slot = *index.entry(id).or_insert(next);
@@ -516,8 +547,14 @@ impl Pipeline {
         }
     }
 
-    fn batch(&mut self, vm: &VirtualMachine, i: usize, extractor: &PyObjectRef, record: PyObjectRef) -> PyResult<()> {
-        let (key, id) = group_key(vm, self.call(vm, Capability::Extractor, extractor, (record.clone(),))?)?;
+    fn batch(
+        &mut self,
+        vm: &VirtualMachine,
+        i: usize,
+        extractor: &PyObjectRef,
+        record: PyObjectRef,
+    ) -> Result<(), String> {
+        let (key, id) = self.key_of(vm, extractor, record.clone())?;
         let StepState::Batched(groups) = &mut self.states[i] else { return Ok(()) };
         let slot = groups.slot(id, &key);
         let list = groups.entries[slot].1.get_or_insert_with(|| vm.ctx.new_list(Vec::new()).into());

@@ -77,6 +77,11 @@ pub fn start(key: &ExecutionKey) -> Option<Arc<Abort>> {
     table().start(key)
 }
 
+/// Marks an execution stopped while its records waited: it ends `aborted`.
+pub fn stopped_waiting(key: &ExecutionKey) {
+    table().stopped_waiting(key);
+}
+
 /// Ends an execution; every waiter gets its answer, written outside the table lock.
 pub fn finish(key: &ExecutionKey, reply: Reply, report: Report) {
     let reply = Arc::new(reply);

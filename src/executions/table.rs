@@ -73,6 +73,8 @@ struct Execution {
     /// Still listed (counts towards MaxExecutions). An evicted execution that is still running
     /// stays reachable by id until it ends, then goes.
     listed: bool,
+    /// Stopped while its records waited (not while running Python): it ends `aborted`.
+    stopped_waiting: bool,
 }
 
 /// What RG.ABORTEXECUTION found.
@@ -138,6 +140,7 @@ impl Table {
             keep,
             registration,
             listed: true,
+            stopped_waiting: false,
         });
         self.by_id.insert(id.clone(), slot);
         self.order.push_back(slot);
@@ -179,7 +182,7 @@ impl Table {
         if exec.reply.is_some() {
             return Vec::new(); // already ended (abandoned while its worker was stuck)
         }
-        exec.state = if exec.state == State::Created { State::Aborted } else { State::Done };
+        exec.state = if exec.state == State::Created || exec.stopped_waiting { State::Aborted } else { State::Done };
         exec.reply = Some(reply);
         exec.report = Some(report);
         let waiters = std::mem::take(&mut exec.waiters);
@@ -261,6 +264,13 @@ impl Table {
             }
         }
         not_started
+    }
+
+    /// The execution was stopped while its records waited: it ends `aborted`.
+    pub fn stopped_waiting(&mut self, key: &ExecutionKey) {
+        if let Some(exec) = self.get_mut(key) {
+            exec.stopped_waiting = true;
+        }
     }
 
     /// The execution is dropped once it has ended (its caller waits for it now).

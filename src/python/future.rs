@@ -8,9 +8,9 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use rustpython_vm::{AsObject, PyObjectRef, VirtualMachine};
+use rustpython_vm::{AsObject, PyObjectRef, PyResult, VirtualMachine};
 
-use super::native::gears_error;
+use super::errors::error_text;
 use crate::error::GearsError;
 
 /// What continuing a future gave: the value it was continued with, or the error its record
@@ -110,20 +110,17 @@ impl Calling {
 
     /// What the callback's `value` means for its record. A coroutine becomes a future continued
     /// by it (`start` runs it on the event loop and returns that future).
-    pub fn settle(
-        self,
-        vm: &VirtualMachine,
-        value: rustpython_vm::PyResult,
-        start: impl FnOnce(PyObjectRef) -> rustpython_vm::PyResult,
-    ) -> Settled {
+    pub fn settle(self, vm: &VirtualMachine, value: PyResult, start: impl FnOnce(PyObjectRef) -> PyResult) -> Settled {
+        // A refused coroutine is the record's error as it is: RedisGears finds it in C, not in
+        // Python, so no traceback comes with it.
         let value = match value {
             Ok(value) if value.class().is(vm.ctx.types.coroutine_type.as_object()) => match self.capability() {
-                Capability::Wait => start(value),
-                Capability::Extractor => Err(gears_error(vm, GearsError::CoroutineOnExtractor.to_string())),
-                Capability::BatchReducer => Err(gears_error(vm, GearsError::CoroutineOnReduce.to_string())),
-                Capability::Forbidden => Err(gears_error(vm, GearsError::AsyncNotAllowed.to_string())),
+                Capability::Wait => start(value).map_err(|e| error_text(vm, &e)),
+                Capability::Extractor => Err(GearsError::CoroutineOnExtractor.to_string()),
+                Capability::BatchReducer => Err(GearsError::CoroutineOnReduce.to_string()),
+                Capability::Forbidden => Err(GearsError::AsyncNotAllowed.to_string()),
             },
-            other => other,
+            other => other.map_err(|e| error_text(vm, &e)),
         };
         let created = CALLS.with_borrow_mut(|c| c.last_mut().and_then(|call| call.created.take()));
         drop(self);
@@ -159,14 +156,14 @@ impl Drop for Calling {
 pub enum Settled {
     /// It waits for future `id`.
     Wait(u64),
-    /// `discarded`: a future was created and not returned (RedisGears then resets an
-    /// accumulator).
+    /// `discarded`: a future was created and not returned (RedisGears then sets an accumulator
+    /// to `None`).
     Value {
         value: PyObjectRef,
         discarded: bool,
     },
     Failed {
-        error: rustpython_vm::builtins::PyBaseExceptionRef,
+        error: String,
         discarded: bool,
     },
 }

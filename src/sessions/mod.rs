@@ -135,7 +135,8 @@ fn run_plan(
     let key = execution.key().clone();
     let done: parked::Done = Box::new(move |runtime, ended, _| {
         if let Some(awaited) = awaited {
-            runtime.enter(|vm| event_loop::set_result(vm, &awaited, ended.records, &ended.report.errors));
+            let (records, errors) = (ended.records.take(), &ended.report.errors);
+            runtime.enter(move |vm| event_loop::set_result(vm, &awaited, records, errors));
         }
         execution.finish(ended.reply, ended.report);
     });
@@ -157,7 +158,8 @@ pub(crate) fn run_now(
     done: parked::Done,
 ) -> bool {
     let Some(abort) = executions::start(key) else { return false };
-    parked::run(runtime, plan, parked::Context { db, abort, origin, async_allowed }, done);
+    let context = parked::Context { key: Some(key.clone()), db, abort, origin, async_allowed };
+    parked::run(runtime, plan, context, done);
     true
 }
 

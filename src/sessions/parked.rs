@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use rustpython_vm::VirtualMachine;
 
 use crate::engine::{Ended, Execution, Waiting};
+use crate::executions::{self, ExecutionKey};
 use crate::pool;
 use crate::python::session::{self, Origin};
 use crate::python::{RawPlan, Runtime, event_loop, future};
@@ -25,6 +26,8 @@ use crate::store::{self, Store};
 /// What an execution's code runs with, whenever it runs: its database, its stop request, where
 /// it comes from, and whether it may go asynchronous.
 pub struct Context {
+    /// The execution, once listed (a registration's, a script's, a nested `run()`).
+    pub key: Option<ExecutionKey>,
     pub db: i32,
     pub abort: Arc<Abort>,
     pub origin: Origin,
@@ -107,12 +110,15 @@ fn settle(runtime: &Runtime, owner: u64, this: &Rc<Owner>, execution: Execution,
         }
         return;
     };
-    drop(execution);
     OWNERS.with_borrow_mut(|o| o.remove(&owner));
     waiting().retain(|w| w.owner != owner);
-    future::forget(owner);
     let stopped = this.context.abort.requested();
-    runtime.enter(|vm| event_loop::release(vm, owner, stopped));
+    // Its Python objects are freed in the interpreter, counted as its memory.
+    runtime.enter(|vm| {
+        drop(execution);
+        future::forget(owner);
+        event_loop::release(vm, owner, stopped);
+    });
     done(runtime, ended, stopped);
 }
 
@@ -129,6 +135,11 @@ fn resume(runtime: &Runtime, owner: u64) {
     let Some(parked) = PARKED.with_borrow_mut(|p| p.remove(&owner)) else { return };
     let Some(this) = OWNERS.with_borrow(|o| o.get(&owner).cloned()) else { return };
     let Parked { mut execution, done, .. } = parked;
+    if this.context.abort.requested()
+        && let Some(key) = &this.context.key
+    {
+        executions::stopped_waiting(key);
+    }
     let ended = entered(runtime, owner, &this, |vm| execution.drive(vm));
     settle(runtime, owner, &this, execution, ended, done);
     runtime.end_job();
@@ -162,6 +173,7 @@ pub fn within(owner: Option<u64>, f: &mut dyn FnMut()) {
         },
         None => Rc::new(Owner {
             context: Context {
+                key: None,
                 db: 0,
                 abort: Abort::with_limit(FREE_CALLBACK_LIMIT),
                 origin: Origin::default(),

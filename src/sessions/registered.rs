@@ -245,7 +245,7 @@ pub(crate) fn run(
             let errors = vec![text];
             let reply = Reply::results(Vec::new(), &errors);
             let report = Report { errors, ..Report::default() };
-            return done(runtime, crate::engine::Ended { reply, report, records: Vec::new() }, false);
+            return done(runtime, crate::engine::Ended { reply, report, records: Default::default() }, false);
         }
     };
     // Aborted before it started: ended (and counted) by the abort.
