@@ -148,18 +148,40 @@ fn resume(runtime: &Runtime, owner: u64) {
 
 /// Runs `f` in the context of execution `owner`.
 fn entered<R>(runtime: &Runtime, owner: u64, this: &Owner, f: impl FnOnce(&VirtualMachine) -> R) -> R {
-    let context = &this.context;
-    runtime.begin_execution(context.origin.clone());
-    session::with(|s| s.async_allowed = context.async_allowed);
-    let profiled = context.origin.session.as_deref().filter(|_| crate::config::with(|c| c.profile_executions == 1));
+    let profiled =
+        this.context.origin.session.as_deref().filter(|_| crate::config::with(|c| c.profile_executions == 1));
     let _profiling = profiled.map(|session| runtime.profile(session));
-    let _armed = runtime.arm(context.abort.clone());
-    let _installed = store::install(this.store.clone());
+    let _context = InContext::enter(runtime, this);
     let _owning = future::own(Some(owner));
-    let result = runtime.enter(f);
-    // A step that entered atomic() without leaving it must not keep Redis locked.
-    this.store.release();
-    result
+    runtime.enter(f)
+}
+
+/// An execution's code may run on this thread: its session state set, its stop request armed,
+/// its store installed, until dropped.
+struct InContext {
+    store: Rc<dyn Store>,
+    _installed: store::Installed,
+    _armed: crate::stop::Armed,
+}
+
+impl InContext {
+    fn enter(runtime: &Runtime, this: &Owner) -> InContext {
+        let context = &this.context;
+        runtime.begin_execution(context.origin.clone());
+        session::with(|s| s.async_allowed = context.async_allowed);
+        InContext {
+            store: this.store.clone(),
+            _installed: store::install(this.store.clone()),
+            _armed: runtime.arm(context.abort.clone()),
+        }
+    }
+}
+
+impl Drop for InContext {
+    fn drop(&mut self) {
+        // Code that entered atomic() without leaving it must not keep Redis locked.
+        self.store.release();
+    }
 }
 
 /// Runs a callback of the event loop (`f`) in the context of execution `owner`, or in a context
@@ -183,20 +205,15 @@ pub fn within(owner: Option<u64>, f: &mut dyn FnMut()) {
             started: Instant::now(),
         }),
     };
-    let context = &this.context;
-    if context.abort.requested() {
+    if this.context.abort.requested() {
         return;
     }
     // The turn of the loop runs callbacks of different executions, one after the other.
     let _turn = session::nest();
-    runtime.begin_execution(context.origin.clone());
-    session::with(|s| s.async_allowed = context.async_allowed);
-    let armed = runtime.arm(context.abort.clone());
-    let installed = store::install(this.store.clone());
+    let in_context = InContext::enter(&runtime, &this);
     f();
-    this.store.release();
-    drop((installed, armed));
-    super::defer_nested(&runtime, context.db);
+    drop(in_context);
+    super::defer_nested(&runtime, this.context.db);
 }
 
 /// The watchdog's pass over waiting executions: applies the time limit (counted from the

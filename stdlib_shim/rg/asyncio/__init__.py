@@ -917,13 +917,18 @@ class Event:
     async def wait(self):
         if self._value:
             return True
-        fut = _loop.create_future()
-        self._waiters.append(fut)
-        try:
-            await fut
-            return True
-        finally:
-            self._waiters.remove(fut)
+        return await _wait_in(self._waiters)
+
+
+async def _wait_in(waiters):
+    """Waits for a future of `waiters` (a deque that whoever wakes it resolves) to be resolved."""
+    fut = _loop.create_future()
+    waiters.append(fut)
+    try:
+        await fut
+        return True
+    finally:
+        waiters.remove(fut)
 
 
 class Condition(_ContextManagerMixin):
@@ -939,13 +944,7 @@ class Condition(_ContextManagerMixin):
             raise RuntimeError('cannot wait on un-acquired lock')
         self.release()
         try:
-            fut = _loop.create_future()
-            self._waiters.append(fut)
-            try:
-                await fut
-                return True
-            finally:
-                self._waiters.remove(fut)
+            return await _wait_in(self._waiters)
         finally:
             # The lock is taken back even when cancelled, as the caller's `async with` expects.
             cancelled = None
