@@ -2,9 +2,9 @@
 """rustgears benchmark harness (`make bench`).
 
 Starts its own redis-server processes (127.0.0.1, free ports, --save '' --appendonly no) with
-the module loaded, measures the workloads P1-P6, S1 and the registration workloads R1-R5 side
-by side with their anchors (Lua, a client-side redis-py script, CPython, a server without the
-module), and writes
+the module loaded, measures the workloads P1-P6, S1, the registration workloads R1-R5 and the
+asynchronous-step workloads A1-A2 side by side with their anchors (Lua, a client-side redis-py
+script, CPython, a server without the module, the same work without asynchrony), and writes
 
     bench/results/latest.json   every raw number (per run), parameters, machine, versions
     bench/results/summary.md    machine, versions, date and the table of figures
@@ -15,6 +15,7 @@ The table is printed to stdout too. The method is documented in docs/performance
     python3 bench/run.py            full run (1,000,000 keys, 3-5 runs per figure, the flood R5)
     python3 bench/run.py --quick    smoke run (100,000 keys, 1-2 runs per figure, no R5)
     python3 bench/run.py --quick --only r1,r2,r3,r4 [--flood]   a subset of the workloads
+    python3 bench/run.py --quick --only a1,a2                   the asynchronous-step workloads
 
 Module: $RUSTGEARS_MODULE, else $CARGO_TARGET_DIR/release/librustgears.so (CARGO_TARGET_DIR
 defaults to ~/.cache/rustgears/target), or --module PATH.
@@ -74,11 +75,13 @@ MODES = {
     "full": dict(keys=1_000_000, runs=3, p1_requests=50_000, p1_runs=5, p1_clients=50,
                  p3_clients=8, p3_target_s=0.5, p5_runs=3, p6_runs=5, vocabulary=1000, s1_calls=5000,
                  r1_requests=50_000, r1_runs=3, r1_clients=50, r2_events=100_000, r2_runs=3, r4_runs=3,
-                 r3_entries=100_000, r3_runs=3, r5_sets=1_000_000),
+                 r3_entries=100_000, r3_runs=3, r5_sets=1_000_000,
+                 a1_requests=50_000, a1_runs=3, a1_clients=50, a1_parked=1000, a2_records=100_000, a2_runs=3),
     "quick": dict(keys=100_000, runs=1, p1_requests=5_000, p1_runs=1, p1_clients=50,
                   p3_clients=8, p3_target_s=0.2, p5_runs=1, p6_runs=2, vocabulary=1000, s1_calls=1000,
                   r1_requests=5_000, r1_runs=1, r1_clients=50, r2_events=20_000, r2_runs=1, r4_runs=1,
-                  r3_entries=20_000, r3_runs=1, r5_sets=100_000),
+                  r3_entries=20_000, r3_runs=1, r5_sets=100_000,
+                  a1_requests=5_000, a1_runs=1, a1_clients=50, a1_parked=1000, a2_records=20_000, a2_runs=1),
 }
 
 
@@ -1471,6 +1474,124 @@ def r5(workdir, module, cfg, raw):
 
 
 # ---------------------------------------------------------------------------------------------
+# A1-A2 asynchronous steps: executions parked on futures must not take workers away (A1), and
+# the cost of a coroutine step per record (A2).
+
+# One session parks `n` independent executions (run() from a trigger's step), each on a
+# gearsFuture kept in the session's globals; `release` continues them all, and each resolved
+# execution RPUSHes its value, so that the harness can check every one resolved exactly once.
+A1_SCRIPT = """
+parked = []
+def park(x):
+    f = gearsFuture()
+    parked.append(lambda: f.continueRun(x * 2))
+    return f
+def spawn(x):
+    for i in range(int(x[1])):
+        GB('ShardsIDReader').map(lambda r, i=i: i).map(park).foreach(lambda v: execute('RPUSH', 'resolved', v)).run()
+    return 'spawned'
+def release(x):
+    items = list(parked)
+    del parked[:]
+    for fn in items:
+        fn()
+    return len(items)
+GB('CommandReader').map(spawn).register(trigger='spawn')
+GB('CommandReader').map(release).register(trigger='release')
+GB('CommandReader').map(lambda x: len(parked)).register(trigger='nparked')
+"""
+A2_ASYNC = ("async def f(r):\n    await asyncio.sleep(0)\n    return r\n"
+            "GB('PythonReader').map(f).count().run(lambda: iter(range({n})))")
+A2_PLAIN = ("def f(r):\n    return r\n"
+            "GB('PythonReader').map(f).count().run(lambda: iter(range({n})))")
+
+
+def a1_nparked(c):
+    return int(as_str(c.execute_command("RG.TRIGGER", "nparked")[0]))
+
+
+def a1_park(c, n):
+    c.delete("resolved")
+    got = c.execute_command("RG.TRIGGER", "spawn", n)
+    expect([as_str(x) for x in got] == ["spawned"], f"A1: RG.TRIGGER spawn replied {got!r}")
+    deadline = time.monotonic() + CMD_TIMEOUT
+    while a1_nparked(c) != n:
+        if time.monotonic() > deadline:
+            raise ValidationError(f"A1: only {a1_nparked(c)} of {n} executions parked")
+        time.sleep(0.05)
+
+
+def a1_release(c, n):
+    got = c.execute_command("RG.TRIGGER", "release")
+    expect([as_str(x) for x in got] == [str(n)], f"A1: release continued {got!r}, expected [{n}]")
+    deadline = time.monotonic() + CMD_TIMEOUT
+    while c.llen("resolved") < n:
+        if time.monotonic() > deadline:
+            raise ValidationError(f"A1: only {c.llen('resolved')} of {n} parked executions resolved")
+        time.sleep(0.05)
+    vals = sorted(int(v) for v in c.lrange("resolved", 0, -1))
+    expect(vals == [i * 2 for i in range(n)], f"A1: wrong values resolved ({len(vals)} values)")
+
+
+def a1(workdir, module, cfg, raw):
+    n, clients, parked = cfg["a1_requests"], cfg["a1_clients"], cfg["a1_parked"]
+    with Server(workdir, "a1", module, ["ExecutionThreads", 3, "MaxExecutions", 10000]) as srv:
+        c = srv.client()
+        register(c, A1_SCRIPT)
+        got = c.execute_command("RG.PYEXECUTE", TRIVIAL_SCRIPT)
+        expect(got in (b"OK", "OK"), f"RG.PYEXECUTE {TRIVIAL_SCRIPT!r}: expected OK, got {got!r}")
+        cmd = ("RG.PYEXECUTE", TRIVIAL_SCRIPT)
+        redis_benchmark(srv.port, clients, max(1000, n // 10), *cmd)  # warm-up
+        a1_park(c, parked)  # warm-up of the parking path
+        a1_release(c, parked)
+        before = commandstats(c, "rg.pyexecute")
+        none_runs, parked_runs = [], []
+        for i in range(cfg["a1_runs"]):  # interleaved: both see the same machine noise
+            none_runs.append(redis_benchmark(srv.port, clients, n, *cmd))
+            a1_park(c, parked)
+            parked_runs.append(redis_benchmark(srv.port, clients, n, *cmd))
+            still = a1_nparked(c)
+            expect(still == parked, f"A1: {still} executions parked after the run, expected {parked}")
+            a1_release(c, parked)
+            log(f"A1 run {i + 1}: RG.PYEXECUTE {TRIVIAL_SCRIPT!r} {none_runs[-1]['rps']:.0f} rps with none parked, "
+                f"{parked_runs[-1]['rps']:.0f} rps with {parked} parked")
+        after = commandstats(c, "rg.pyexecute")
+        failed = after.get("failed_calls", 0) - before.get("failed_calls", 0)
+        expect(failed == 0, f"A1: {failed} failed RG.PYEXECUTE calls")
+        srv.check_alive("after A1")
+        c.close()
+    raw["a1"] = {"clients": clients, "requests": n, "parked": parked, "script": A1_SCRIPT,
+                 "none_parked": none_runs, "parked_runs": parked_runs,
+                 "none_rps_median": median([r["rps"] for r in none_runs]),
+                 "parked_rps_median": median([r["rps"] for r in parked_runs]), "failed_calls": failed}
+
+
+def a2(workdir, module, cfg, raw):
+    n = cfg["a2_records"]
+    with Server(workdir, "a2", module) as srv:
+        c = srv.client()
+        scripts = {"async": A2_ASYNC.format(n=n), "plain": A2_PLAIN.format(n=n)}
+
+        def run(kind):
+            results, _ = pyexecute(c, scripts[kind])
+            expect([as_str(x) for x in results] == [str(n)], f"A2 {kind}: expected [{n}], got {str(results)[:200]}")
+
+        run("async")  # warm-up
+        run("plain")
+        secs = {"async": [], "plain": []}
+        for i in range(cfg["a2_runs"]):  # interleaved
+            for kind in ("async", "plain"):
+                secs[kind].append(timed(run, kind)[0])
+            log(f"A2 run {i + 1}: {n:,} records through an async def map in {secs['async'][-1]:.2f}s, "
+                f"through a plain def in {secs['plain'][-1]:.2f}s")
+        srv.check_alive("after A2")
+        c.close()
+    med = {k: median(v) for k, v in secs.items()}
+    raw["a2"] = {"records": n, "scripts": scripts, "seconds": secs, "median_seconds": med,
+                 "records_per_s": {k: n / v for k, v in med.items()}}
+
+
+# ---------------------------------------------------------------------------------------------
 # machine and versions
 
 
@@ -1707,6 +1828,14 @@ def build_rows(raw, errors):
                     target=R5_MEMORY_BOUND_MB, target_on="measured", target_op="<=", error=err("r5")))
     rows.append(row("R5b", "flood: events processed per second (each exactly once)", r5.get("events_per_s"), "ev/s",
                     "SETs per second by the writers" if r5 else None, r5.get("sets_per_s"), error=err("r5")))
+    a1 = raw.get("a1", {})
+    rows.append(row("A1", "RG.PYEXECUTE '1', 50 clients, while %s executions are parked on futures"
+                    % f"{a1.get('parked', 1000):,}", a1.get("parked_rps_median"), "req/s",
+                    "the same with none parked", a1.get("none_rps_median"), target=0.9, error=err("a1")))
+    a2 = raw.get("a2", {}).get("records_per_s", {})
+    rows.append(row("A2", "async def map awaiting asyncio.sleep(0) per record, %s records"
+                    % f"{raw.get('a2', {}).get('records', 100_000):,}", a2.get("async"), "rec/s",
+                    "the same pipeline with a plain def", a2.get("plain"), error=err("a2")))
     return rows
 
 
@@ -1843,6 +1972,10 @@ def params_text(p, raw):
         out.append(f"R3 {p['r3_runs']} × {p['r3_entries']:,} entries")
     if "r5" in wl:
         out.append(f"R5 {p['r5_sets']:,} SETs")
+    if "a1" in wl:
+        out.append(f"A1 {p['a1_runs']} × {p['a1_requests']:,} requests, {p['a1_parked']:,} parked")
+    if "a2" in wl:
+        out.append(f"A2 {p['a2_runs']} × {p['a2_records']:,} records")
     return ", ".join(out) or "none"
 
 
@@ -1921,6 +2054,17 @@ def summary_md(meta, rows, raw, errors):
                         r5["seconds"], r5["baseline_used_memory"] / 2 ** 20, r5["max_used_memory"] / 2 ** 20,
                         r5["end_used_memory"] / 2 ** 20, r5["baseline_rss"] / 2 ** 20, r5["max_rss"] / 2 ** 20,
                         r5["max_pending_events_per_registration"]))
+    a1 = raw.get("a1")
+    if a1:
+        notes.append(f"- A1: `redis-benchmark -c {a1['clients']} RG.PYEXECUTE 1` on a server with ExecutionThreads 3, "
+                     f"run alternately with no execution parked and with {a1['parked']:,} executions each waiting on "
+                     "a gearsFuture (started by one trigger, continued by another; every one checked to resolve "
+                     "exactly once after each run)")
+    a2 = raw.get("a2")
+    if a2:
+        notes.append("- A2: `GB('PythonReader').map(f).count().run(...)` over %s records, f an `async def` that "
+                     "awaits `asyncio.sleep(0)` against a plain `def`; median wall times %.2f s and %.2f s"
+                     % (f"{a2['records']:,}", a2["median_seconds"]["async"], a2["median_seconds"]["plain"]))
     if notes:
         L += ["", "Notes:", ""] + notes
     if errors:
@@ -1934,7 +2078,7 @@ def summary_md(meta, rows, raw, errors):
 # ---------------------------------------------------------------------------------------------
 
 
-WORKLOADS = ("p1", "p2", "p3", "p4", "p5", "p6", "s1", "r1", "r2", "r3", "r4", "r5")
+WORKLOADS = ("p1", "p2", "p3", "p4", "p5", "p6", "s1", "r1", "r2", "r3", "r4", "r5", "a1", "a2")
 
 
 def main(argv=None):
@@ -2056,7 +2200,9 @@ def main(argv=None):
                               ("r2", "R2 write-behind (async registration vs keyspace-notification subscriber)", r2),
                               ("r4", "R4 PING latency during R2", r4),
                               ("r3", "R3 streams (StreamReader registration vs XREADGROUP consumer)", r3),
-                              ("r5", f"R5 the flood ({cfg['r5_sets']:,} SETs vs a slow async registration)", r5)):
+                              ("r5", f"R5 the flood ({cfg['r5_sets']:,} SETs vs a slow async registration)", r5),
+                              ("a1", f"A1 RG.PYEXECUTE while {cfg['a1_parked']:,} executions are parked", a1),
+                              ("a2", f"A2 async def map over {cfg['a2_records']:,} records", a2)):
             if key in selected:
                 log(what)
                 guarded(key, fn, workdir, module, cfg, raw)

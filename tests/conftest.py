@@ -16,6 +16,7 @@ Nothing here asserts speed: every wait is a polling loop with a generous deadlin
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -228,6 +229,21 @@ def raw(server):
 # --------------------------------------------------------------------------------------------
 # Helpers for tests
 # --------------------------------------------------------------------------------------------
+
+
+# How long a command whose reply must come is waited for (never a speed assertion).
+REPLY_DEADLINE = 120.0
+
+
+def call(server, *args, timeout=REPLY_DEADLINE):
+    """One command on a fresh raw connection with a generous deadline (a missing reply fails)."""
+    c = RawConnection(server.port, timeout=timeout)
+    try:
+        return c.call(*args)
+    except socket.timeout:
+        pytest.fail(f"no reply to {args[0]} within {timeout}s")
+    finally:
+        c.close()
 
 
 def pyexecute(client, script, *args):

@@ -5,23 +5,22 @@ server that still runs scripts (docs/commands.md#rgabortexecution, docs/commands
 No timing thresholds: every wait is a polling loop with a generous deadline.
 """
 
-import socket
 import threading
 import time
 
 import pytest
 
 from conftest import (
+    REPLY_DEADLINE,
     Error,
     RawConnection,
     Status,
+    call,
     dump_executions,
     status_of,
     wait_status,
     wait_until,
 )
-
-REPLY_DEADLINE = 120.0
 
 SPIN_PLAIN = (
     "def spin(x):\n"
@@ -46,16 +45,6 @@ SANE = "GB('ShardsIDReader').map(lambda x: 'sane').run()"
 
 def raw(server, timeout=REPLY_DEADLINE):
     return RawConnection(server.port, timeout=timeout)
-
-
-def call(server, *args, timeout=REPLY_DEADLINE):
-    c = raw(server, timeout)
-    try:
-        return c.call(*args)
-    except socket.timeout:
-        pytest.fail(f"no reply to {args[0]} within {timeout}s")
-    finally:
-        c.close()
 
 
 def assert_sane(server, times=1):
