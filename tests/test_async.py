@@ -1045,12 +1045,14 @@ def test_keys_registration_future_continued_by_a_trigger(r):
     assert r.execute_command("RG.GETRESULTS", running[0]) == [["k1 continued"], []]
 
 
-def test_keys_registration_override_reply_from_coroutine(r, raw):
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_keys_registration_override_reply_from_coroutine(r, raw, mode):
+    # A sync execution that goes asynchronous holds the command's reply too.
     register_one(r, (
         "async def f(x):\n"
         "    await asyncio.sleep(0.01)\n"
         "    override_reply('+saved ' + get_command()[1])\n"
-        "GB().foreach(f).register(prefix='k*', commands=['set'])\n"
+        f"GB().foreach(f).register(prefix='k*', commands=['set'], mode={mode!r})\n"
     ))
     assert raw.call("SET", "k1", "v") == Status("saved k1")
     assert raw.call("GET", "k1") == b"v"

@@ -413,6 +413,14 @@ pub fn dispatch(
     let key = executions::create_registered(pool::worker_of(home), keep, &registration.spec.id, abort.clone());
     let execution = super::Running::holding(key.clone(), registrations::hold_session(&registration.session));
     registration.live.started();
+    // A followed command's client waits until the execution ends, waiting records included.
+    let awaited = match &caller {
+        Caller::Linked(link) => {
+            link.wait_for_one();
+            Some(Awaited(link.clone()))
+        }
+        _ => None,
+    };
     if inline {
         // Asynchrony needs a client that can wait: not inside MULTI, Lua or `execute()`.
         let async_allowed = pool::this_home().is_none()
@@ -423,7 +431,10 @@ pub fn dispatch(
         let result = super::sync::call(ctx, home, abort, move |runtime, _| {
             let ended = Rc::new(RefCell::new(None));
             let slot = ended.clone();
-            let then: Then = Box::new(move |_, reply, _| *slot.borrow_mut() = Some(reply.clone()));
+            let then: Then = Box::new(move |_, reply, _| {
+                *slot.borrow_mut() = Some(reply.clone());
+                drop(awaited);
+            });
             run(runtime, registration, input, db, execution, async_allowed, then);
             runtime.end_job();
             super::defer_nested(runtime, db);
@@ -455,13 +466,6 @@ pub fn dispatch(
         let client = BlockedClient::block_watching(ctx, move || on_disconnect.request(crate::stop::Reason::Aborted));
         executions::add_waiter(&key.id, client, wants);
     }
-    let awaited = match caller {
-        Caller::Linked(link) => {
-            link.wait_for_one();
-            Some(Awaited(link))
-        }
-        _ => None,
-    };
     let pended = Pended(registration.clone());
     // A trigger's or hook's executions do not wait for one another (unless `inorder`): they
     // visit the home, which interleaves them with what it runs; the others queue there.
@@ -471,7 +475,6 @@ pub fn dispatch(
         home,
         Box::new(move |runtime| {
             drop(pended);
-            // A followed command's client waits until the execution ends, waiting records included.
             run(runtime, registration, input, db, execution, true, Box::new(move |_, _, _| drop(awaited)));
             runtime.end_job();
             super::defer_nested(runtime, db);
