@@ -200,8 +200,9 @@ pub enum Input {
 pub type Then = Box<dyn FnOnce(&Runtime, &Reply, &[String])>;
 
 /// Runs one execution of `registration` on its home; when it ends (now, or once its waiting
-/// records have been continued) it is counted, its waiters answered, and `then` called (not if it
-/// was aborted before it started). `async_allowed`: its records may wait.
+/// records have been continued) it is counted, its waiters answered, and `then` called. False
+/// if it was aborted before it started (then `then` is not called). `async_allowed`: its records
+/// may wait.
 pub(crate) fn run(
     runtime: &Runtime,
     registration: Arc<Registration>,
@@ -210,7 +211,7 @@ pub(crate) fn run(
     execution: super::Running,
     async_allowed: bool,
     then: Then,
-) {
+) -> bool {
     let started = Instant::now();
     let origin = Origin {
         session: Some(registration.session.clone()),
@@ -245,11 +246,12 @@ pub(crate) fn run(
             let errors = vec![text];
             let reply = Reply::results(Vec::new(), &errors);
             let report = Report { errors, ..Report::default() };
-            return done(runtime, crate::engine::Ended { reply, report, records: Default::default() }, false);
+            done(runtime, crate::engine::Ended { reply, report, records: Default::default() }, false);
+            return true;
         }
     };
     // Aborted before it started: ended (and counted) by the abort.
-    super::run_now(runtime, plan, db, &key, origin, async_allowed, done);
+    super::run_now(runtime, plan, db, &key, origin, async_allowed, done)
 }
 
 /// Counts the end of an execution that has finished (an abort ended it before it started).

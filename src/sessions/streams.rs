@@ -309,10 +309,14 @@ fn run_batch(
         }
     });
     let execution = super::Running::holding(execution, session);
-    registered::run(runtime, registration.clone(), input, db, execution, true, then);
+    let started = registered::run(runtime, registration.clone(), input, db, execution, true, then);
     now.set(false);
     runtime.end_job();
     super::defer_nested(runtime, db);
+    // Aborted before it started: the batch counts as processed, as a batch without errors.
+    if !started {
+        return Some(Vec::new());
+    }
     errors_now.take()
 }
 
