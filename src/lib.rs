@@ -51,8 +51,8 @@ mod entry {
         redis::events::subscribe(
             ctx,
             redis::events::Handlers {
-                loading_started: sessions::registered::loading_started,
-                ready: sessions::registered::ready,
+                loading_started: sessions::persisted::loading_started,
+                ready: sessions::persisted::ready,
             },
         );
         redis::filter::install(ctx, registrations::hooks::intercepts);
@@ -65,9 +65,9 @@ mod entry {
             abandon_waiting: sessions::parked::abandon_all,
         });
         redis::rdb::install(redis::rdb::Persisted {
-            save: sessions::registered::save,
-            load: sessions::registered::load_snapshot,
-            key_loaded: sessions::registered::key_loaded,
+            save: sessions::persisted::save,
+            load: sessions::persisted::load_snapshot,
+            key_loaded: sessions::persisted::key_loaded,
         });
         ctx.log_notice(&format!("rustgears: {threads} execution threads starting"));
         Status::Ok

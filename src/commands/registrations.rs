@@ -182,7 +182,7 @@ fn internal(ctx: &Context, name: &str) -> Result<(), GearsError> {
 pub fn inner_register(ctx: &Context, blob: &[u8]) -> Result<Response, GearsError> {
     internal(ctx, persist::REGISTER_COMMAND)?;
     let session = persist::parse_session(blob).map_err(GearsError::BadRegistrationData)?;
-    crate::sessions::registered::load(session);
+    crate::sessions::persisted::load(session);
     Ok(Response::Reply(Reply::ok()))
 }
 

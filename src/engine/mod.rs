@@ -28,16 +28,12 @@ use crate::store::{self, Store};
 /// `atomic()` reach Redis through `store`.
 pub fn run(runtime: &Runtime, raw: RawPlan, store: Rc<dyn Store>) -> (Reply, Report) {
     let profile = crate::config::with(|c| c.profile_executions != 0);
-    let ended = {
-        let _installed = store::install(store.clone());
-        runtime.enter(|vm| {
-            let waiting = Waiting { owner: 0, allowed: false };
-            let mut execution = Execution::start(vm, raw, store.clone(), profile, waiting);
-            execution.drive(vm).unwrap_or_else(|| execution.end(vm))
-        })
-    };
-    // A step that entered atomic() without leaving it must not keep Redis locked.
-    store.release();
+    let _installed = store::install(store.clone());
+    let ended = runtime.enter(|vm| {
+        let waiting = Waiting { owner: 0, allowed: false };
+        let mut execution = Execution::start(vm, raw, store, profile, waiting);
+        execution.drive(vm).unwrap_or_else(|| execution.end(vm))
+    });
     (ended.reply, ended.report)
 }
 

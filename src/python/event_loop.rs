@@ -3,7 +3,8 @@
 //! (`loop_wake`); the worker runs a turn of it (`turn`) as one of its jobs, so that a coroutine
 //! that sleeps or awaits holds no worker meanwhile.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use rustpython_vm::{PyObjectRef, PyResult, VirtualMachine};
@@ -15,6 +16,13 @@ use crate::redis::log;
 thread_local! {
     /// When this worker's loop must turn next, if it has anything scheduled.
     static DUE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The executions that have had callbacks on the loop: only they need releasing when they end.
+    static USED_BY: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
+}
+
+/// Execution `owner` has scheduled something on the loop.
+pub fn used_by(owner: u64) {
+    USED_BY.with_borrow_mut(|u| u.insert(owner));
 }
 
 /// The loop has something to run within `delay` (seconds).
@@ -58,8 +66,8 @@ pub fn turn(runtime: &Runtime) {
 /// Execution `owner` has ended: its callbacks are dropped (`cancel`: it was aborted) or run on
 /// in no execution's context (fire-and-forget tasks it started).
 pub fn release(vm: &VirtualMachine, owner: u64, cancel: bool) {
-    // Only if scripts ever imported asyncio: nothing of an execution can wait on it otherwise.
-    if imported(vm).is_none() {
+    // Most executions never touch the loop: no Python call for them.
+    if !USED_BY.with_borrow_mut(|u| u.remove(&owner)) {
         return;
     }
     let released =
@@ -74,14 +82,10 @@ pub fn the_loop(vm: &VirtualMachine) -> PyResult<PyObjectRef> {
     vm.import("asyncio", 0)?.get_attr("get_event_loop", vm)?.call((), vm)
 }
 
-fn imported(vm: &VirtualMachine) -> Option<PyObjectRef> {
-    let modules = vm.sys_module.get_attr("modules", vm).ok()?;
-    modules.get_item("asyncio", vm).ok()
-}
-
 /// The interpreter is going: so is its loop.
 pub fn clear() {
     let _ = DUE.try_with(|d| d.set(None));
+    let _ = USED_BY.try_with(|u| u.borrow_mut().clear());
 }
 
 /// A step callback's coroutine: runs on the loop and continues a future of the callback's record,

@@ -303,6 +303,12 @@ mod _redisgears {
         });
     }
 
+    /// Execution `owner` has scheduled something on the event loop.
+    #[pyfunction]
+    fn loop_owns(owner: u64) {
+        crate::python::event_loop::used_by(owner);
+    }
+
     /// The event loop has something to run within `delay` seconds.
     #[pyfunction]
     fn loop_wake(delay: f64) {

@@ -12,6 +12,7 @@
 
 mod answers;
 pub mod parked;
+pub mod persisted;
 pub mod registered;
 pub mod streams;
 pub mod sync;

@@ -159,7 +159,6 @@ fn entered<R>(runtime: &Runtime, owner: u64, this: &Owner, f: impl FnOnce(&Virtu
 /// An execution's code may run on this thread: its session state set, its stop request armed,
 /// its store installed, until dropped.
 struct InContext {
-    store: Rc<dyn Store>,
     _installed: store::Installed,
     _armed: crate::stop::Armed,
 }
@@ -169,18 +168,7 @@ impl InContext {
         let context = &this.context;
         runtime.begin_execution(context.origin.clone());
         session::with(|s| s.async_allowed = context.async_allowed);
-        InContext {
-            store: this.store.clone(),
-            _installed: store::install(this.store.clone()),
-            _armed: runtime.arm(context.abort.clone()),
-        }
-    }
-}
-
-impl Drop for InContext {
-    fn drop(&mut self) {
-        // Code that entered atomic() without leaving it must not keep Redis locked.
-        self.store.release();
+        InContext { _installed: store::install(this.store.clone()), _armed: runtime.arm(context.abort.clone()) }
     }
 }
 

@@ -1,9 +1,8 @@
-//! Registrations on their session's home: applying what a script registered, running the
-//! executions their events start, and rebuilding a session's callbacks from its source where
-//! the home's interpreter does not hold them (after a restart, a load, a replaced worker).
+//! Registrations on their session's home: applying what a script registered, and running the
+//! executions their events start (keyspace events, triggers, hooks, followed commands).
+//! Rebuilding callbacks from source and the sessions of persistence are `persisted`'s.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,20 +18,20 @@ use crate::executions::{self, Wants};
 use crate::pool;
 use crate::python::held::{self, Callbacks, Pending};
 use crate::python::session::Origin;
-use crate::python::{RawPlan, Runtime, ScriptOutcome};
+use crate::python::{RawPlan, Runtime};
 use crate::redis::blocked::BlockedClient;
 use crate::redis::gil::with_gil;
 use crate::redis::keyspace::RedisStore;
 use crate::redis::log;
 use crate::redis::notify;
 use crate::registrations::hooks::{Chain, CommandLink};
-use crate::registrations::persist::{self, SavedSession};
+use crate::registrations::persist;
 use crate::registrations::{self, Batch, Kind, Mode, Outcome, Registration, Spec};
 use crate::reply::Reply;
 use crate::stop::{Abort, Reason};
 
 /// How long `onRegistered` may run: it holds the session's worker.
-const ON_REGISTERED_LIMIT: Duration = Duration::from_secs(5);
+pub(super) const ON_REGISTERED_LIMIT: Duration = Duration::from_secs(5);
 
 /// The session options of the RG.PYEXECUTE that runs a script.
 #[derive(Debug, Clone, Default)]
@@ -163,9 +162,7 @@ pub fn on_registered(runtime: &Runtime, session: &str, callbacks: &Callbacks) {
     let _profiled = crate::config::with(|c| c.profile_executions == 1).then(|| runtime.profile(session));
     let _armed = runtime.arm(Abort::with_limit(ON_REGISTERED_LIMIT));
     // It may call `execute()`, in database 0 as RedisGears does.
-    let store: Rc<dyn crate::store::Store> = Rc::new(RedisStore { db: 0 });
-    let _installed = crate::store::install(store.clone());
-    let _released = Release(store);
+    let _installed = crate::store::install(Rc::new(RedisStore { db: 0 }));
     runtime.enter(|vm| match crate::python::call_callback(vm, function, ()) {
         Err(exc) => log::warning(&format!("onRegistered failed: {}", crate::python::error_text(vm, &exc))),
         Ok(value) if &*value.class().name() == "coroutine" => {
@@ -173,15 +170,6 @@ pub fn on_registered(runtime: &Runtime, session: &str, callbacks: &Callbacks) {
         }
         Ok(_) => {}
     });
-}
-
-/// Closes an `atomic()` block that code left open when it returns.
-struct Release(Rc<dyn crate::store::Store>);
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        self.0.release();
-    }
 }
 
 /// What started an execution of a registration.
@@ -301,60 +289,10 @@ fn callbacks(runtime: &Runtime, registration: &Registration) -> Result<Callbacks
     if let Some(callbacks) = held::get(&registration.spec.id) {
         return Ok(callbacks);
     }
-    restore(runtime, &registration.session)?;
+    super::persisted::restore(runtime, &registration.session)?;
     held::get(&registration.spec.id).ok_or_else(|| {
         format!("the source of session {} no longer registers {}", registration.session, registration.spec.id)
     })
-}
-
-/// Runs a session's source again to rebuild what it made: its `register()` calls take `ids` in
-/// order and are returned, not applied; its `execute()` writes and `run()` calls are left out;
-/// keyed time events waiting for it resume.
-pub fn rerun(
-    runtime: &Runtime,
-    session: Option<String>,
-    source: &str,
-    ids: VecDeque<String>,
-) -> Result<Vec<Pending>, String> {
-    let outcome = runtime.run_script(
-        source,
-        Rc::new(RedisStore { db: 0 }),
-        Abort::with_limit(ON_REGISTERED_LIMIT),
-        session,
-        Some(ids),
-    );
-    let pending = runtime.take_registrations();
-    runtime.end_job();
-    match outcome {
-        ScriptOutcome::Failed(text) => Err(format!("running the session's source again failed: {text}")),
-        _ => Ok(pending),
-    }
-}
-
-/// Rebuilds session `id`'s callbacks on this worker: runs its source again, with its `execute()`
-/// writes and `run()` left out, its `register()` calls taking their old ids; calls
-/// `onRegistered` of each.
-pub fn restore(runtime: &Runtime, id: &str) -> Result<(), String> {
-    // The registry is read with the Redis lock held (see `registrations`).
-    let Some((session, _)) = with_gil(0, |_| registrations::session(id)) else {
-        return Err(format!("session {id} does not exist"));
-    };
-    // Already rebuilt here (an event came before the load's own job).
-    if session.registrations.iter().all(|r| held::get(r).is_some()) {
-        return Ok(());
-    }
-    let ids: VecDeque<String> = session.registrations.iter().cloned().collect();
-    let pending = rerun(runtime, Some(id.to_owned()), &session.source, ids)?;
-    // An event preempting the rerun may have rebuilt the session meanwhile (nested): the first
-    // rebuild stays, so that every registration of the session keeps one globals dict.
-    if session.registrations.iter().any(|r| held::get(r).is_some()) {
-        return Ok(());
-    }
-    for p in pending {
-        held::hold(&p.spec.id, p.callbacks.clone());
-        on_registered(runtime, id, &p.callbacks);
-    }
-    Ok(())
 }
 
 /// A pending slot of a registration, given back when its job starts or is dropped unrun.
@@ -583,74 +521,4 @@ pub fn on_keyspace_event(ctx: &Context, event: &[u8], key: &[u8]) {
         let input = Input::Key { key: key.to_vec(), event: event.to_vec(), read_value, link };
         dispatch(ctx, registration, input, db, caller);
     }
-}
-
-/// A session from an RDB, the AOF or the replication link: applied as it was saved (same ids),
-/// its callbacks rebuilt on its new home (which calls `onRegistered` again).
-pub fn load(saved: SavedSession) {
-    let Ok(home) = pool::choose_home() else { return };
-    for spec in &saved.specs {
-        executions::plan_id_seen(&spec.id);
-    }
-    let batch = saved.into_batch(home);
-    match registrations::apply(&batch) {
-        Err(text) => log::warning(&format!("rustgears: session {} not restored: {text}", batch.session)),
-        Ok(gone) => {
-            release_elsewhere(gone);
-            let id = batch.session.clone();
-            pool::send(
-                home,
-                Box::new(move |runtime| {
-                    if let Err(text) = restore(runtime, &id) {
-                        log::warning(&format!("rustgears: {text}"));
-                    }
-                }),
-            );
-        }
-    }
-}
-
-/// Loading starts: what it loads replaces every registration.
-pub fn loading_started() {
-    for execution in registrations::clear() {
-        let _ = executions::drop_execution(&execution);
-    }
-    held::invalidate_all();
-    for home in 0..pool::homes() {
-        pool::send(home, Box::new(|_| held::drop_stale()));
-    }
-}
-
-/// Loading ended or this server was promoted: stream registrations look for entries to process,
-/// keyed time events resume.
-pub fn ready() {
-    super::time_events::resume_loaded();
-    for registration in registrations::all() {
-        if matches!(registration.spec.kind, Kind::Stream { .. }) {
-            super::streams::scan(registration);
-        }
-    }
-}
-
-/// The RDB's aux data: every session (`persist`).
-pub fn save() -> (Vec<u8>, bool) {
-    (persist::snapshot(), registrations::count() == 0)
-}
-
-/// A key of the module's type was loaded: a keyed time event, resumed when loading ends.
-pub fn key_loaded(bytes: &[u8]) -> bool {
-    match registrations::time_events::TimerKey::parse(bytes) {
-        Some(key) => {
-            registrations::time_events::loaded_key(key);
-            true
-        }
-        None => false,
-    }
-}
-
-pub fn load_snapshot(bytes: &[u8]) -> Result<(), String> {
-    for session in persist::parse_snapshot(bytes)? {
-        load(session);
-    }
-    Ok(())
 }

@@ -21,7 +21,7 @@ use crate::registrations::time_events::{TimeEvent, TimerKey};
 use crate::registrations::{self, time_events};
 use crate::reply::Reply;
 use crate::stop::Abort;
-use crate::store::{self, Store};
+use crate::store;
 
 /// `registerTE()` on this worker (its home is the time event's).
 pub fn start(request: TimerRequest) -> Result<TimerStart, String> {
@@ -106,12 +106,10 @@ fn call(runtime: &Runtime, id: u64, session: Option<String>, db: i32, abort: std
     };
     runtime.begin_execution(Origin { session, ..Origin::default() });
     let _armed = runtime.arm(abort);
-    let store: Rc<dyn Store> = Rc::new(RedisStore { db });
     let result = {
-        let _installed = store::install(store.clone());
+        let _installed = store::install(Rc::new(RedisStore { db }));
         runtime.enter(|vm| call_callback(vm, &function, ()).map(drop).map_err(|e| error_text(vm, &e)))
     };
-    store.release();
     runtime.end_job();
     super::defer_nested(runtime, db);
     match result {
@@ -142,7 +140,7 @@ pub fn resume_loaded() {
         pool::send(
             home,
             Box::new(move |runtime| {
-                if let Err(text) = super::registered::rerun(runtime, saved.session.clone(), &source, Default::default())
+                if let Err(text) = super::persisted::rerun(runtime, saved.session.clone(), &source, Default::default())
                 {
                     log::warning(&format!("rustgears: time event {} did not resume: {text}", saved.id));
                 }

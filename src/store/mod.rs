@@ -86,15 +86,21 @@ thread_local! {
 
 /// Makes `store` the one this thread's job uses until the guard is dropped. The previous one is
 /// put back then: a script body that visits a worker runs nested in the execution it preempted.
+/// An atomic block the code left open (it can, by not using `with`) is closed then: it must not
+/// keep Redis locked.
 pub fn install(store: Rc<dyn Store>) -> Installed {
-    Installed(CURRENT.replace(Some(store)))
+    Installed { previous: CURRENT.replace(Some(store.clone())), store }
 }
 
-pub struct Installed(Option<Rc<dyn Store>>);
+pub struct Installed {
+    previous: Option<Rc<dyn Store>>,
+    store: Rc<dyn Store>,
+}
 
 impl Drop for Installed {
     fn drop(&mut self) {
-        CURRENT.set(self.0.take());
+        self.store.release();
+        CURRENT.set(self.previous.take());
     }
 }
 

@@ -186,6 +186,8 @@ class EventLoop:
             owned = self._owned.get((obj._owner,))
             if owned is None:
                 owned = self._owned[(obj._owner,)] = set()
+                # The worker releases only the executions that left something on the loop.
+                _redisgears.loop_owns(obj._owner)
             owned.add(obj)
 
     def _disown(self, obj):

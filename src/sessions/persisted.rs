@@ -1,0 +1,138 @@
+//! Sessions that outlive the process and the worker: rebuilding a session's callbacks from its
+//! source on a home whose interpreter does not hold them, and the sessions of RDB aux data, the
+//! AOF and the replication link (saved, loaded, resumed when loading ends).
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use super::registered::{ON_REGISTERED_LIMIT, on_registered, release_elsewhere};
+use crate::executions;
+use crate::pool;
+use crate::python::held::{self, Pending};
+use crate::python::{Runtime, ScriptOutcome};
+use crate::redis::gil::with_gil;
+use crate::redis::keyspace::RedisStore;
+use crate::redis::log;
+use crate::registrations::persist::{self, SavedSession};
+use crate::registrations::{self, Kind};
+use crate::stop::Abort;
+
+/// Runs a session's source again to rebuild what it made: its `register()` calls take `ids` in
+/// order and are returned, not applied; its `execute()` writes and `run()` calls are left out;
+/// keyed time events waiting for it resume.
+pub fn rerun(
+    runtime: &Runtime,
+    session: Option<String>,
+    source: &str,
+    ids: VecDeque<String>,
+) -> Result<Vec<Pending>, String> {
+    let outcome = runtime.run_script(
+        source,
+        Rc::new(RedisStore { db: 0 }),
+        Abort::with_limit(ON_REGISTERED_LIMIT),
+        session,
+        Some(ids),
+    );
+    let pending = runtime.take_registrations();
+    runtime.end_job();
+    match outcome {
+        ScriptOutcome::Failed(text) => Err(format!("running the session's source again failed: {text}")),
+        _ => Ok(pending),
+    }
+}
+
+/// Rebuilds session `id`'s callbacks on this worker: runs its source again, with its `execute()`
+/// writes and `run()` left out, its `register()` calls taking their old ids; calls
+/// `onRegistered` of each.
+pub fn restore(runtime: &Runtime, id: &str) -> Result<(), String> {
+    // The registry is read with the Redis lock held (see `registrations`).
+    let Some((session, _)) = with_gil(0, |_| registrations::session(id)) else {
+        return Err(format!("session {id} does not exist"));
+    };
+    // Already rebuilt here (an event came before the load's own job).
+    if session.registrations.iter().all(|r| held::get(r).is_some()) {
+        return Ok(());
+    }
+    let ids: VecDeque<String> = session.registrations.iter().cloned().collect();
+    let pending = rerun(runtime, Some(id.to_owned()), &session.source, ids)?;
+    // An event preempting the rerun may have rebuilt the session meanwhile (nested): the first
+    // rebuild stays, so that every registration of the session keeps one globals dict.
+    if session.registrations.iter().any(|r| held::get(r).is_some()) {
+        return Ok(());
+    }
+    for p in pending {
+        held::hold(&p.spec.id, p.callbacks.clone());
+        on_registered(runtime, id, &p.callbacks);
+    }
+    Ok(())
+}
+
+/// A session from an RDB, the AOF or the replication link: applied as it was saved (same ids),
+/// its callbacks rebuilt on its new home (which calls `onRegistered` again).
+pub fn load(saved: SavedSession) {
+    let Ok(home) = pool::choose_home() else { return };
+    for spec in &saved.specs {
+        executions::plan_id_seen(&spec.id);
+    }
+    let batch = saved.into_batch(home);
+    match registrations::apply(&batch) {
+        Err(text) => log::warning(&format!("rustgears: session {} not restored: {text}", batch.session)),
+        Ok(gone) => {
+            release_elsewhere(gone);
+            let id = batch.session.clone();
+            pool::send(
+                home,
+                Box::new(move |runtime| {
+                    if let Err(text) = restore(runtime, &id) {
+                        log::warning(&format!("rustgears: {text}"));
+                    }
+                }),
+            );
+        }
+    }
+}
+
+/// Loading starts: what it loads replaces every registration.
+pub fn loading_started() {
+    for execution in registrations::clear() {
+        let _ = executions::drop_execution(&execution);
+    }
+    held::invalidate_all();
+    for home in 0..pool::homes() {
+        pool::send(home, Box::new(|_| held::drop_stale()));
+    }
+}
+
+/// Loading ended or this server was promoted: stream registrations look for entries to process,
+/// keyed time events resume.
+pub fn ready() {
+    super::time_events::resume_loaded();
+    for registration in registrations::all() {
+        if matches!(registration.spec.kind, Kind::Stream { .. }) {
+            super::streams::scan(registration);
+        }
+    }
+}
+
+/// The RDB's aux data: every session (`persist`).
+pub fn save() -> (Vec<u8>, bool) {
+    (persist::snapshot(), registrations::count() == 0)
+}
+
+/// A key of the module's type was loaded: a keyed time event, resumed when loading ends.
+pub fn key_loaded(bytes: &[u8]) -> bool {
+    match registrations::time_events::TimerKey::parse(bytes) {
+        Some(key) => {
+            registrations::time_events::loaded_key(key);
+            true
+        }
+        None => false,
+    }
+}
+
+pub fn load_snapshot(bytes: &[u8]) -> Result<(), String> {
+    for session in persist::parse_snapshot(bytes)? {
+        load(session);
+    }
+    Ok(())
+}
