@@ -430,6 +430,19 @@ def test_future_parked_then_dropped_uncontinued(r):
     assert res == [["1", "3"], [DROPPED]]
 
 
+def test_future_dropped_in_a_reference_cycle(r):
+    # Only the cycle collector frees it; an idle worker runs it, so the record still fails.
+    script = (
+        "def m(x):\n"
+        "    f = gearsFuture()\n"
+        "    cycle = [f]\n"
+        "    cycle.append(cycle)\n"
+        "    return f\n"
+        "GB('ShardsIDReader').map(m).run()\n"
+    )
+    assert pyexecute(r, script) == [[], [DROPPED]]
+
+
 @pytest.mark.parametrize("op", ["filter", "foreach", "flatmap"])
 def test_future_returned_and_dropped_other_steps(r, op):
     results, errors = pyexecute(r, f"GB('ShardsIDReader').{op}(lambda x: gearsFuture()).run()")
