@@ -47,6 +47,8 @@ pub enum GearsError {
     /// Replication and AOF commands, refused from clients.
     #[error("rustgears: {0} is internal (replication and AOF only)")]
     InternalCommand(String),
+    #[error("rustgears: RG.INNERHOOK is internal: it runs only the commands that registrations intercept")]
+    HookInternal,
     #[error("rustgears: bad registration data: {0}")]
     BadRegistrationData(String),
     #[error("Could not satisfy requirements, Python package installation is not supported")]
@@ -75,6 +77,33 @@ pub enum GearsError {
     /// `execute()` with no Redis to run it (outside a server), or a reply it cannot convert.
     #[error("Failed executing command")]
     CommandFailed,
+    /// A command name no command has (one with a NUL byte), in Redis's words.
+    #[error("ERR unknown command '{0}', with args beginning with: ")]
+    UnknownCommand(String),
+    /// ACL refusals of what a script runs: Redis's words for a client's (docs/sandbox.md#security-model).
+    #[error("NOPERM this user has no permissions to run the '{0}' command")]
+    NoPermCommand(String),
+    #[error("NOPERM this user has no permissions to access one of the keys used as arguments")]
+    NoPermKey,
+    #[error("NOPERM this user has no permissions to access one of the channels used as arguments")]
+    NoPermChannel,
+    #[error("NOPERM the user '{0}' this runs as does not exist")]
+    NoSuchUser(String),
+    #[error("NOPERM this runs as no user")]
+    NoUser,
+    #[error("NOAUTH Authentication required.")]
+    NoAuth,
+    #[error("NOPERM only the user that registered session {0}, or one that may run ACL SETUSER, may change it")]
+    NotOwner(String),
+    #[error(
+        "ERR {0} command not allowed. If the {1} option is set to \"local\", you can run it from a local \
+         connection, otherwise you need to set this option in the configuration file, and then restart the server."
+    )]
+    ProtectedCommand(&'static str, &'static str),
+    #[error("rustgears: sync executions nested more than {0} deep (does a sync registration fire itself?)")]
+    NestedTooDeep(usize),
+    #[error("rustgears: a record nested more than {0} lists deep cannot be replied")]
+    NestedTooDeepReply(usize),
     #[error("Already inside an atomic block")]
     AlreadyAtomic,
     #[error("Execution was stopped because the module is shutting down")]

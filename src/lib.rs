@@ -55,7 +55,7 @@ mod entry {
                 ready: sessions::persisted::ready,
             },
         );
-        redis::filter::install(ctx, registrations::hooks::intercepts);
+        redis::filter::install(ctx, registrations::hooks::intercepts, redis::acl::default_user_needs_auth);
         python::upcalls::install(python::upcalls::Upcalls {
             call_next: sessions::registered::call_next,
             join_session: sessions::registered::join_session,
@@ -111,8 +111,10 @@ mod entry {
             // Replication and AOF only: what a primary sends its replicas when registrations change.
             ["rg.innerregister", commands::rg_command, "write", 0, 0, 0, ""],
             ["rg.innerunregister", commands::rg_command, "write", 0, 0, 0, ""],
-            // Where the command filter sends commands that registrations intercept.
-            ["rg.innerhook", commands::rg_command, "readonly", 0, 0, 0, ""],
+            // Where the command filter sends commands that registrations intercept (redis::filter
+            // says why there are two). Their keys are the hooked command's.
+            ["rg.innerhook", commands::rg_command, "readonly getkeys-api no-auth", 0, 0, 0, ""],
+            ["rg.innerhookauth", commands::rg_command, "readonly getkeys-api", 0, 0, 0, ""],
         ],
     }
 }

@@ -6,7 +6,7 @@ SCAN order is unspecified, so results of scanning readers are sorted before comp
 
 import pytest
 
-from conftest import Error, assert_gears_error, pyexecute
+from conftest import Error, assert_gears_error, pyexecute, script_error, tb_end
 
 
 def sorted_run(r, script):
@@ -352,11 +352,24 @@ def test_commandreader_cannot_run(raw):
     "GB('KeysReader').map(lambda r: r['value']).run('k', {kw})",
     "GB('StreamReader').map(lambda r: r['value']['f']).run('s', {kw})",
 ])
-@pytest.mark.parametrize("kw", ["mode='async'", "mode='async_local'", "someUnknownKwarg=5", "x=1, y=[2]"])
+@pytest.mark.parametrize("kw", ["mode='async'", "mode='async_local'"])
 def test_run_accepted_kwargs(r, reader_script, kw):
     r.set("k", "1")
     r.xadd("s", {"f": "1"})
     assert pyexecute(r, reader_script.format(kw=kw)) == [["1"], []]
+
+
+@pytest.mark.parametrize("reader_script", [
+    "GB('ShardsIDReader').run({kw})",
+    "GB('PythonReader').run(lambda: iter(['1']), {kw})",
+    "GB('KeysReader').map(lambda r: r['value']).run('k', {kw})",
+    "GB('StreamReader').map(lambda r: r['value']['f']).run('s', {kw})",
+])
+@pytest.mark.parametrize("kw, name", [("someUnknownKwarg=5", "someUnknownKwarg"), ("x=1, y=[2]", "x")])
+def test_run_refuses_unknown_kwargs(raw, reader_script, kw, name):
+    # Unknown keyword arguments raise TypeError (tests/test_rg12_compat.py has more).
+    text = script_error(raw, reader_script.format(kw=kw))
+    assert text.endswith(tb_end(f"TypeError: run() got an unexpected keyword argument '{name}'")), text
 
 
 @pytest.mark.parametrize("reader", ["ShardsIDReader", "KeysReader", "PythonReader"])

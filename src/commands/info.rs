@@ -2,7 +2,7 @@
 //! executions and registrations; each registration and session; the interpreters' memory; the
 //! workers, including those lost to native code.
 
-use super::registrations::{info_args, session_string};
+use super::registrations::{info_args, session_string, with_session_strings};
 use crate::redis::info::{Section, Value};
 use crate::registrations::{self, Kind};
 use crate::{executions, memory, pool};
@@ -10,7 +10,7 @@ use crate::{executions, memory, pool};
 pub fn sections() -> Vec<Section> {
     let (total, peak, current) = memory::stats();
     let listed = executions::dump().len() as i64;
-    let all = registrations::all();
+    let all = with_session_strings();
     let int = |name: &str, n: i64| (name.to_owned(), Value::Int(n));
     vec![
         Section { name: "", fields: vec![int("nexecutions", listed), int("nregistrations", all.len() as i64)] },
@@ -25,7 +25,10 @@ pub fn sections() -> Vec<Section> {
                 int("python_current_allocated", current),
             ],
         },
-        Section { name: "regisrations", fields: all.iter().map(|r| (r.spec.id.clone(), registration(r))).collect() },
+        Section {
+            name: "regisrations",
+            fields: all.iter().map(|(r, pd)| (r.spec.id.clone(), registration(r, pd))).collect(),
+        },
         Section {
             name: "plugins",
             fields: vec![(
@@ -40,16 +43,15 @@ pub fn sections() -> Vec<Section> {
         Section { name: "python_requirements", fields: Vec::new() },
         Section {
             name: "python_sessions",
-            fields: registrations::sessions(true, true)
-                .iter()
-                .map(|(session, dead)| (session.id.clone(), Value::Text(session_string(session, *dead))))
-                .collect(),
+            fields: registrations::sessions_described(true, true, |session, dead, refs| {
+                (session.id.clone(), Value::Text(session_string(session, dead, refs)))
+            }),
         },
     ]
 }
 
 /// A registration as one INFO dict field: commas separate its entries, so texts use `|`.
-fn registration(registration: &registrations::Registration) -> Value {
+fn registration(registration: &registrations::Registration, pd: &str) -> Value {
     let stats = registration.live.stats();
     let text = |t: &str| t.replace(',', "|");
     let mut pairs = vec![
@@ -73,8 +75,6 @@ fn registration(registration: &registrations::Registration) -> Value {
     if matches!(registration.spec.kind, Kind::Stream { .. }) {
         pairs.push(("status".to_owned(), registration.live.status().as_str().to_owned()));
     }
-    let pd =
-        registrations::session(&registration.session).map_or_else(String::new, |(s, dead)| session_string(&s, dead));
-    pairs.push(("PD".to_owned(), text(&pd)));
+    pairs.push(("PD".to_owned(), text(pd)));
     Value::Dict(pairs)
 }

@@ -33,6 +33,9 @@ pub fn rg_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     // client's stream.
     let mut replying = false;
     let answered = catch_unwind(AssertUnwindSafe(|| {
+        if crate::redis::reply::keys_position_request(ctx) {
+            return hook::key_positions(ctx, &args);
+        }
         let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_slice().to_vec()).collect();
         // RG.PYEXECUTE refuses an unblockable context before it looks at its arguments.
         let response = if args.first().is_some_and(|name| name.eq_ignore_ascii_case(b"rg.pyexecute")) {
@@ -75,12 +78,12 @@ fn run(ctx: &Context, command: Command) -> Result<Response, GearsError> {
         Command::TestSync { script } => pyexecute::test_sync(ctx, script),
         Command::DumpRegistrations => registrations::dump(),
         Command::Unregister { id, abort_pending } => registrations::unregister(ctx, &id, abort_pending),
-        Command::Pause { ids, pause } => registrations::pause(&ids, pause),
+        Command::Pause { ids, pause } => registrations::pause(ctx, &ids, pause),
         Command::ClearRegistrationsStats => registrations::clear_stats(),
         Command::Trigger { args } => trigger::trigger(ctx, args),
         Command::PyDumpSessions(options) => registrations::dump_sessions(&options),
         Command::PyProfile { reset, session } => registrations::profile(&session, reset),
-        Command::Hook { record } => hook::hook(ctx, record),
+        Command::Hook { record, proven, authenticated } => hook::hook(ctx, record, proven, authenticated),
         Command::InnerRegister { blob } => registrations::inner_register(ctx, &blob),
         Command::InnerUnregister { id } => registrations::inner_unregister(ctx, &id),
         Command::Fixed(which) => management::fixed(which),

@@ -59,9 +59,12 @@ pub enum Command {
         reset: bool,
         session: String,
     },
-    /// A command that registrations intercept, sent by the command filter.
+    /// A command that registrations intercept, sent by the command filter (`proven`: with its
+    /// proof; `authenticated`: through the inner command Redis authenticates).
     Hook {
         record: Vec<Vec<u8>>,
+        proven: bool,
+        authenticated: bool,
     },
     /// Replication and AOF only (docs/architecture.md#persistence-and-replication).
     InnerRegister {
@@ -129,6 +132,7 @@ pub const NAMES: &[&str] = &[
     "rg.innerregister",
     "rg.innerunregister",
     "rg.innerhook",
+    "rg.innerhookauth",
 ];
 
 fn text(arg: &[u8]) -> String {
@@ -205,7 +209,12 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Command, GearsError> {
             },
             _ => return Err(GearsError::WrongArity),
         },
-        "rg.innerhook" if !rest.is_empty() => Command::Hook { record: rest.to_vec() },
+        "rg.innerhook" | "rg.innerhookauth" if rest.len() >= 2 => Command::Hook {
+            record: rest[1..].to_vec(),
+            proven: crate::redis::filter::proves(&rest[0]),
+            authenticated: name == "rg.innerhookauth",
+        },
+        "rg.innerhook" | "rg.innerhookauth" => return Err(GearsError::HookInternal),
         "rg.innerregister" if rest.len() == 1 => Command::InnerRegister { blob: rest[0].clone() },
         "rg.innerunregister" if rest.len() == 1 => Command::InnerUnregister { id: text(&rest[0]) },
         "rg.dumpplugins" => Command::Fixed(Fixed::DumpPlugins),

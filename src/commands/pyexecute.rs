@@ -24,11 +24,18 @@ pub fn pyexecute(ctx: &Context, script: Vec<u8>, options: ExecuteOptions) -> Res
     if !options.requirements.is_empty() {
         return Err(GearsError::RequirementsNotSupported);
     }
+    let replaced = options.replace_with.as_deref().or(options.id.as_deref().filter(|_| options.upgrade));
+    if let Some((session, _)) = replaced.and_then(registrations::session)
+        && !crate::redis::acl::may_manage(ctx, &session.owner)
+    {
+        return Err(GearsError::NotOwner(session.id));
+    }
     let session = NewSession {
         id: options.id.clone().unwrap_or_else(random_id),
         desc: options.description.clone(),
         upgrade: options.upgrade,
         replace_with: options.replace_with.clone(),
+        run_as: crate::redis::acl::client_user(ctx),
     };
     let script = String::from_utf8_lossy(&script).into_owned();
     let db = selected_db(ctx);

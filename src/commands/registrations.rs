@@ -9,17 +9,46 @@ use crate::executions::{self, SHARD_ID};
 use crate::registrations::{self, Kind, Outcome, Registration, Session, persist};
 use crate::reply::Reply;
 
-/// How a session is shown in the `PD` field and INFO.
-pub fn session_string(session: &Session, dead: bool) -> String {
-    let desc = session.desc.as_deref().unwrap_or("null");
-    let registrations = session.registrations.iter().map(|r| format!("'{r}'")).collect::<Vec<_>>().join(",");
+/// Registration ids a session string lists at most: it is part of every registration's entry
+/// (RG.DUMPREGISTRATIONS, INFO), which would otherwise grow with the square of a session's
+/// registrations. RG.PYDUMPSESSIONS lists them all.
+pub const LISTED_REGISTRATIONS: usize = 10;
+/// Bytes of a session's description a session string shows at most (then `...`).
+pub const SHOWN_DESCRIPTION: usize = 256;
+
+/// How a session is shown in the `PD` field and INFO (`ref_count`: `Session::ref_count`).
+pub fn session_string(session: &Session, dead: bool, ref_count: usize) -> String {
+    let desc = match session.desc.as_deref() {
+        None => "null".to_owned(),
+        Some(desc) if desc.len() <= SHOWN_DESCRIPTION => desc.to_owned(),
+        Some(desc) => {
+            let mut end = SHOWN_DESCRIPTION;
+            while !desc.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}...", &desc[..end])
+        }
+    };
+    let mut registrations: Vec<String> =
+        session.registrations.iter().take(LISTED_REGISTRATIONS).map(|r| format!("'{r}'")).collect();
+    if let Some(more) = session.registrations.len().checked_sub(LISTED_REGISTRATIONS).filter(|n| *n > 0) {
+        registrations.push(format!("'...({more} more)'"));
+    }
     format!(
-        "{{'sessionName':'{}', 'sessionDescription':'{desc}', 'refCount': {}, 'linkedTo': {}, 'dead': {}, 'isInstallationNeeded':0, 'registrationsList':[{registrations}], 'depsList':[]}}",
+        "{{'sessionName':'{}', 'sessionDescription':'{desc}', 'refCount': {ref_count}, 'linkedTo': {}, 'dead': {}, 'isInstallationNeeded':0, 'registrationsList':[{}], 'depsList':[]}}",
         session.id,
-        session.ref_count(),
         if dead { "None" } else { "primary" },
         dead,
+        registrations.join(","),
     )
+}
+
+/// Every registration with its session string (made once per session; empty if none).
+pub fn with_session_strings() -> Vec<(std::sync::Arc<Registration>, std::sync::Arc<str>)> {
+    registrations::all_described(|s, dead, refs| std::sync::Arc::<str>::from(session_string(s, dead, refs)))
+        .into_iter()
+        .map(|(r, pd)| (r, pd.unwrap_or_else(|| std::sync::Arc::from(""))))
+        .collect()
 }
 
 fn optional(text: &Option<String>) -> Reply {
@@ -129,8 +158,8 @@ fn registration_data(registration: &Registration) -> Reply {
     Reply::Array(data)
 }
 
-/// One RG.DUMPREGISTRATIONS entry; `pd`: with the session string.
-fn entry(registration: &Registration, pd: bool) -> Reply {
+/// One RG.DUMPREGISTRATIONS entry; `pd`: with this session string.
+fn entry(registration: &Registration, pd: Option<&str>) -> Reply {
     let b = |s: &str| Reply::bulk(s.as_bytes());
     let mut entry = vec![
         b("id"),
@@ -142,20 +171,22 @@ fn entry(registration: &Registration, pd: bool) -> Reply {
         b("RegistrationData"),
         registration_data(registration),
     ];
-    if pd {
-        let session = registrations::session(&registration.session);
-        let pd = session.map_or_else(String::new, |(s, dead)| session_string(&s, dead));
-        entry.extend([b("PD"), Reply::bulk(pd)]);
+    if let Some(pd) = pd {
+        entry.extend([b("PD"), b(pd)]);
     }
     entry.extend([b("ExecutionThreadPool"), b("DefaultPool")]);
     Reply::Array(entry)
 }
 
 pub fn dump() -> Result<Response, GearsError> {
-    Ok(Response::Reply(Reply::Array(registrations::all().iter().map(|r| entry(r, true)).collect())))
+    let all = with_session_strings();
+    Ok(Response::Reply(Reply::Array(all.iter().map(|(r, pd)| entry(r, Some(pd))).collect())))
 }
 
 pub fn unregister(ctx: &Context, id: &str, abort_pending: bool) -> Result<Response, GearsError> {
+    if let Some(registration) = registrations::find(id) {
+        may_manage(ctx, &registration)?;
+    }
     let (registration, finished) = registrations::unregister(id)?;
     persist::replicate_unregister(ctx, id);
     for execution in finished {
@@ -204,7 +235,15 @@ pub fn profile(session: &str, reset: bool) -> Result<Response, GearsError> {
     Ok(Response::Reply(Reply::bulk(report)))
 }
 
-pub fn pause(ids: &[String], pause: bool) -> Result<Response, GearsError> {
+/// Refuses a client that may not change `registration` (docs/sandbox.md#security-model).
+fn may_manage(ctx: &Context, registration: &registrations::Registration) -> Result<(), GearsError> {
+    match crate::redis::acl::may_manage(ctx, registration.run_as.name().unwrap_or("default")) {
+        true => Ok(()),
+        false => Err(GearsError::NotOwner(registration.session.clone())),
+    }
+}
+
+pub fn pause(ctx: &Context, ids: &[String], pause: bool) -> Result<Response, GearsError> {
     let found: Vec<_> = ids
         .iter()
         .map(|id| {
@@ -214,6 +253,9 @@ pub fn pause(ids: &[String], pause: bool) -> Result<Response, GearsError> {
     if let Some(other) = found.iter().find(|r| !matches!(r.spec.kind, Kind::Stream { .. })) {
         let reader = other.spec.kind.reader().to_owned();
         return Err(if pause { GearsError::NoPause(reader) } else { GearsError::NoUnpause(reader) });
+    }
+    for registration in &found {
+        may_manage(ctx, registration)?;
     }
     executions::skip_id();
     executions::next_plan_id();
@@ -240,16 +282,13 @@ pub struct DumpSessions {
     pub sessions: Option<Vec<String>>,
 }
 
-fn session_entry(session: &Session, dead: bool, verbose: bool) -> Reply {
+/// Registrations by id, for VERBOSE (built once per reply).
+type ById<'a> = std::collections::HashMap<&'a str, &'a std::sync::Arc<Registration>>;
+
+fn session_entry(session: &Session, dead: bool, refs: usize, verbose: bool, by_id: &ById<'_>) -> Reply {
     let b = |s: &str| Reply::bulk(s.as_bytes());
     let registrations = if verbose {
-        let all = registrations::all();
-        session
-            .registrations
-            .iter()
-            .filter_map(|id| all.iter().find(|r| &r.spec.id == id))
-            .map(|r| entry(r, false))
-            .collect()
+        session.registrations.iter().filter_map(|id| by_id.get(id.as_str())).map(|r| entry(r, None)).collect()
     } else {
         session.registrations.iter().map(|r| b(r)).collect()
     };
@@ -259,7 +298,7 @@ fn session_entry(session: &Session, dead: bool, verbose: bool) -> Reply {
         b("sessionDescription"),
         optional(&session.desc),
         b("refCount"),
-        Reply::Int(session.ref_count() as i64),
+        Reply::Int(refs as i64),
         b("linked"),
         b(if dead { "None" } else { "primary" }),
         b("dead"),
@@ -274,18 +313,22 @@ fn session_entry(session: &Session, dead: bool, verbose: bool) -> Reply {
 }
 
 pub fn dump_sessions(options: &DumpSessions) -> Result<Response, GearsError> {
+    let all = if options.verbose { registrations::all() } else { Vec::new() };
+    let by_id: ById<'_> = all.iter().map(|r| (r.spec.id.as_str(), r)).collect();
     let entries = match &options.sessions {
         Some(ids) => ids
             .iter()
             .map(|id| match registrations::session(id) {
-                Some((session, dead)) => session_entry(&session, dead, options.verbose),
+                Some((session, dead)) => {
+                    let refs = session.ref_count();
+                    session_entry(&session, dead, refs, options.verbose, &by_id)
+                }
                 None => Reply::bulk(format!("Session {id} does not exists")),
             })
             .collect(),
-        None => registrations::sessions(!options.dead, options.dead)
-            .iter()
-            .map(|(session, dead)| session_entry(session, *dead, options.verbose))
-            .collect(),
+        None => registrations::sessions_described(!options.dead, options.dead, |session, dead, refs| {
+            session_entry(session, dead, refs, options.verbose, &by_id)
+        }),
     };
     Ok(Response::Reply(Reply::Array(entries)))
 }

@@ -71,31 +71,50 @@ pub fn to_python(reply: Reply, vm: &VirtualMachine) -> PyObjectRef {
     }
 }
 
+/// How deep lists nest in a reply. Converting, writing and freeing a reply recurse, on a thread
+/// whose stack a record nested 150,000 deep (`x = [x]` in a loop) would overflow; Python's own
+/// recursion limit is 1,000.
+pub const MAX_REPLY_DEPTH: usize = 1000;
+
 /// An execution result record as RESP, by RedisGears' table (docs/commands.md, "The [results, errors] reply").
+/// A record with lists nested deeper than `MAX_REPLY_DEPTH` is an error instead.
 pub fn to_reply(obj: &PyObjectRef, vm: &VirtualMachine) -> Reply {
+    to_reply_within(obj, vm, MAX_REPLY_DEPTH)
+        .unwrap_or_else(|| Reply::Error(crate::error::GearsError::NestedTooDeepReply(MAX_REPLY_DEPTH).to_string()))
+}
+
+/// `None` if lists nest deeper than `depth`.
+fn to_reply_within(obj: &PyObjectRef, vm: &VirtualMachine, depth: usize) -> Option<Reply> {
+    if let Some(reply) = scalar_reply(obj, vm) {
+        return Some(reply);
+    }
+    let Some(list) = obj.downcast_ref::<PyList>() else { return Some(Reply::bulk("PY RECORD")) };
+    let depth = depth.checked_sub(1)?;
+    let items: Vec<PyObjectRef> = list.borrow_vec().to_vec();
+    Some(Reply::Array(items.iter().map(|i| to_reply_within(i, vm, depth)).collect::<Option<_>>()?))
+}
+
+/// A record that is not a list, as RESP; `None` for a list.
+fn scalar_reply(obj: &PyObjectRef, vm: &VirtualMachine) -> Option<Reply> {
     if let Some(s) = obj.downcast_ref::<PyStr>() {
         let text = s.to_string_lossy();
-        return match text.as_bytes() {
+        return Some(match text.as_bytes() {
             [b'+', _, ..] => Reply::Simple(text[1..].to_owned()),
             [b'-', _, ..] => Reply::Error(text[1..].to_owned()),
             _ => Reply::Bulk(s.as_wtf8().as_bytes().to_vec()),
-        };
+        });
     }
     if let Some(b) = obj.downcast_ref::<PyBytes>() {
-        return Reply::Bulk(b.as_bytes().to_vec());
+        return Some(Reply::Bulk(b.as_bytes().to_vec()));
     }
     if let Some(i) = obj.downcast_ref::<PyInt>() {
         // bool is an int subclass: True → 1. RedisGears replies -1 for what does not fit.
-        return Reply::Int(i.try_to_primitive::<i64>(vm).unwrap_or(-1));
+        return Some(Reply::Int(i.try_to_primitive::<i64>(vm).unwrap_or(-1)));
     }
     if let Some(f) = obj.downcast_ref::<PyFloat>() {
-        return Reply::Bulk(c_double(f.to_f64()).into_bytes());
+        return Some(Reply::Bulk(c_double(f.to_f64()).into_bytes()));
     }
-    if let Some(list) = obj.downcast_ref::<PyList>() {
-        let items: Vec<PyObjectRef> = list.borrow_vec().to_vec();
-        return Reply::Array(items.iter().map(|i| to_reply(i, vm)).collect());
-    }
-    Reply::bulk("PY RECORD")
+    None
 }
 
 /// C's `%lf`.

@@ -64,17 +64,18 @@ pub fn turn(runtime: &Runtime) {
 }
 
 /// Execution `owner` has ended: its callbacks are dropped (`cancel`: it was aborted) or run on
-/// in no execution's context (fire-and-forget tasks it started).
-pub fn release(vm: &VirtualMachine, owner: u64, cancel: bool) {
+/// in no execution's context (fire-and-forget tasks it started). False if it used no callback.
+pub fn release(vm: &VirtualMachine, owner: u64, cancel: bool) -> bool {
     // Most executions never touch the loop: no Python call for them.
     if !USED_BY.with_borrow_mut(|u| u.remove(&owner)) {
-        return;
+        return false;
     }
     let released =
         the_loop(vm).and_then(|l| vm.call_method(&l, "_release", (vm.ctx.new_int(owner), vm.ctx.new_bool(cancel))));
     if let Err(e) = released {
         log::warning(&format!("rustgears: releasing an execution's callbacks failed: {}", error_text(vm, &e)));
     }
+    true
 }
 
 /// The interpreter's loop (importing asyncio if no script did yet).

@@ -174,7 +174,7 @@ impl Runtime {
         session: Option<String>,
         restoring: Option<VecDeque<String>>,
     ) -> ScriptOutcome {
-        session::begin(session, restoring);
+        session::begin(session, restoring, store.run_as());
         session::with(|s| s.source = Some(script.into()));
         let _installed = store::install(store.clone());
         let _armed = self.arm(abort);
@@ -283,8 +283,12 @@ impl Runtime {
     /// they belong to.
     pub fn take_nested(&self) -> (Vec<(RawPlan, Option<rustpython_vm::PyObjectRef>)>, session::Origin) {
         session::with(|s| {
-            let origin =
-                session::Origin { session: s.session_id.clone(), source: s.source.clone(), ..Default::default() };
+            let origin = session::Origin {
+                session: s.session_id.clone(),
+                source: s.source.clone(),
+                run_as: s.run_as.clone(),
+                ..Default::default()
+            };
             (std::mem::take(&mut s.nested), origin)
         })
     }

@@ -155,7 +155,8 @@ mod _redisgears {
         let (session, source, restoring) =
             session::with(|s| (s.session_id.clone(), s.source.clone(), s.restoring.is_some()));
         let source = source.map(|s| s.to_string());
-        let request = TimerRequest { seconds: seconds.max(0) as u64, key, session, source, restoring };
+        let run_as = store::current().map(|s| s.run_as()).unwrap_or_default();
+        let request = TimerRequest { seconds: seconds.max(0) as u64, key, session, source, run_as, restoring };
         match upcalls::start_timer(request).map_err(|e| gears_error(vm, e))? {
             TimerStart::Started(id) => {
                 crate::python::held::hold_timer(id, callback);

@@ -10,6 +10,7 @@ use rustpython_vm::PyObjectRef;
 
 use super::held::Pending;
 use crate::registrations::hooks::{Chain, CommandLink};
+use crate::store::RunAs;
 
 /// An execution requested by `run()`: the builder's reader, argument, steps and reader options,
 /// still as Python objects. `engine::Plan` parses it.
@@ -45,6 +46,8 @@ pub struct Session {
     /// An execution fired by a command a KeysReader registration follows (`get_command`,
     /// `override_reply`).
     pub link: Option<Arc<CommandLink>>,
+    /// Whom the job runs as: the executions its callbacks start run as that user too.
+    pub run_as: RunAs,
 }
 
 /// Where an execution comes from, for the functions that depend on it.
@@ -55,6 +58,8 @@ pub struct Origin {
     pub source: Option<Arc<str>>,
     pub hook: Option<Arc<Chain>>,
     pub link: Option<Arc<CommandLink>>,
+    /// Whom it runs as (docs/sandbox.md#security-model).
+    pub run_as: RunAs,
 }
 
 thread_local! {
@@ -80,6 +85,7 @@ pub fn begin_execution(origin: Origin) {
             source: origin.source,
             hook: origin.hook,
             link: origin.link,
+            run_as: origin.run_as,
             ..Session::default()
         }
     });
@@ -87,8 +93,8 @@ pub fn begin_execution(origin: Origin) {
 
 /// Starts a fresh session for one script; whatever the previous job left is dropped.
 /// `restoring`: the registration ids of a session rebuilt from its source.
-pub fn begin(session_id: Option<String>, restoring: Option<VecDeque<String>>) {
-    with(|s| *s = Session { in_body: true, session_id, restoring, ..Session::default() });
+pub fn begin(session_id: Option<String>, restoring: Option<VecDeque<String>>, run_as: RunAs) {
+    with(|s| *s = Session { in_body: true, session_id, restoring, run_as, ..Session::default() });
 }
 
 /// True while a session is rebuilt from its source.

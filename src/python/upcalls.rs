@@ -32,6 +32,8 @@ pub struct TimerRequest {
     pub key: Option<Vec<u8>>,
     pub session: Option<String>,
     pub source: Option<String>,
+    /// Whom the script that asks runs as.
+    pub run_as: crate::store::RunAs,
     /// The session is being rebuilt from its source: only keyed time events waiting for it
     /// start (the others never stopped, or ended with the process).
     pub restoring: bool,

@@ -1,10 +1,12 @@
 //! Calling Redis commands from a script: always replicated (`!`) and with errors as replies (`E`),
-//! the reply copied into owned data before the lock is released.
+//! checked against the ACL user the work runs as (`acl`), the reply copied into owned data before
+//! the lock is released.
 
 use std::cell::Cell;
 
 use redis_module::{CallOptionsBuilder, CallReply, CallResult, Context, ErrorReply, raw};
 
+use super::acl::{self, RunAs, User};
 use crate::error::GearsError;
 use crate::reply::Reply;
 
@@ -14,8 +16,43 @@ thread_local! {
     static CALLING: Cell<bool> = const { Cell::new(false) };
 }
 
-pub fn call(ctx: &Context, command: &str, args: &[&[u8]]) -> Reply {
-    let opts = CallOptionsBuilder::new().replicate().errors_as_replies().build();
+/// Runs `command` as `run_as`. A user's command is checked first (and refused as Redis refuses
+/// a client, with the refusal logged), then run under that user (`C`), so what it runs in turn
+/// (EVAL's `redis.call`, a hooked command) is checked as that user too. Checking first keeps
+/// RM_Call's own refusal path, which dereferences a user the contexts of keyspace events and
+/// timers do not have, from ever being taken.
+pub fn call(ctx: &Context, run_as: &RunAs, command: &str, args: &[&[u8]]) -> Reply {
+    match checked(ctx, run_as, command, args) {
+        Ok(user) => run(ctx, user.as_ref(), command, args),
+        Err(err) => Reply::Error(err.to_string()),
+    }
+}
+
+/// The user to run `command` under (`None`: the module itself), once it may run.
+fn checked(ctx: &Context, run_as: &RunAs, command: &str, args: &[&[u8]]) -> Result<Option<User>, GearsError> {
+    // No command has one, and the C string Redis takes cannot carry it.
+    if command.contains('\0') {
+        return Err(GearsError::UnknownCommand(command.escape_debug().to_string()));
+    }
+    acl::protected(ctx, command)?;
+    let name = match run_as {
+        RunAs::Module => return Ok(None),
+        RunAs::Nobody => return Err(GearsError::NoUser),
+        RunAs::User(name) => name,
+    };
+    let user = User::find(name).ok_or_else(|| GearsError::NoSuchUser(name.to_string()))?;
+    let argv = super::command_keys::strings(std::iter::once(command.as_bytes()).chain(args.iter().copied()));
+    acl::check(ctx, &user, &argv)?;
+    Ok(Some(user))
+}
+
+fn run(ctx: &Context, user: Option<&User>, command: &str, args: &[&[u8]]) -> Reply {
+    let builder = CallOptionsBuilder::new().replicate().errors_as_replies();
+    let opts = match user {
+        Some(_) => builder.verify_acl().build(),
+        None => builder.build(),
+    };
+    let _as_user = user.map(|user| user.set_on(ctx));
     let outer = CALLING.replace(true);
     let result: CallResult<'static> = ctx.call_ext(command, &opts, args);
     CALLING.set(outer);

@@ -41,6 +41,12 @@ pub fn init(ctx: &Context) {
     }
 }
 
+/// The module's detached context, for code on a thread that holds the lock but was given no
+/// context (the command filter). Null outside Redis.
+pub fn detached() -> *mut raw::RedisModuleCtx {
+    DETACHED.load(Ordering::Acquire)
+}
+
 /// False outside Redis (fuzz targets and unit tests link the library without a server).
 pub fn available() -> bool {
     !DETACHED.load(Ordering::Acquire).is_null()
@@ -87,15 +93,13 @@ pub fn with_gil<R>(db: i32, f: impl FnOnce(&Context) -> R) -> R {
         Ok(r) => return r,
         Err(f) => f,
     };
-    if holding() {
-        // Inside an atomic() block: this thread already holds the lock.
-        return ATOMIC_SECTION.with_borrow(|held| match held {
-            Some(locked) => {
-                select(&locked.0, db);
-                f(&locked.0)
-            }
-            None => unreachable!("checked just above"),
-        });
+    // Inside an atomic() block: this thread already holds the lock. The context is copied out
+    // rather than borrowed across `f`: what `f` runs may open or close blocks of its own (a
+    // `sync` registration its write fires, nested on this worker).
+    if let Some(ctx) = ATOMIC_SECTION.with_borrow(|held| held.as_ref().map(|locked| locked.0.ctx)) {
+        let ctx = Context::new(ctx);
+        select(&ctx, db);
+        return f(&ctx);
     }
     debug_assert!(!held(), "the Redis lock is already held on this thread");
     let locked = Locked::take();
@@ -104,19 +108,29 @@ pub fn with_gil<R>(db: i32, f: impl FnOnce(&Context) -> R) -> R {
     f(&locked.0)
 }
 
+/// What `hold` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Took the lock: `release` lets it go.
+    Taken,
+    /// Nothing to take: the code runs on behalf of the main thread, which holds the lock for
+    /// the whole call (atomic anyway).
+    Already,
+    /// This thread holds the lock already (an atomic block is open), or there is no Redis.
+    Refused,
+}
+
 /// Takes the lock until `release`: no other client or thread touches Redis meanwhile, and the
-/// writes made under it replicate as one MULTI/EXEC. Returns false if this thread holds it.
-/// During a call on behalf of the main thread the lock is already the main thread's: nothing to
-/// take, and the whole call is atomic anyway.
-pub fn hold() -> bool {
+/// writes made under it replicate as one MULTI/EXEC.
+pub fn hold() -> Hold {
     if LENT.with_borrow(Option::is_some) {
-        return true;
+        return Hold::Already;
     }
     if held() || !available() {
-        return false;
+        return Hold::Refused;
     }
     ATOMIC_SECTION.set(Some(Locked::take()));
-    true
+    Hold::Taken
 }
 
 pub fn release() {

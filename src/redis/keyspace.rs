@@ -7,6 +7,7 @@ use std::rc::Rc;
 use redis_module::key::{KeyFlags, RedisKey};
 use redis_module::{Context, KeyType, KeysCursor, RedisString};
 
+use super::acl::{self, RunAs};
 use super::call::call;
 use super::gil::{self, with_gil};
 use crate::error::GearsError;
@@ -15,6 +16,18 @@ use crate::store::{KeyEntry, KeyPages, KeyValue, Store, glob_match};
 
 pub struct RedisStore {
     pub db: i32,
+    /// Whom the job runs as: its commands are checked as that user, and its readers read only
+    /// the values that user may read.
+    pub run_as: RunAs,
+    /// The atomic block this store opened, if any: only its own is closed by `release`, never
+    /// one a job it runs nested in opened.
+    opened: Cell<Option<gil::Hold>>,
+}
+
+impl RedisStore {
+    pub fn new(db: i32, run_as: RunAs) -> RedisStore {
+        RedisStore { db, run_as, opened: Cell::new(None) }
+    }
 }
 
 /// Keys per page: one page is read under one Redis lock section. Reading costs about 1 µs a key,
@@ -26,6 +39,7 @@ impl Store for RedisStore {
     fn keys(self: Rc<Self>, pattern: &[u8], read_value: bool) -> Box<dyn KeyPages> {
         Box::new(RedisPages {
             db: self.db,
+            run_as: self.run_as.clone(),
             cursor: KeysCursor::new(),
             pattern: pattern.to_vec(),
             read_value,
@@ -35,7 +49,8 @@ impl Store for RedisStore {
 
     fn read(&self, key: &[u8], read_value: bool) -> KeyEntry {
         with_gil(self.db, |ctx| {
-            let value = read_value.then(|| {
+            let readable = || acl::Readable::new(&self.run_as).may_read(key);
+            let value = (read_value && readable()).then(|| {
                 let name = RedisString::create_from_slice(std::ptr::null_mut(), key);
                 let flags = KeyFlags::NONOTIFY | KeyFlags::NOSTATS;
                 super::notify::quietly(|| read_value_of(ctx, key, &ctx.open_key_with_flags(&name, flags)))
@@ -48,19 +63,34 @@ impl Store for RedisStore {
         if !gil::available() {
             return Reply::Error(GearsError::CommandFailed.to_string());
         }
-        with_gil(self.db, |ctx| call(ctx, command, args))
+        with_gil(self.db, |ctx| call(ctx, &self.run_as, command, args))
     }
 
     fn hold(&self) -> bool {
-        gil::hold()
+        if self.opened.get().is_some() {
+            return false;
+        }
+        match gil::hold() {
+            gil::Hold::Refused => false,
+            hold => {
+                self.opened.set(Some(hold));
+                true
+            }
+        }
     }
 
     fn release(&self) {
-        gil::release();
+        if self.opened.take() == Some(gil::Hold::Taken) {
+            gil::release();
+        }
     }
 
     fn holding(&self) -> bool {
-        gil::holding()
+        self.opened.get().is_some()
+    }
+
+    fn run_as(&self) -> RunAs {
+        self.run_as.clone()
     }
 }
 
@@ -68,6 +98,7 @@ impl Store for RedisStore {
 /// open, and the cursor survives between lock sections. Like SCAN, a key may be seen twice.
 struct RedisPages {
     db: i32,
+    run_as: RunAs,
     cursor: KeysCursor,
     pattern: Vec<u8>,
     read_value: bool,
@@ -120,7 +151,13 @@ impl KeyPages for RedisPages {
     fn next_page(&mut self) -> Result<Option<Vec<KeyEntry>>, String> {
         let read_value = self.read_value;
         let mut page = Vec::with_capacity(PAGE);
+        let run_as = self.run_as.clone();
+        let mut readable = None;
         let visited = self.page(|ctx, name, key| {
+            // Values are read as the job's user may read them: a key it may not read is not there.
+            if read_value && !readable.get_or_insert_with(|| acl::Readable::new(&run_as)).may_read(name) {
+                return false;
+            }
             let value = read_value.then(|| match key {
                 Some(key) => read_value_of(ctx, name, key),
                 None => {
@@ -147,7 +184,7 @@ fn read_value_of(ctx: &Context, key: &[u8], handle: &RedisKey) -> KeyValue {
             _ => KeyValue::String(Vec::new()),
         },
         KeyType::Hash => {
-            let flat = bulk_items(call(ctx, "HGETALL", &[key]));
+            let flat = bulk_items(call(ctx, &RunAs::Module, "HGETALL", &[key]));
             let mut pairs = Vec::with_capacity(flat.len() / 2);
             let mut it = flat.into_iter();
             while let (Some(f), Some(v)) = (it.next(), it.next()) {
@@ -155,7 +192,7 @@ fn read_value_of(ctx: &Context, key: &[u8], handle: &RedisKey) -> KeyValue {
             }
             KeyValue::Hash(pairs)
         }
-        KeyType::List => KeyValue::List(bulk_items(call(ctx, "LRANGE", &[key, b"0", b"-1"]))),
+        KeyType::List => KeyValue::List(bulk_items(call(ctx, &RunAs::Module, "LRANGE", &[key, b"0", b"-1"]))),
         KeyType::Set => KeyValue::Set,
         KeyType::ZSet => KeyValue::ZSet,
         KeyType::Stream => KeyValue::Stream,

@@ -63,6 +63,12 @@ pub unsafe fn write_raw(reply: &Reply, ctx: *mut raw::RedisModuleCtx) {
 
 /// Status and error lines cannot hold CR, LF or NUL: they would end the line early or corrupt the
 /// protocol stream. Redis itself turns CR/LF inside error texts into spaces; do the same for all.
+/// True when Redis calls a `getkeys-api` command only to learn where its keys are.
+pub fn keys_position_request(ctx: &Context) -> bool {
+    // SAFETY: a command context, on the thread that runs the command.
+    unsafe { raw::RedisModule_IsKeysPositionRequest.is_some_and(|is| is(ctx.ctx) != 0) }
+}
+
 fn c_line(s: &str) -> CString {
     let clean: String = s.chars().map(|c| if matches!(c, '\r' | '\n' | '\0') { ' ' } else { c }).collect();
     CString::new(clean).unwrap_or_default()

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use super::{Kind, Registration, registry};
 use crate::redis::blocked::BlockedClient;
 use crate::reply::Reply;
+use crate::store::RunAs;
 
 /// Registrations that intercept commands: while none exists the command filter returns at once.
 static INTERCEPTING: AtomicUsize = AtomicUsize::new(0);
@@ -72,6 +73,9 @@ pub struct Chain {
     pub command: String,
     pub rest: Vec<Arc<Registration>>,
     pub db: i32,
+    /// Whom `call_next` runs as: the owner of the hook that holds the chain (the client that
+    /// sent the command was checked when it was intercepted).
+    pub run_as: RunAs,
 }
 
 /// The command a KeysReader registration with `commands=` was fired by, shared by the

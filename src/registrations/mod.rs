@@ -13,17 +13,19 @@
 pub mod hooks;
 pub mod keys;
 pub mod persist;
+pub mod queue;
 pub mod spec;
 pub mod time_events;
 pub mod triggers;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
 pub use spec::{FailurePolicy, Kind, Mode, Spec};
 
 use crate::error::GearsError;
+use crate::store::RunAs;
 
 /// Counters and durations of one registration (RG.DUMPREGISTRATIONS).
 #[derive(Debug, Default, Clone)]
@@ -216,6 +218,8 @@ impl Live {
 pub struct Registration {
     pub spec: Spec,
     pub session: String,
+    /// Its session's owner, whom its executions run as.
+    pub run_as: RunAs,
     pub home: usize,
     pub live: Live,
 }
@@ -227,6 +231,8 @@ pub struct Session {
     pub desc: Option<String>,
     pub source: String,
     pub home: usize,
+    /// The ACL user that registered it (docs/sandbox.md#security-model).
+    pub owner: String,
     pub registrations: Vec<String>,
     /// Unfinished executions and time events of the session.
     pub refs: Arc<AtomicUsize>,
@@ -235,6 +241,11 @@ pub struct Session {
 impl Session {
     pub fn ref_count(&self) -> usize {
         self.registrations.len() + self.refs.load(Ordering::Acquire) + time_events::count_of(&self.id)
+    }
+
+    /// `ref_count`, with the time events of every session counted beforehand (`time_events::counts`).
+    fn ref_count_of(&self, time_events: &HashMap<String, usize>) -> usize {
+        self.registrations.len() + self.refs.load(Ordering::Acquire) + time_events.get(&self.id).copied().unwrap_or(0)
     }
 }
 
@@ -261,6 +272,7 @@ pub struct Batch {
     pub desc: Option<String>,
     pub source: String,
     pub home: usize,
+    pub owner: String,
     pub specs: Vec<Spec>,
     /// The session whose registrations the batch replaces (UPGRADE, REPLACE_WITH).
     pub replaces: Option<String>,
@@ -289,21 +301,26 @@ pub fn check_new_session(id: Option<&str>, upgrade: bool, replace_with: Option<&
 /// caller holds the Redis lock. Returns the registrations it replaced.
 pub fn apply(batch: &Batch) -> Result<Vec<Arc<Registration>>, String> {
     let mut registry = registry();
-    let replaced: Vec<String> = batch
+    let replaced: HashSet<String> = batch
         .replaces
         .as_ref()
         .and_then(|old| registry.sessions.get(old))
-        .map_or(Vec::new(), |s| s.registrations.clone());
-    let others = || registry.registrations.iter().filter(|r| !replaced.contains(&r.spec.id));
+        .map_or_else(Default::default, |s| s.registrations.iter().cloned().collect());
+    // One pass over the others (not one per spec): a session of thousands of registrations is
+    // applied, or upgraded, in time linear in the registrations.
+    let mut triggers = HashSet::new();
+    let mut unsynced_hooks = HashSet::new();
+    for r in registry.registrations.iter().filter(|r| !replaced.contains(&r.spec.id)) {
+        triggers.extend(r.spec.kind.trigger());
+        if r.spec.mode != Mode::Sync {
+            unsynced_hooks.extend(r.spec.kind.hook());
+        }
+    }
     for spec in &batch.specs {
-        if let Some(trigger) = spec.kind.trigger()
-            && others().any(|r| r.spec.kind.trigger() == Some(trigger))
-        {
+        if spec.kind.trigger().is_some_and(|t| triggers.contains(t)) {
             return Err("trigger already registered".to_owned());
         }
-        if let Some(hook) = spec.kind.hook()
-            && others().any(|r| r.spec.kind.hook() == Some(hook) && r.spec.mode != Mode::Sync)
-        {
+        if spec.kind.hook().is_some_and(|h| unsynced_hooks.contains(h)) {
             return Err("Can not override a none sync registration".to_owned());
         }
     }
@@ -337,6 +354,7 @@ pub fn apply(batch: &Batch) -> Result<Vec<Arc<Registration>>, String> {
         registry.registrations.push(Arc::new(Registration {
             spec: spec.clone(),
             session: batch.session.clone(),
+            run_as: RunAs::user(&batch.owner),
             home: batch.home,
             live: Live::default(),
         }));
@@ -348,6 +366,7 @@ pub fn apply(batch: &Batch) -> Result<Vec<Arc<Registration>>, String> {
             desc: batch.desc.clone(),
             source: batch.source.clone(),
             home: batch.home,
+            owner: batch.owner.clone(),
             registrations: ids,
             refs,
         },
@@ -407,10 +426,51 @@ pub fn session(id: &str) -> Option<(Session, bool)> {
 }
 
 /// Sessions whose last reference (an execution, a time event) went since they lost their last
-/// registration.
-fn forget_unreferenced(registry: &mut Registry) {
-    registry.sessions.retain(|_, s| s.ref_count() > 0);
-    registry.dead.retain(|_, s| s.ref_count() > 0);
+/// registration. Returns the time events counted per session, for the caller's ref counts.
+fn forget_unreferenced(registry: &mut Registry) -> HashMap<String, usize> {
+    let time_events = time_events::counts();
+    registry.sessions.retain(|_, s| s.ref_count_of(&time_events) > 0);
+    registry.dead.retain(|_, s| s.ref_count_of(&time_events) > 0);
+    time_events
+}
+
+/// Every registration, in creation order, each with what `describe` makes of its session (called
+/// once per session, with whether it is dead and its ref count): replies that list every
+/// registration stay linear in them, however many a session has or however many sessions there
+/// are. None for a registration whose session is missing.
+pub fn all_described<T: Clone>(
+    mut describe: impl FnMut(&Session, bool, usize) -> T,
+) -> Vec<(Arc<Registration>, Option<T>)> {
+    let mut registry = registry();
+    let time_events = forget_unreferenced(&mut registry);
+    let mut made: HashMap<&str, Option<T>> = HashMap::new();
+    let registry = &*registry;
+    registry
+        .registrations
+        .iter()
+        .map(|r| {
+            let described = made
+                .entry(r.session.as_str())
+                .or_insert_with(|| {
+                    let found = registry.sessions.get(&r.session).map(|s| (s, false));
+                    found
+                        .or_else(|| registry.dead.get(&r.session).map(|s| (s, true)))
+                        .map(|(s, dead)| describe(s, dead, s.ref_count_of(&time_events)))
+                })
+                .clone();
+            (r.clone(), described)
+        })
+        .collect()
+}
+
+/// What `describe` makes of each session (as `all_described`), in id order: the live ones, the
+/// dead ones, or both. Nothing of the sessions is copied.
+pub fn sessions_described<T>(live: bool, dead: bool, mut describe: impl FnMut(&Session, bool, usize) -> T) -> Vec<T> {
+    let mut registry = registry();
+    let time_events = forget_unreferenced(&mut registry);
+    let live_ones = registry.sessions.values().filter(|_| live).map(|s| (s, false));
+    let dead_ones = registry.dead.values().filter(|_| dead).map(|s| (s, true));
+    live_ones.chain(dead_ones).map(|(s, dead)| describe(s, dead, s.ref_count_of(&time_events))).collect()
 }
 
 /// A reference to a session held by an execution or a time event. Dropped on any thread, so it

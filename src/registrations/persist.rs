@@ -10,6 +10,7 @@
 use redis_module::Context;
 use serde::{Deserialize, Serialize};
 
+use super::queue::{self, QueuedEvent};
 use super::{Batch, Spec, registry};
 
 /// The version of what is written; anything else is refused on load.
@@ -24,6 +25,10 @@ pub struct SavedSession {
     pub id: String,
     pub desc: Option<String>,
     pub source: String,
+    /// The ACL user that registered it; data written before owners were recorded belongs to
+    /// `default`.
+    #[serde(default = "default_owner")]
+    pub owner: String,
     pub specs: Vec<Spec>,
     /// The session an upgrade replaced (replication only).
     #[serde(default)]
@@ -34,6 +39,10 @@ pub struct SavedSession {
 struct Saved {
     format: u32,
     sessions: Vec<SavedSession>,
+    /// Events of asynchronous registrations no execution has finished (`queue`); older data
+    /// has none.
+    #[serde(default)]
+    queued: Vec<QueuedEvent>,
 }
 
 impl SavedSession {
@@ -42,6 +51,7 @@ impl SavedSession {
             id: batch.session.clone(),
             desc: batch.desc.clone(),
             source: batch.source.clone(),
+            owner: batch.owner.clone(),
             specs: batch.specs.clone(),
             replaces: batch.replaces.clone(),
         }
@@ -54,10 +64,15 @@ impl SavedSession {
             desc: self.desc,
             source: self.source,
             home,
+            owner: self.owner,
             specs: self.specs,
             replaces: self.replaces,
         }
     }
+}
+
+fn default_owner() -> String {
+    "default".to_owned()
 }
 
 /// Every live session, for the RDB, in the order of their first registrations (so a load lists
@@ -65,12 +80,12 @@ impl SavedSession {
 /// there, as only threads holding the Redis lock take it (see `registrations`).
 pub fn snapshot() -> Vec<u8> {
     let registry = registry();
-    let mut order: Vec<&str> = Vec::new();
-    for registration in &registry.registrations {
-        if !order.contains(&registration.session.as_str()) {
-            order.push(&registration.session);
-        }
-    }
+    // Linear in the registrations: a BGSAVE of many sessions must not hold Redis.
+    let mut seen = std::collections::HashSet::new();
+    let order: Vec<&str> =
+        registry.registrations.iter().map(|r| r.session.as_str()).filter(|id| seen.insert(*id)).collect();
+    let by_id: std::collections::HashMap<&str, &Spec> =
+        registry.registrations.iter().map(|r| (r.spec.id.as_str(), &r.spec)).collect();
     let sessions = order
         .iter()
         .filter_map(|id| registry.sessions.get(*id))
@@ -79,25 +94,21 @@ pub fn snapshot() -> Vec<u8> {
             id: s.id.clone(),
             desc: s.desc.clone(),
             source: s.source.clone(),
-            specs: s
-                .registrations
-                .iter()
-                .filter_map(|id| registry.registrations.iter().find(|r| &r.spec.id == id))
-                .map(|r| r.spec.clone())
-                .collect(),
+            owner: s.owner.clone(),
+            specs: s.registrations.iter().filter_map(|id| by_id.get(id.as_str()).map(|spec| (*spec).clone())).collect(),
             replaces: None,
         })
         .collect();
-    serde_json::to_vec(&Saved { format: FORMAT, sessions }).unwrap_or_default()
+    serde_json::to_vec(&Saved { format: FORMAT, sessions, queued: queue::snapshot() }).unwrap_or_default()
 }
 
-/// The sessions of an RDB's aux data.
-pub fn parse_snapshot(bytes: &[u8]) -> Result<Vec<SavedSession>, String> {
+/// The sessions of an RDB's aux data, and the events it had queued.
+pub fn parse_snapshot(bytes: &[u8]) -> Result<(Vec<SavedSession>, Vec<QueuedEvent>), String> {
     let saved: Saved = serde_json::from_slice(bytes).map_err(|e| format!("not rustgears registration data: {e}"))?;
     if saved.format != FORMAT {
         return Err(format!("registration data of format {} (this module reads {FORMAT})", saved.format));
     }
-    Ok(saved.sessions)
+    Ok((saved.sessions, saved.queued))
 }
 
 pub fn parse_session(bytes: &[u8]) -> Result<SavedSession, String> {
@@ -126,6 +137,7 @@ mod tests {
             id: "s".into(),
             desc: None,
             source: "GB().register()".into(),
+            owner: "alice".into(),
             specs: vec![Spec {
                 id: "0-1".into(),
                 desc: Some("d".into()),
@@ -134,8 +146,13 @@ mod tests {
             }],
             replaces: None,
         };
-        let bytes = serde_json::to_vec(&Saved { format: FORMAT, sessions: vec![session.clone()] }).unwrap();
-        assert_eq!(parse_snapshot(&bytes).unwrap(), vec![session]);
+        let queued =
+            vec![QueuedEvent { registration: "0-1".into(), db: 3, key: b"k\0".to_vec(), event: b"set".to_vec() }];
+        let saved = Saved { format: FORMAT, sessions: vec![session.clone()], queued: queued.clone() };
+        let bytes = serde_json::to_vec(&saved).unwrap();
+        assert_eq!(parse_snapshot(&bytes).unwrap(), (vec![session], queued));
+        // Written before queues were saved: none.
+        assert_eq!(parse_snapshot(br#"{"format": 1, "sessions": []}"#).unwrap(), (Vec::new(), Vec::new()));
         assert!(parse_snapshot(b"\x80\x04cloudpickle").is_err());
         assert!(parse_snapshot(br#"{"format": 99, "sessions": []}"#).unwrap_err().contains("format 99"));
     }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::RunAs;
+
 /// A running time event.
 #[derive(Debug, Clone)]
 pub struct TimeEvent {
@@ -18,6 +20,8 @@ pub struct TimeEvent {
     pub key: Option<Vec<u8>>,
     pub session: Option<String>,
     pub db: i32,
+    /// Whom its function runs as: the user whose script started it.
+    pub run_as: RunAs,
 }
 
 /// The value of a keyed time event's key: enough to bring it back after a restart (its session's
@@ -28,6 +32,14 @@ pub struct TimerKey {
     pub session: Option<String>,
     pub source: Option<String>,
     pub seconds: u64,
+    /// The ACL user whose script started it; keys written before owners were recorded belong
+    /// to `default`.
+    #[serde(default = "default_owner")]
+    pub owner: String,
+}
+
+fn default_owner() -> String {
+    "default".to_owned()
 }
 
 impl TimerKey {
@@ -87,4 +99,13 @@ pub fn take_loaded() -> Vec<TimerKey> {
 /// Time events of `session` that are running (they keep it referenced).
 pub fn count_of(session: &str) -> usize {
     active().values().filter(|e| e.session.as_deref() == Some(session)).count()
+}
+
+/// `count_of` of every session with time events, in one look (for listing many sessions).
+pub fn counts() -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for session in active().values().filter_map(|e| e.session.as_ref()) {
+        *counts.entry(session.clone()).or_insert(0) += 1;
+    }
+    counts
 }

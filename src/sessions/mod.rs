@@ -82,7 +82,12 @@ fn run_script(
             } else {
                 executions::add_waiter(&key.id, client, Wants::Results);
             }
-            let origin = Origin { session: Some(session.id.clone()), source: Some(script.into()), ..Origin::default() };
+            let origin = Origin {
+                session: Some(session.id.clone()),
+                source: Some(script.into()),
+                run_as: session.run_as.clone(),
+                ..Origin::default()
+            };
             defer_plan(plan, db, key, origin, None);
         }
     }
@@ -97,7 +102,8 @@ fn body_and_registrations(
     db: i32,
     abort: &Arc<Abort>,
 ) -> (ScriptOutcome, Result<bool, String>) {
-    let outcome = runtime.run_script(script, Rc::new(RedisStore { db }), abort.clone(), Some(session.id.clone()), None);
+    let store = Rc::new(RedisStore::new(db, session.run_as.clone()));
+    let outcome = runtime.run_script(script, store, abort.clone(), Some(session.id.clone()), None);
     let pending = runtime.take_registrations();
     if matches!(outcome, ScriptOutcome::Failed(_)) {
         return (outcome, Ok(false));

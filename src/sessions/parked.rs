@@ -74,13 +74,26 @@ fn waiting() -> MutexGuard<'static, Vec<Waiter>> {
 thread_local! {
     static OWNERS: RefCell<HashMap<u64, Rc<Owner>>> = RefCell::new(HashMap::new());
     static PARKED: RefCell<HashMap<u64, Parked>> = RefCell::new(HashMap::new());
+    /// Whom the callbacks that ended executions left on this worker's loop run as: the user of
+    /// those executions while they all had one user, else nobody (a callback of no execution
+    /// cannot tell whose it was, so it fails closed).
+    static FREED_BY: RefCell<Option<store::RunAs>> = const { RefCell::new(None) };
+}
+
+/// An execution that ran as `run_as` left callbacks on the loop.
+fn freed_by(run_as: &store::RunAs) {
+    FREED_BY.with_borrow_mut(|freed| match freed {
+        None => *freed = Some(run_as.clone()),
+        Some(user) if user == run_as => {}
+        Some(user) => *user = store::RunAs::Nobody,
+    });
 }
 
 /// Runs an execution of `plan` on this worker as far as it goes; `done` ends it, now or when
 /// its last waiting record has been continued.
 pub fn run(runtime: &Runtime, plan: RawPlan, context: Context, done: Done) {
     let owner = NEXT_OWNER.fetch_add(1, Ordering::AcqRel);
-    let store: Rc<dyn Store> = Rc::new(RedisStore { db: context.db });
+    let store: Rc<dyn Store> = Rc::new(RedisStore::new(context.db, context.origin.run_as.clone()));
     let this = Rc::new(Owner { context, store, started: Instant::now() });
     OWNERS.with_borrow_mut(|o| o.insert(owner, this.clone()));
     let profile = crate::config::with(|c| c.profile_executions != 0);
@@ -117,7 +130,9 @@ fn settle(runtime: &Runtime, owner: u64, this: &Rc<Owner>, execution: Execution,
     runtime.enter(|vm| {
         drop(execution);
         future::forget(owner);
-        event_loop::release(vm, owner, stopped);
+        if event_loop::release(vm, owner, stopped) && !stopped {
+            freed_by(&this.context.origin.run_as);
+        }
     });
     done(runtime, ended, stopped);
 }
@@ -186,10 +201,10 @@ pub fn within(owner: Option<u64>, f: &mut dyn FnMut()) {
                 key: None,
                 db: 0,
                 abort: Abort::with_limit(FREE_CALLBACK_LIMIT),
-                origin: Origin::default(),
+                origin: Origin { run_as: FREED_BY.with_borrow(Clone::clone).unwrap_or_default(), ..Origin::default() },
                 async_allowed: true,
             },
-            store: Rc::new(RedisStore { db: 0 }),
+            store: Rc::new(RedisStore::new(0, FREED_BY.with_borrow(Clone::clone).unwrap_or_default())),
             started: Instant::now(),
         }),
     };
@@ -228,6 +243,7 @@ pub fn abandon_all() {
     waiting().retain(|w| !owners.contains(&w.owner));
     drop(parked);
     let _ = OWNERS.try_with(|o| o.borrow_mut().clear());
+    let _ = FREED_BY.try_with(|f| f.take());
     future::clear();
     event_loop::clear();
 }

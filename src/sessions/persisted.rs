@@ -5,7 +5,9 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use super::registered::{ON_REGISTERED_LIMIT, on_registered, release_elsewhere};
+use redis_module::Context;
+
+use super::registered::{Caller, Input, ON_REGISTERED_LIMIT, dispatch, on_registered, release_elsewhere};
 use crate::executions;
 use crate::pool;
 use crate::python::held::{self, Pending};
@@ -13,9 +15,12 @@ use crate::python::{Runtime, ScriptOutcome};
 use crate::redis::gil::with_gil;
 use crate::redis::keyspace::RedisStore;
 use crate::redis::log;
+use crate::redis::notify;
 use crate::registrations::persist::{self, SavedSession};
+use crate::registrations::queue;
 use crate::registrations::{self, Kind};
 use crate::stop::Abort;
+use crate::store::RunAs;
 
 /// Runs a session's source again to rebuild what it made: its `register()` calls take `ids` in
 /// order and are returned, not applied; its `execute()` writes and `run()` calls are left out;
@@ -25,10 +30,11 @@ pub fn rerun(
     session: Option<String>,
     source: &str,
     ids: VecDeque<String>,
+    run_as: RunAs,
 ) -> Result<Vec<Pending>, String> {
     let outcome = runtime.run_script(
         source,
-        Rc::new(RedisStore { db: 0 }),
+        Rc::new(RedisStore::new(0, run_as)),
         Abort::with_limit(ON_REGISTERED_LIMIT),
         session,
         Some(ids),
@@ -54,7 +60,8 @@ pub fn restore(runtime: &Runtime, id: &str) -> Result<(), String> {
         return Ok(());
     }
     let ids: VecDeque<String> = session.registrations.iter().cloned().collect();
-    let pending = rerun(runtime, Some(id.to_owned()), &session.source, ids)?;
+    let run_as = RunAs::user(&session.owner);
+    let pending = rerun(runtime, Some(id.to_owned()), &session.source, ids, run_as.clone())?;
     // An event preempting the rerun may have rebuilt the session meanwhile (nested): the first
     // rebuild stays, so that every registration of the session keeps one globals dict.
     if session.registrations.iter().any(|r| held::get(r).is_some()) {
@@ -62,7 +69,7 @@ pub fn restore(runtime: &Runtime, id: &str) -> Result<(), String> {
     }
     for p in pending {
         held::hold(&p.spec.id, p.callbacks.clone());
-        on_registered(runtime, id, &p.callbacks);
+        on_registered(runtime, id, &p.callbacks, &run_as);
     }
     Ok(())
 }
@@ -92,8 +99,10 @@ pub fn load(saved: SavedSession) {
     }
 }
 
-/// Loading starts: what it loads replaces every registration.
-pub fn loading_started() {
+/// Loading starts: what it loads replaces every registration. Only an RDB's queued events are
+/// replayed: an AOF's preamble saved its queue before the commands that follow it ran.
+pub fn loading_started(snapshot: bool) {
+    queue::loading(snapshot);
     for execution in registrations::clear() {
         let _ = executions::drop_execution(&execution);
     }
@@ -104,13 +113,30 @@ pub fn loading_started() {
 }
 
 /// Loading ended or this server was promoted: stream registrations look for entries to process,
-/// keyed time events resume.
-pub fn ready() {
+/// keyed time events resume, the events a start-up RDB had queued are queued again.
+pub fn ready(ctx: &Context) {
+    requeue(ctx);
     super::time_events::resume_loaded();
     for registration in registrations::all() {
         if matches!(registration.spec.kind, Kind::Stream { .. }) {
             super::streams::scan(registration);
         }
+    }
+}
+
+/// Dispatches again the events the loaded RDB saved as queued (`registrations::queue`), on a
+/// primary only: a replica's registrations fire nothing.
+fn requeue(ctx: &Context) {
+    let events = queue::take_loaded();
+    if events.is_empty() || !notify::fires(ctx) {
+        return;
+    }
+    log::notice(&format!("rustgears: {} queued events of the loaded data queued again", events.len()));
+    for event in events {
+        let Some(registration) = registrations::find(&event.registration) else { continue };
+        let Kind::Keys { read_value, .. } = registration.spec.kind else { continue };
+        let input = Input::Key { key: event.key, event: event.event, read_value, link: None };
+        dispatch(ctx, registration, input, event.db, Caller::Nobody);
     }
 }
 
@@ -131,8 +157,10 @@ pub fn key_loaded(bytes: &[u8]) -> bool {
 }
 
 pub fn load_snapshot(bytes: &[u8]) -> Result<(), String> {
-    for session in persist::parse_snapshot(bytes)? {
+    let (sessions, queued) = persist::parse_snapshot(bytes)?;
+    for session in sessions {
         load(session);
     }
+    queue::loaded(queued);
     Ok(())
 }

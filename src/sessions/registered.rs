@@ -26,9 +26,11 @@ use crate::redis::log;
 use crate::redis::notify;
 use crate::registrations::hooks::{Chain, CommandLink};
 use crate::registrations::persist;
+use crate::registrations::queue::{self, QueuedEvent};
 use crate::registrations::{self, Batch, Kind, Mode, Outcome, Registration, Spec};
 use crate::reply::Reply;
 use crate::stop::{Abort, Reason};
+use crate::store::RunAs;
 
 /// How long `onRegistered` may run: it holds the session's worker.
 pub(super) const ON_REGISTERED_LIMIT: Duration = Duration::from_secs(5);
@@ -40,6 +42,8 @@ pub struct NewSession {
     pub desc: Option<String>,
     pub upgrade: bool,
     pub replace_with: Option<String>,
+    /// The client's ACL user: the body and everything the session registers run as it.
+    pub run_as: RunAs,
 }
 
 impl NewSession {
@@ -66,6 +70,7 @@ pub fn apply_script(
         desc: session.desc.clone(),
         source: source.to_owned(),
         home: runtime.worker().home,
+        owner: owner_name(&session.run_as),
         specs: pending.iter().map(|p| p.spec.clone()).collect(),
         replaces,
     };
@@ -109,15 +114,21 @@ pub fn apply_script(
     };
     release_elsewhere(replaced);
     for p in &pending {
-        on_registered(runtime, &session.id, &p.callbacks);
+        on_registered(runtime, &session.id, &p.callbacks, &session.run_as);
     }
     Ok(!pending.is_empty())
+}
+
+/// The owner a session records: a module's own RG.PYEXECUTE (no user) registers as `default`.
+fn owner_name(run_as: &RunAs) -> String {
+    run_as.name().unwrap_or("default").to_owned()
 }
 
 /// `register()` outside a script body (a callback, a time event): joins `session` at once.
 pub fn join_session(session: &str, source: &str, spec: Spec, callbacks: Callbacks) -> Result<(), String> {
     let home = pool::this_home().unwrap_or_default();
-    with_gil(0, |ctx| {
+    let run_as = crate::store::current().map(|s| s.run_as()).unwrap_or_default();
+    let owner = with_gil(0, |ctx| {
         // A session that had no registrations enters the session table now.
         let batch = match registrations::session(session) {
             Some((existing, _)) => Batch {
@@ -125,6 +136,7 @@ pub fn join_session(session: &str, source: &str, spec: Spec, callbacks: Callback
                 desc: existing.desc.clone(),
                 source: existing.source.clone(),
                 home: existing.home,
+                owner: existing.owner.clone(),
                 specs: vec![spec],
                 replaces: None,
             },
@@ -133,16 +145,17 @@ pub fn join_session(session: &str, source: &str, spec: Spec, callbacks: Callback
                 desc: None,
                 source: source.to_owned(),
                 home,
+                owner: owner_name(&run_as),
                 specs: vec![spec],
                 replaces: None,
             },
         };
         registrations::apply(&batch)?;
         persist::replicate_batch(ctx, &batch);
-        Ok::<(), String>(())
+        Ok::<String, String>(batch.owner)
     })?;
     if let Some(runtime) = pool::this_runtime() {
-        on_registered(&runtime, session, &callbacks);
+        on_registered(&runtime, session, &callbacks, &RunAs::user(&owner));
     }
     Ok(())
 }
@@ -157,12 +170,12 @@ pub fn release_elsewhere(gone: Vec<Arc<Registration>>) {
 
 /// Calls a registration's `onRegistered`: its failures are only logged, and it is stopped if it
 /// runs too long.
-pub fn on_registered(runtime: &Runtime, session: &str, callbacks: &Callbacks) {
+pub fn on_registered(runtime: &Runtime, session: &str, callbacks: &Callbacks, run_as: &RunAs) {
     let Some(function) = &callbacks.on_registered else { return };
     let _profiled = crate::config::with(|c| c.profile_executions == 1).then(|| runtime.profile(session));
     let _armed = runtime.arm(Abort::with_limit(ON_REGISTERED_LIMIT));
     // It may call `execute()`, in database 0 as RedisGears does.
-    let _installed = crate::store::install(Rc::new(RedisStore { db: 0 }));
+    let _installed = crate::store::install(Rc::new(RedisStore::new(0, run_as.clone())));
     runtime.enter(|vm| match crate::python::call_callback(vm, function, ()) {
         Err(exc) => log::warning(&format!("onRegistered failed: {}", crate::python::error_text(vm, &exc))),
         Ok(value) if &*value.class().name() == "coroutine" => {
@@ -212,6 +225,7 @@ pub(crate) fn run(
             Input::Key { link, .. } => link.clone(),
             _ => None,
         },
+        run_as: registration.run_as.clone(),
     };
     let plan = callbacks(runtime, &registration).map(|callbacks| runtime.enter(|vm| raw_plan(vm, input, callbacks)));
     let key = execution.key().clone();
@@ -345,6 +359,12 @@ pub fn dispatch(
     let inline = matches!(caller, Caller::Inline(_))
         || registration.spec.mode == Mode::Sync
         || !registration.live.try_pend(bound);
+    if inline && let Err(err) = super::sync::may_nest() {
+        // Counted as a failed execution of the registration that would have recursed.
+        registration.live.started();
+        registration.live.count(Outcome::Failure(err.to_string()), 0);
+        return Some(Reply::Error(err.to_string()));
+    }
     let abort = Abort::new();
     // An inline execution's caller may have to wait for it after all (it goes asynchronous): it
     // is kept until claimed.
@@ -406,6 +426,16 @@ pub fn dispatch(
         let client = BlockedClient::block_watching(ctx, move || on_disconnect.request(crate::stop::Reason::Aborted));
         executions::add_waiter(&key.id, client, wants);
     }
+    // Until its execution ends, an RDB saves the event (docs/python-api.md#durability).
+    let journaled = match &input {
+        Input::Key { key, event, .. } => Some(queue::journal(QueuedEvent {
+            registration: registration.spec.id.clone(),
+            db,
+            key: key.clone(),
+            event: event.clone(),
+        })),
+        _ => None,
+    };
     let pended = Pended(registration.clone());
     // A trigger's or hook's executions do not wait for one another (unless `inorder`): they
     // visit the home, which interleaves them with what it runs; the others queue there.
@@ -415,7 +445,11 @@ pub fn dispatch(
         home,
         Box::new(move |runtime| {
             drop(pended);
-            run(runtime, registration, input, db, execution, true, Box::new(move |_, _, _| drop(awaited)));
+            let then: Then = Box::new(move |_, _, _| {
+                drop(awaited);
+                drop(journaled);
+            });
+            run(runtime, registration, input, db, execution, true, then);
             runtime.end_job();
             super::defer_nested(runtime, db);
         }),
@@ -449,7 +483,7 @@ pub fn call_next(chain: &Chain, args: Vec<Vec<u8>>) -> Reply {
     let db = chain.db;
     with_gil(db, |ctx| match chain.rest.split_first() {
         Some((next, rest)) => {
-            let chain = Chain { command: chain.command.clone(), rest: rest.to_vec(), db };
+            let chain = Chain { command: chain.command.clone(), rest: rest.to_vec(), db, run_as: next.run_as.clone() };
             let input = Input::Hook { record, chain: Arc::new(chain) };
             dispatch(ctx, next.clone(), input, db, Caller::Inline(Wants::Hook))
                 .unwrap_or_else(|| Reply::Error(GearsError::Internal("call_next did not run".to_owned()).to_string()))
@@ -457,7 +491,7 @@ pub fn call_next(chain: &Chain, args: Vec<Vec<u8>>) -> Reply {
         // The command itself: registrations that follow it see its events; the hook's caller
         // waits for the hook, not for them.
         None => {
-            let (reply, link) = follow(ctx, record);
+            let (reply, link) = follow(ctx, record, &chain.run_as);
             link.take_reply(reply)
         }
     })
@@ -465,18 +499,19 @@ pub fn call_next(chain: &Chain, args: Vec<Vec<u8>>) -> Reply {
 
 /// Runs a command as it was sent, with hooks off (the end of a hook chain, a command followed by
 /// registrations, one replayed from the AOF or the replication link).
-pub fn run_command(ctx: &Context, record: &[Vec<u8>]) -> Reply {
+/// `run_as`: whom it runs as (the client that sent it, the hook's owner for `call_next`).
+pub fn run_command(ctx: &Context, record: &[Vec<u8>], run_as: &RunAs) -> Reply {
     let Some((command, args)) = record.split_first() else { return Reply::Null };
     let command = String::from_utf8_lossy(command).into_owned();
     let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-    crate::redis::filter::bypassing(|| crate::redis::call::call(ctx, &command, &args))
+    crate::redis::filter::bypassing(|| crate::redis::call::call(ctx, run_as, &command, &args))
 }
 
 /// Runs a command with the registrations that follow it linked to the events it causes.
-fn follow(ctx: &Context, record: Vec<Vec<u8>>) -> (Reply, Arc<CommandLink>) {
+fn follow(ctx: &Context, record: Vec<Vec<u8>>, run_as: &RunAs) -> (Reply, Arc<CommandLink>) {
     let link = CommandLink::new(record);
     let outer = LINK.with_borrow_mut(|l| l.replace(link.clone()));
-    let reply = run_command(ctx, &link.command);
+    let reply = run_command(ctx, &link.command, run_as);
     LINK.set(outer);
     (reply, link)
 }
@@ -484,8 +519,8 @@ fn follow(ctx: &Context, record: Vec<Vec<u8>>) -> (Reply, Arc<CommandLink>) {
 /// A command some KeysReader registrations follow (`commands=`): runs it; the events it causes
 /// reach those registrations linked to it. `sync` ones run inside and may override the reply;
 /// the client waits for the others (unless it cannot block: MULTI, Lua). `None`: it waits.
-pub fn run_followed(ctx: &Context, record: Vec<Vec<u8>>, unblockable: bool) -> Option<Reply> {
-    let (original, link) = follow(ctx, record);
+pub fn run_followed(ctx: &Context, record: Vec<Vec<u8>>, run_as: &RunAs, unblockable: bool) -> Option<Reply> {
+    let (original, link) = follow(ctx, record, run_as);
     if unblockable || !link.awaited() {
         return Some(link.take_reply(original));
     }

@@ -155,7 +155,8 @@ fn process_from(
     mut drain: Drain,
     resume: bool,
 ) {
-    let store = RedisStore { db };
+    // The stream is read and acknowledged as the registration's owner, who may not read it.
+    let store = RedisStore::new(db, registration.run_as.clone());
     let (batch, duration, policy, retry_secs, trim) = batch_of(registration);
     // Created at id 0 when missing: entries written before the registration are processed.
     let _ = store.call("XGROUP", &[b"CREATE", key, GROUP, b"0"]);
@@ -243,7 +244,7 @@ fn after_batch(registration: &Arc<Registration>, key: &[u8], db: i32, errors: &[
             false
         }
         _ => {
-            acknowledge(&RedisStore { db }, key, &batch.ids, batch.trim);
+            acknowledge(&RedisStore::new(db, registration.run_as.clone()), key, &batch.ids, batch.trim);
             true
         }
     }
@@ -404,7 +405,8 @@ pub fn existing(ctx: &Context, registration: &Registration) -> Found {
         Some(start) => format!("{}*", glob_escape(start)),
         None => glob_escape(prefix),
     };
-    let call = |command: &str, args: &[&[u8]]| crate::redis::call::call(ctx, command, args);
+    let run_as = crate::store::RunAs::Module;
+    let call = |command: &str, args: &[&[u8]]| crate::redis::call::call(ctx, &run_as, command, args);
     let mut found = Vec::new();
     let mut cursor = b"0".to_vec();
     loop {

@@ -16,7 +16,7 @@
 //! execution inside the call.
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use crate::redis::gil::{self, Lent};
 use crate::redis::keyspace::RedisStore;
 use crate::reply::Reply;
 use crate::stop::{Abort, Reason};
+use crate::store::RunAs;
 
 /// How long the main thread waits for the home worker to take its call. Redis serves nobody
 /// meanwhile, so it is shorter than the watchdog's `STUCK_AFTER`: the call fails, the worker is
@@ -40,6 +41,42 @@ pub const PICKUP_BOUND: Duration = Duration::from_secs(2);
 /// How long a call may run before it is stopped: Redis serves nobody meanwhile (as Lua's
 /// `busy-reply-threshold` default).
 pub const TIME_LIMIT: Duration = Duration::from_secs(5);
+
+/// How deep calls on behalf of the main thread may nest: a `sync` trigger, hook or time event
+/// whose code runs a command that starts another `sync` execution (its own trigger, its own
+/// hooked command) would otherwise recurse until Redis runs out of memory. The calls of one
+/// chain all happen while one thread holds the Redis lock, so one process-wide count is the depth
+/// of that chain.
+pub const MAX_NESTED: usize = 8;
+
+static NESTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether one more call may nest now.
+pub fn may_nest() -> Result<(), GearsError> {
+    match NESTED.load(Ordering::Acquire) >= MAX_NESTED {
+        true => Err(GearsError::NestedTooDeep(MAX_NESTED)),
+        false => Ok(()),
+    }
+}
+
+/// One level of nesting, given back on drop.
+struct Nesting;
+
+impl Nesting {
+    fn enter() -> Result<Nesting, GearsError> {
+        if NESTED.fetch_add(1, Ordering::AcqRel) >= MAX_NESTED {
+            NESTED.fetch_sub(1, Ordering::AcqRel);
+            return Err(GearsError::NestedTooDeep(MAX_NESTED));
+        }
+        Ok(Nesting)
+    }
+}
+
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        NESTED.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// How long the main thread spins before it sleeps on the condition variable.
 const SPIN: Duration = Duration::from_micros(100);
@@ -139,7 +176,8 @@ impl Drop for Unanswered {
 pub fn run_script(ctx: &Context, script: String) -> Result<Reply, GearsError> {
     let home = pool::choose_home()?;
     let db = gil::selected_db(ctx);
-    call(ctx, home, Abort::new(), move |runtime, abort| body_and_execution(runtime, &script, db, abort))
+    let run_as = crate::redis::acl::client_user(ctx);
+    call(ctx, home, Abort::new(), move |runtime, abort| body_and_execution(runtime, &script, db, run_as, abort))
 }
 
 /// Runs `f` on `home`'s worker on behalf of the thread that holds the Redis lock (`ctx` is its
@@ -153,6 +191,7 @@ pub fn call(
     abort: Arc<Abort>,
     f: impl FnOnce(&Runtime, Arc<Abort>) -> Reply + Send + 'static,
 ) -> Result<Reply, GearsError> {
+    let _nesting = Nesting::enter()?;
     let lent = Lent::new(ctx);
     if pool::this_home() == Some(home)
         && let Some(runtime) = pool::this_runtime()
@@ -183,13 +222,13 @@ pub fn call(
     Ok(reply)
 }
 
-fn body_and_execution(runtime: &Runtime, script: &str, db: i32, abort: Arc<Abort>) -> Reply {
+fn body_and_execution(runtime: &Runtime, script: &str, db: i32, run_as: RunAs, abort: Arc<Abort>) -> Reply {
     // An empty script is the round trip alone (what `make bench` measures as S1): no session
     // environment to set up or put back.
     if script.is_empty() {
         return Reply::ok();
     }
-    let outcome = runtime.run_script(script, Rc::new(RedisStore { db }), abort.clone(), None, None);
+    let outcome = runtime.run_script(script, Rc::new(RedisStore::new(db, run_as.clone())), abort.clone(), None, None);
     let reply = match outcome {
         ScriptOutcome::Failed(text) => Reply::Error(text),
         ScriptOutcome::Done => Reply::ok(),
@@ -202,7 +241,8 @@ fn body_and_execution(runtime: &Runtime, script: &str, db: i32, abort: Arc<Abort
                 *slot.borrow_mut() = ended.reply.clone();
                 executions::finish(&finished, ended.reply, ended.report);
             });
-            super::run_now(runtime, plan, db, &key, Default::default(), false, done);
+            let origin = crate::python::session::Origin { run_as, ..Default::default() };
+            super::run_now(runtime, plan, db, &key, origin, false, done);
             ended.replace(Reply::Null)
         }
     };

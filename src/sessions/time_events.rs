@@ -21,7 +21,8 @@ use crate::registrations::time_events::{TimeEvent, TimerKey};
 use crate::registrations::{self, time_events};
 use crate::reply::Reply;
 use crate::stop::Abort;
-use crate::store;
+use crate::store::{self, RunAs};
+use std::sync::Arc;
 
 /// `registerTE()` on this worker (its home is the time event's).
 pub fn start(request: TimerRequest) -> Result<TimerStart, String> {
@@ -49,6 +50,7 @@ pub fn start(request: TimerRequest) -> Result<TimerStart, String> {
                         session: request.session.clone(),
                         source: request.source.clone(),
                         seconds: request.seconds,
+                        owner: request.run_as.name().unwrap_or("default").to_owned(),
                     };
                     if !rdb::write_key(ctx, key, saved.to_bytes()) {
                         return Err("could not create the time event's key".to_owned());
@@ -67,6 +69,7 @@ pub fn start(request: TimerRequest) -> Result<TimerStart, String> {
             key: request.key.clone(),
             session: request.session.clone(),
             db,
+            run_as: request.run_as.clone(),
         });
         ctx.create_timer(period, fire, id);
         Ok(TimerStart::Started(id))
@@ -86,9 +89,9 @@ fn fire(ctx: &Context, id: u64) {
         // Only masters run them; a replica keeps the timer for when it is promoted.
         if notify::fires(ctx) {
             let db = event.db;
-            let session = event.session.clone();
+            let (session, run_as) = (event.session.clone(), event.run_as.clone());
             let reply = super::sync::call(ctx, event.home, Abort::new(), move |runtime, abort| {
-                call(runtime, id, session, db, abort)
+                call(runtime, id, session, db, run_as, abort)
             });
             if let Ok(Reply::Error(text)) | Err(text) = reply.map_err(|e| e.to_string()) {
                 log::warning(&format!("rustgears: time event stopped: {text}"));
@@ -100,14 +103,14 @@ fn fire(ctx: &Context, id: u64) {
 }
 
 /// Calls the time event's function; an error reply if it raised (or is gone).
-fn call(runtime: &Runtime, id: u64, session: Option<String>, db: i32, abort: std::sync::Arc<Abort>) -> Reply {
+fn call(runtime: &Runtime, id: u64, session: Option<String>, db: i32, run_as: RunAs, abort: Arc<Abort>) -> Reply {
     let Some(function) = held::timer(id) else {
         return Reply::Error("its function is gone (its worker was rebuilt)".to_owned());
     };
-    runtime.begin_execution(Origin { session, ..Origin::default() });
+    runtime.begin_execution(Origin { session, run_as: run_as.clone(), ..Origin::default() });
     let _armed = runtime.arm(abort);
     let result = {
-        let _installed = store::install(Rc::new(RedisStore { db }));
+        let _installed = store::install(Rc::new(RedisStore::new(db, run_as)));
         runtime.enter(|vm| call_callback(vm, &function, ()).map(drop).map_err(|e| error_text(vm, &e)))
     };
     runtime.end_job();
@@ -140,7 +143,9 @@ pub fn resume_loaded() {
         pool::send(
             home,
             Box::new(move |runtime| {
-                if let Err(text) = super::persisted::rerun(runtime, saved.session.clone(), &source, Default::default())
+                let run_as = RunAs::user(&saved.owner);
+                if let Err(text) =
+                    super::persisted::rerun(runtime, saved.session.clone(), &source, Default::default(), run_as)
                 {
                     log::warning(&format!("rustgears: time event {} did not resume: {text}", saved.id));
                 }

@@ -10,10 +10,39 @@ mod memory;
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 pub use memory::MemoryStore;
 
 use crate::reply::Reply;
+
+/// Whom work runs as.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RunAs {
+    /// The module itself (replaying the AOF or the replication link, internal reads): unchecked,
+    /// as Redis runs its own work.
+    Module,
+    /// An ACL user, by name: looked up at each command, so ACL changes apply at once and a
+    /// deleted user can do nothing.
+    User(Arc<str>),
+    /// Work whose user is unknown: every command is refused, failing closed.
+    #[default]
+    Nobody,
+}
+
+impl RunAs {
+    pub fn user(name: &str) -> RunAs {
+        RunAs::User(name.into())
+    }
+
+    /// The user's name, as registrations record it.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            RunAs::User(name) => Some(name),
+            RunAs::Module | RunAs::Nobody => None,
+        }
+    }
+}
 
 /// A key's value, copied out of Redis in the same locked section that found the key.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +107,10 @@ pub trait Store {
     fn release(&self);
     /// True inside an atomic block.
     fn holding(&self) -> bool;
+    /// Whom the job runs as.
+    fn run_as(&self) -> RunAs {
+        RunAs::Module
+    }
 }
 
 thread_local! {

@@ -40,6 +40,11 @@ class _LeftOut:
     def find_spec(cls, name, path=None, target=None):
         if name.partition('.')[0] in cls._names:
             raise ModuleNotFoundError("No module named %r (not available in the rustgears sandbox)" % name, name=name)
+        if '.' not in name:
+            # Not the standard library: a package a RedisGears script would have installed with
+            # REQUIREMENTS (redis, numpy, requests, ...), which rustgears cannot install.
+            raise ModuleNotFoundError("No module named %r (not available in the rustgears sandbox: "
+                                      "REQUIREMENTS/pip packages are not supported)" % name, name=name)
         return None
 
 
@@ -107,6 +112,52 @@ _codecs.register(_find_encoding)
 READERS = ('KeysReader', 'KeysOnlyReader', 'StreamReader', 'PythonReader', 'ShardsIDReader', 'CommandReader')
 
 
+def _distance(a, b):
+    """Levenshtein distance, for the suggestion of a misspelled keyword argument."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def _check_kwargs(function, kwargs, known, named=()):
+    """A keyword argument `function` does not take raises the TypeError CPython raises for it
+    (with the suggestion of the name meant that recent CPython adds): nothing is silently ignored. `named`
+    are the function's named parameters, also worth suggesting."""
+    for name in kwargs:
+        if name in known:
+            continue
+        text = '%s() got an unexpected keyword argument %r' % (function, name)
+        candidates = sorted(set(known) | set(named))
+        close = [c for c in candidates if c.lower() == name.lower()]
+        if not close:
+            close = sorted((d, c) for c in candidates for d in (_distance(name, c),) if d <= max(1, len(name) // 3))
+            close = [c for _, c in close]
+        if close:
+            text += '. Did you mean %r?' % close[0]
+        raise TypeError(text)
+
+
+# The keyword arguments of run() and register(), by reader (docs/python-api.md).
+_RUN_KWARGS = {
+    'KeysReader': ('mode', 'noScan', 'readValue'),
+    'KeysOnlyReader': ('mode', 'count', 'noScan', 'patternGenerator'),
+    'StreamReader': ('mode', 'fromId'),
+    'PythonReader': ('mode',),
+    'ShardsIDReader': ('mode',),
+    'CommandReader': ('mode',),
+}
+_REGISTER_COMMON = ('mode', 'onRegistered', 'regex')
+_REGISTER_KWARGS = {
+    'KeysReader': _REGISTER_COMMON + ('eventTypes', 'keyTypes', 'readValue', 'commands'),
+    'StreamReader': _REGISTER_COMMON + ('batch', 'duration', 'onFailedPolicy', 'onFailedRetryInterval', 'trimStream'),
+    'CommandReader': _REGISTER_COMMON + ('trigger', 'hook', 'keyprefix', 'inorder'),
+}
+
+
 def _check_functions(op, args, count, what=None):
     if len(args) != count:
         raise error('wrong number of args to %s function' % op)
@@ -138,53 +189,49 @@ class GearsBuilder:
         self.steps = []
         _redisgears.take_plan_id()
 
-    def _add(self, *step):
-        self.steps.append(step)
-        return self
-
     def map(self, *args):
         _check_functions('map', args, 1)
-        return self._add('map', args[0])
+        return _add(self, 'map', args[0])
 
     def filter(self, *args):
         _check_functions('filter', args, 1)
-        return self._add('filter', args[0])
+        return _add(self, 'filter', args[0])
 
     def foreach(self, *args):
         _check_functions('foreach', args, 1)
-        return self._add('foreach', args[0])
+        return _add(self, 'foreach', args[0])
 
     def flatmap(self, *args):
         _check_functions('flatmap', args, 1)
-        return self._add('flatmap', args[0])
+        return _add(self, 'flatmap', args[0])
 
     def accumulate(self, *args):
         _check_functions('accumulate', args, 1)
-        return self._add('accumulate', args[0])
+        return _add(self, 'accumulate', args[0])
 
     def repartition(self, *args):
         _check_functions('repartition', args, 1)
-        return self._add('repartition', args[0])
+        return _add(self, 'repartition', args[0])
 
     def localgroupby(self, *args):
         _check_functions('groupby', args, 2, ('extractor ', 'reducer '))
-        return self._add('localgroupby', args[0], args[1])
+        return _add(self, 'localgroupby', args[0], args[1])
 
     def groupby(self, *args):
         _check_functions('groupby', args, 2, ('extractor ', 'reducer '))
-        return self._add('groupby', args[0], args[1])
+        return _add(self, 'groupby', args[0], args[1])
 
     def batchgroupby(self, *args):
         if len(args) != 2:
             raise error('wrong number of args to batchgroupby function')
         if type(args[0]) is not _FunctionType:
             raise error('batchgroupby extractor argument must be a function')
-        return self._add('batchgroupby', args[0], args[1])
+        return _add(self, 'batchgroupby', args[0], args[1])
 
     def collect(self, *args):
         if args:
             raise error('wrong number of args to collect function')
-        return self._add('collect')
+        return _add(self, 'collect')
 
     def limit(self, *args):
         if len(args) not in (1, 2):
@@ -193,7 +240,7 @@ class GearsBuilder:
             if type(n) is not int:
                 raise error('limit argument must be a number')
         offset = args[1] if len(args) == 2 else 0
-        return self._add('limit', args[0], offset)
+        return _add(self, 'limit', args[0], offset)
 
     # Sugar: expressed with the operations above, as RedisGears does.
 
@@ -210,10 +257,10 @@ class GearsBuilder:
     # The engine counts in Rust; the functions passed along say what it computes and are what
     # RG.GETEXECUTION shows for these steps, as it shows RedisGears' own lambdas.
     def count(self):
-        return self._add('count', lambda a, r: 1 + a, lambda a, r: a + r)
+        return _add(self, 'count', lambda a, r: 1 + a, lambda a, r: a + r)
 
     def countby(self, extractor=lambda x: x):
-        return self._add('countby', extractor, lambda k, a, r: 1 + a, lambda r: r['key'], lambda k, a, r: r + a)
+        return _add(self, 'countby', extractor, lambda k, a, r: 1 + a, lambda r: r['key'], lambda k, a, r: r + a)
 
     def sort(self, reverse=True):
         def add(a, r):
@@ -245,20 +292,14 @@ class GearsBuilder:
         self.aggregate((0, 0), lambda a, r: (a[0] + r, a[1] + 1), lambda a, r: (a[0] + r[0], a[1] + r[1]))
         return self.map(lambda x: x[0] / x[1])
 
-    def _final_steps(self, convertToStr, collect):
-        steps = list(self.steps)
-        if convertToStr:
-            steps.append(('map', lambda x: str(x)))
-        if collect:
-            steps.append(('collect',))
-        return steps
-
     def register(self, prefix='*', convertToStr=True, collect=True, **kwargs):
+        _check_kwargs('register', kwargs, _REGISTER_KWARGS.get(self.reader, _REGISTER_COMMON),
+                      ('prefix', 'convertToStr', 'collect'))
         if 'regex' in kwargs:
             _redisgears.log('Using regex argument with register is deprecated and missleading, use prefix instead.',
                             'warning')
             prefix = kwargs.pop('regex')
-        steps = self._final_steps(convertToStr, collect)
+        steps = _final_steps(self, convertToStr, collect)
         mode = kwargs.get('mode', 'async')
         if not isinstance(mode, str):
             raise error('execution mode must be a string')
@@ -273,7 +314,8 @@ class GearsBuilder:
         return _redisgears.register(self.reader, self.desc, mode, args, steps, onRegistered)
 
     def run(self, arg=None, convertToStr=True, collect=True, **kwargs):
-        steps = self._final_steps(convertToStr, collect)
+        _check_kwargs('run', kwargs, _RUN_KWARGS.get(self.reader, ('mode',)), ('arg', 'convertToStr', 'collect'))
+        steps = _final_steps(self, convertToStr, collect)
         if not arg:
             arg = self.defaultArg
         mode = kwargs.get('mode', 'async')
@@ -282,10 +324,24 @@ class GearsBuilder:
         if mode not in ('async', 'async_local'):
             raise error('unknown execution mode')
         if self.reader == 'KeysOnlyReader':
-            known = {k: kwargs[k] for k in ('count', 'noScan', 'patternGenerator') if k in kwargs}
+            known = {k: v for k, v in kwargs.items() if k != 'mode'}
             return _run('PythonReader', createKeysOnlyReader(arg, **known), steps, {})
         options = _reader_options(self.reader, arg, kwargs)
         return _run(self.reader, arg, steps, options)
+
+
+def _add(builder, *step):
+    builder.steps.append(step)
+    return builder
+
+
+def _final_steps(builder, convertToStr, collect):
+    steps = list(builder.steps)
+    if convertToStr:
+        steps.append(('map', lambda x: str(x)))
+    if collect:
+        steps.append(('collect',))
+    return steps
 
 
 def _run(reader, arg, steps, options):
@@ -316,6 +372,13 @@ def createKeysOnlyReader(pattern='*', count=1000, noScan=False, patternGenerator
                 return
             cursor, keys = execute('SCAN', cursor, 'MATCH', p, 'COUNT', str(count))
     return keysOnlyReader
+
+
+def shardReaderCallback():
+    """RedisGears' ShardsIDReader function, a generator of this shard's id: RedisGears yields
+    '1' where `RG.INFOCLUSTER` says `no cluster mode`, which is always the case here (the
+    ShardsIDReader yields the same '1')."""
+    yield '1'
 
 
 def _reader_options(reader, arg, kwargs):
@@ -437,6 +500,7 @@ _LEVELS = ('debug', 'verbose', 'notice', 'warning')
 
 
 def log(*args, **kwargs):
+    _check_kwargs('log', kwargs, ('level',))
     if 'level' in kwargs:
         args = args + (kwargs.pop('level'),)
     if len(args) == 0 or len(args) > 2:
@@ -505,6 +569,7 @@ def session_env():
         'copy': __import__('copy'),
         'asyncio': __import__('asyncio'),
         'createKeysOnlyReader': createKeysOnlyReader,
+        'shardReaderCallback': shardReaderCallback,
         'redisgears': redisgears,
         'rg': redisgears,
         'Log': _deprecated('Log', 'log', log),
@@ -550,6 +615,7 @@ class atomic:
 def registerTE(*args, **kwargs):
     if _script_threads:
         raise error('can not create time event on a python created thread')
+    _check_kwargs('registerTE', kwargs, ('seconds', 'callback', 'keyName'))
     args = list(args)
     for name in ('seconds', 'callback', 'keyName')[len(args):]:
         if name not in kwargs:
@@ -580,14 +646,16 @@ class gearsFuture:
         self._id = _redisgears.future_create(self)
 
     def continueRun(self, *args):
+        id = _future_id(self, 'continueRun')
         if len(args) != 1:
             raise error('Continue function expect an object')
-        _redisgears.future_continue(self._id, True, args[0])
+        _redisgears.future_continue(id, True, args[0])
 
     def continueFailed(self, *args):
+        id = _future_id(self, 'continueFailed')
         if len(args) != 1:
             raise error('Continue function expect an object')
-        _redisgears.future_continue(self._id, False, args[0])
+        _redisgears.future_continue(id, False, args[0])
 
     def __del__(self):
         # Dropped uncontinued: its record fails (nothing can continue it any more).
@@ -602,6 +670,18 @@ class gearsFuture:
             self.continueFailed(e)
         else:
             self.continueRun(value)
+
+
+def _future_id(f, method):
+    """The id of gearsFuture `f`, for its `method`; misuse is told in the user's terms (the
+    texts CPython gives for RedisGears' C type), never by an attribute of ours."""
+    if not isinstance(f, gearsFuture):
+        raise TypeError("descriptor '%s' for 'gearsFuture' objects doesn't apply to a '%s' object"
+                        % (method, type(f).__name__))
+    id = f._id
+    if type(id) is not int:
+        raise error('Future object was not created by gearsFuture()')
+    return id
 
 
 def _await_step(coroutine):
@@ -628,7 +708,9 @@ def runCoroutine(cr, f=None, delay=0):
             await asyncio.sleep(delay)
         return await cr
 
-    owner = _redisgears.future_owner(f._id) if f is not None else _redisgears.current_owner()
+    if f is not None and not isinstance(f, gearsFuture):
+        raise error('runCoroutine future argument must be a gearsFuture')
+    owner = _redisgears.future_owner(_future_id(f, 'runCoroutine')) if f is not None else _redisgears.current_owner()
     previous = _redisgears.swap_owner(owner)
     try:
         task = asyncio.get_event_loop().create_task(delayed() if delay else cr)
