@@ -10,7 +10,7 @@ NOT happen, which holds whatever the timing.
 import time
 
 from conftest import pyexecute, wait_until
-from test_registrations_keys import register_one
+from test_registrations_keys import register_one, stats as stats_of
 from test_registrations_manage import sessions
 
 # Each event's execution waits (its record is parked) until the key `gate` exists.
@@ -70,3 +70,66 @@ def test_an_unregistered_stream_registration_starts_no_other_batch(r):
     wait_until(lambda: r.llen("ok") == 2, what="the running batch to finish")
     time.sleep(0.5)
     assert r.llen("started") == 2 and r.xlen("st") == 6
+
+
+def registered_waiting(r):
+    """The ids of registered executions not yet done."""
+    return [e[1] for e in r.execute_command("RG.DUMPEXECUTIONS")
+            if dict(zip(e[::2], e[1::2]))["registered"] == 1 and dict(zip(e[::2], e[1::2]))["status"] != "done"]
+
+
+def test_unregister_without_abortpending_lets_a_waiting_execution_finish(r):
+    rid = register_one(r, WAITING_KEYS)
+    r.set("w1", "v")
+    wait_until(lambda: r.exists("started:w1"), what="the execution to start waiting")
+    (eid,) = registered_waiting(r)
+    assert r.execute_command("RG.UNREGISTER", rid) == "OK"
+    r.set("gate", "1")
+    wait_until(lambda: r.get("finished:w1") == "1", what="the waiting execution to finish")
+    wait_until(lambda: r.execute_command("RG.GETRESULTS", eid) == [["w1"], []],
+               what="the finished execution's results")
+
+
+def test_pausing_a_stream_registration_while_a_batch_waits(r):
+    rid = register_one(r, WAITING_STREAM.format(extra=""))
+    for i in range(4):
+        r.xadd("st", {"n": i})
+    wait_until(lambda: r.llen("started") == 2, what="the first batch to wait")
+    assert r.execute_command("RG.PAUSEREGISTRATIONS", rid) == "OK"
+    assert stats_of(r, rid)["status"] == "PAUSED"
+    r.set("gate", "1")
+    wait_until(lambda: r.llen("ok") == 2, what="the running batch to finish")
+    r.xadd("st", {"n": 4})
+    r.xadd("st", {"n": 5})
+    time.sleep(0.5)  # paused: nothing more is processed, whatever the timing
+    assert r.llen("ok") == 2 and stats_of(r, rid)["status"] == "PAUSED"
+    assert r.xlen("st") == 4  # the finished batch was acknowledged and trimmed
+    assert r.execute_command("RG.UNPAUSEREGISTRATIONS", rid) == "OK"
+    wait_until(lambda: r.llen("ok") == 6, what="the entries left while paused")
+    assert stats_of(r, rid)["status"] == "OK"
+    wait_until(lambda: r.xlen("st") == 0, what="every batch to be trimmed")
+
+
+def test_abort_policy_while_entries_wait_with_trimming_off(r):
+    rid = register_one(r, """
+import asyncio
+async def wait(e):
+    while not execute('EXISTS', 'gate'):
+        await asyncio.sleep(0.05)
+    if 'bad' in e['value']:
+        raise Exception('bad entry')
+    execute('RPUSH', 'ok', e['id'])
+    return e
+GB('StreamReader').map(wait).register(prefix='st', batch=1, onFailedPolicy='abort', trimStream=False)
+""")
+    r.xadd("st", {"bad": 1}, id="1-0")
+    for i in range(2, 6):
+        r.xadd("st", {"good": 1}, id=f"{i}-0")
+    r.set("gate", "1")
+    wait_until(lambda: stats_of(r, rid)["status"] == "ABORTED", what="the registration to abort")
+    time.sleep(0.5)  # aborted: nothing more is processed, whatever the timing
+    d = stats_of(r, rid)
+    assert (d["numTriggered"], d["numFailures"], d["status"]) == (1, 1, "ABORTED"), d
+    assert r.llen("ok") == 0 and r.xlen("st") == 5
+    pending = r.xpending("st", "__gears_consumer_group__")
+    assert pending["pending"] == 1  # the failed entry stays unacknowledged
