@@ -166,8 +166,16 @@ fn added(size: usize) -> u64 {
         .unwrap_or(SLOTS as u32 - 1);
     TOTAL_BYTES.fetch_add(size, Ordering::Relaxed);
     let now = LIVE_BYTES.fetch_add(size, Ordering::Relaxed) + size;
-    PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
+    raise_peak(now);
     MAGIC | u64::from(slot)
+}
+
+/// A read first: a new peak is rare, and a read-modify-write on every allocation would fight
+/// the other threads for the counter's cache line.
+fn raise_peak(now: i64) {
+    if now > PEAK_BYTES.load(Ordering::Relaxed) {
+        PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
+    }
 }
 
 /// Moves the held figure of the thread of `tag` by `delta` bytes (negative: freed).
@@ -188,7 +196,7 @@ fn moved(tag: u64, delta: i64) {
     let now = LIVE_BYTES.fetch_add(delta, Ordering::Relaxed) + delta;
     if delta > 0 {
         TOTAL_BYTES.fetch_add(delta, Ordering::Relaxed);
-        PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
+        raise_peak(now);
     }
 }
 
