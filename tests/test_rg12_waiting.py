@@ -7,9 +7,10 @@ Every wait is a polling loop with a generous deadline; the few sleeps check that
 NOT happen, which holds whatever the timing.
 """
 
+import threading
 import time
 
-from conftest import pyexecute, wait_until
+from conftest import REPLY_DEADLINE, call, pyexecute, wait_until
 from test_registrations_keys import register_one, stats as stats_of
 from test_registrations_manage import sessions
 
@@ -78,16 +79,25 @@ def registered_waiting(r):
             if dict(zip(e[::2], e[1::2]))["registered"] == 1 and dict(zip(e[::2], e[1::2]))["status"] != "done"]
 
 
-def test_unregister_without_abortpending_lets_a_waiting_execution_finish(r):
+def test_unregister_without_abortpending_lets_a_waiting_execution_finish(server, r):
+    """It runs to its end and answers those waiting for its results; then, as in RedisGears (the
+    registration's last reference gone), it is dropped with the registration's other executions."""
     rid = register_one(r, WAITING_KEYS)
     r.set("w1", "v")
     wait_until(lambda: r.exists("started:w1"), what="the execution to start waiting")
     (eid,) = registered_waiting(r)
+    got = {}
+    waiter = threading.Thread(target=lambda: got.update(reply=call(server, "RG.GETRESULTSBLOCKING", eid)),
+                              daemon=True)
+    waiter.start()
+    wait_until(lambda: r.info("clients")["blocked_clients"] >= 1, what="the waiter to block")
     assert r.execute_command("RG.UNREGISTER", rid) == "OK"
     r.set("gate", "1")
-    wait_until(lambda: r.get("finished:w1") == "1", what="the waiting execution to finish")
-    wait_until(lambda: r.execute_command("RG.GETRESULTS", eid) == [["w1"], []],
-               what="the finished execution's results")
+    waiter.join(REPLY_DEADLINE)
+    assert got.get("reply") == [[b"w1"], []], got
+    assert r.get("finished:w1") == "1"
+    wait_until(lambda: registered_waiting(r) == [] and r.execute_command("RG.DUMPEXECUTIONS") == [],
+               what="the finished execution to be dropped")
 
 
 def test_pausing_a_stream_registration_while_a_batch_waits(r):

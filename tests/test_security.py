@@ -101,7 +101,7 @@ def test_a_sync_registration_fired_inside_atomic_is_counted(server, r):
 
 # --- ACLs ----------------------------------------------------------------------------------
 
-# (command, allowed for a user with `+get +set +incr ~user:*`)
+# (command, allowed for a user with `+get +set +incr +append ~user:*`)
 MATRIX = [
     (["SET", "user:1", "x"], True),
     (["GET", "user:1"], True),
@@ -114,7 +114,7 @@ MATRIX = [
     (["MODULE", "LIST"], False),
     (["CONFIG", "SET", "maxmemory", "1"], False),
 ]
-RIGHTS = ["+get", "+set", "+incr", "~user:*"]
+RIGHTS = ["+get", "+set", "+incr", "+append", "~user:*"]
 
 
 def py_args(args):
@@ -146,6 +146,32 @@ def test_execute_gives_luas_verdicts_in_a_body_and_a_step(lim, r, args, allowed)
     assert (errors == []) == allowed, errors
     assert r.get("secret") == "s" and r.dbsize() > 0
     assert r.ping()
+
+
+# How each kind of registration, made by `lim`, is fired by a client with every right.
+FIRED_BY = {
+    "trigger": ("GB('CommandReader').foreach(lambda x: {call}).register(trigger='go', mode='sync')",
+                lambda r: r.execute_command("RG.TRIGGER", "go")),
+    "hook": ("GB('CommandReader').foreach(lambda x: {call}).map(lambda x: call_next(*x[1:]))"
+             ".register(hook='append', mode='sync')",
+             lambda r: r.append("user:h", "v")),
+    "keys": ("GB().foreach(lambda x: {call}).register(prefix='user:k*', eventTypes=['set'], mode='sync')",
+             lambda r: r.set("user:k1", "v")),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FIRED_BY))
+@pytest.mark.parametrize("args,allowed", MATRIX, ids=[" ".join(a) for a, _ in MATRIX])
+def test_registrations_give_luas_verdicts_as_their_owner(lim, r, kind, args, allowed):
+    script, fire = FIRED_BY[kind]
+    call = f"execute({py_args(args)})"
+    lim.execute_command("RG.PYEXECUTE", script.format(call=call))
+    refusal = error_of(fire, r)
+    stats = next(iter(registrations(r).values()))
+    assert stats["numTriggered"] == 1, stats
+    failed = stats["numFailures"] == 1 or refusal is not None
+    assert failed != allowed, (refusal, stats)
+    assert r.get("secret") == "s" and r.ping()
 
 
 def test_refusals_are_logged_and_use_redis_texts(lim, r):

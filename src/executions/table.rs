@@ -251,14 +251,13 @@ impl Table {
         self.find(id).and_then(|(_, e)| e.registration.clone())
     }
 
-    /// Asks every unfinished execution of `registration` to stop, to be dropped once ended;
-    /// returns those that had not started, for the caller to end.
+    /// Asks every unfinished execution of `registration` to stop; returns those that had not
+    /// started, for the caller to end.
     pub fn abort_registration(&mut self, registration: &str) -> Vec<ExecutionKey> {
         let mut not_started = Vec::new();
-        for (slot, exec) in self.slab.iter_mut() {
+        for (slot, exec) in self.slab.iter() {
             if exec.reply.is_none() && exec.registration.as_deref() == Some(registration) {
                 exec.abort.request(Reason::Aborted);
-                exec.keep = false;
                 if exec.state == State::Created {
                     not_started.push(ExecutionKey { slot, id: exec.id.clone() });
                 }

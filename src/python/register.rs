@@ -111,7 +111,7 @@ fn kind(reader: &str, args: &PyObjectRef, vm: &VirtualMachine) -> PyResult<Kind>
 /// What Redis says of a command: (exists, flags).
 fn command_flags(name: &str) -> Option<Vec<String>> {
     let store = store::current()?;
-    match store.call("COMMAND", &[b"INFO", name.as_bytes()]) {
+    match store.introspect("COMMAND", &[b"INFO", name.as_bytes()]) {
         Reply::Array(mut entries) => match entries.pop() {
             Some(Reply::Array(info)) => match info.get(2) {
                 Some(Reply::Array(flags)) => Some(

@@ -66,6 +66,13 @@ impl Store for RedisStore {
         with_gil(self.db, |ctx| call(ctx, &self.run_as, command, args))
     }
 
+    fn introspect(&self, command: &str, args: &[&[u8]]) -> Reply {
+        if !gil::available() {
+            return Reply::Error(GearsError::CommandFailed.to_string());
+        }
+        with_gil(self.db, |ctx| call(ctx, &RunAs::Module, command, args))
+    }
+
     fn hold(&self) -> bool {
         if self.opened.get().is_some() {
             return false;

@@ -107,6 +107,8 @@ pub struct Live {
     pending: AtomicUsize,
     /// Finished executions still listed, oldest first (MaxExecutionsPerRegistration).
     finished: Mutex<VecDeque<String>>,
+    /// Executions created and not yet finished.
+    running: AtomicUsize,
     /// Set when unregistered: queued events are dropped, running ones are left to end.
     gone: AtomicBool,
 }
@@ -143,6 +145,7 @@ impl Live {
     /// Counts an execution started.
     pub fn started(&self) {
         lock(&self.stats).triggered += 1;
+        self.running.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Counts how an execution ended, after `ms` (before its caller is answered, so that the
@@ -169,17 +172,17 @@ impl Live {
     /// An execution (`id`, finished) joins the finished ones; returns the oldest beyond
     /// MaxExecutionsPerRegistration, to drop.
     pub fn ended(&self, id: String) -> Vec<String> {
+        self.running.fetch_sub(1, Ordering::AcqRel);
         let limit = crate::config::with(|c| c.max_executions_per_registration).max(0) as usize;
-        // Unregistered without abortpending: an execution that ends now keeps its results, as
-        // an unregistered one, until MaxExecutions evicts it (docs/commands.md#rgunregister).
-        if self.gone() {
-            return Vec::new();
-        }
         let mut finished = lock(&self.finished);
         finished.push_back(id);
         let mut dropped = Vec::new();
         while finished.len() > limit {
             dropped.extend(finished.pop_front());
+        }
+        // Unregistered: nothing of it stays listed once none of its executions runs.
+        if self.gone() && self.running.load(Ordering::Acquire) == 0 {
+            dropped.extend(finished.drain(..));
         }
         dropped
     }
@@ -203,6 +206,9 @@ impl Live {
 
     /// The finished executions listed, for dropping on unregistration.
     fn take_finished(&self) -> Vec<String> {
+        if self.running.load(Ordering::Acquire) > 0 {
+            return Vec::new();
+        }
         lock(&self.finished).drain(..).collect()
     }
 }

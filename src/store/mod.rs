@@ -100,6 +100,11 @@ pub trait Store {
     fn read(&self, key: &[u8], read_value: bool) -> KeyEntry;
     /// Runs a command (replicated), returning its reply; errors come back as `Reply::Error`.
     fn call(&self, command: &str, args: &[&[u8]]) -> Reply;
+    /// Runs a command the module asks for itself (`COMMAND INFO` when a hook is registered), as
+    /// the module: what it tells is not the job's user's to refuse.
+    fn introspect(&self, command: &str, args: &[&[u8]]) -> Reply {
+        self.call(command, args)
+    }
     /// Opens an atomic block: nothing else touches the keyspace until `release`, and the writes
     /// made meanwhile replicate as one unit. False if one is open already (or cannot be).
     fn hold(&self) -> bool;
