@@ -30,6 +30,7 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 
 use crate::redis::alloc::INNER;
@@ -76,7 +77,7 @@ thread_local! {
     // const and without destructor: usable while the thread's other thread-locals are torn down.
     static STATE: State = const { State { counting: Cell::new(false), slot: Cell::new(0), held: Cell::new(0) } };
     /// The over-budget flag of the execution running on this thread.
-    static WATCHED: Cell<*const AtomicBool> = const { Cell::new(std::ptr::null()) };
+    static WATCHED: Cell<Option<Arc<AtomicBool>>> = const { Cell::new(None) };
 }
 
 pub fn set_limit(bytes: i64) {
@@ -93,13 +94,10 @@ fn physical_memory() -> Option<i64> {
     Some(kib.saturating_mul(1024))
 }
 
-/// Points the budget check at the running execution's flag. The flag must outlive `unwatch`.
-pub fn watch(flag: &AtomicBool) {
-    let _ = WATCHED.try_with(|w| w.set(flag));
-}
-
-pub fn unwatch() {
-    let _ = WATCHED.try_with(|w| w.set(std::ptr::null()));
+/// Points the budget check at the running execution's flag (`None`: no execution runs).
+pub fn watch(flag: Option<Arc<AtomicBool>>) {
+    // The flag it replaces is dropped outside the thread-local's access.
+    let _previous = WATCHED.try_with(|w| w.replace(flag));
 }
 
 /// Whether `size` more bytes fit in the budget of this thread's interpreter.
@@ -117,11 +115,14 @@ fn within_budget(size: usize) -> bool {
     if size as i64 > HUGE.load(Ordering::Relaxed).max(limit) {
         return false;
     }
-    let flag = WATCHED.try_with(Cell::get).unwrap_or(std::ptr::null());
-    // SAFETY: `watch` callers keep the flag alive until `unwatch`.
-    if let Some(flag) = unsafe { flag.as_ref() } {
-        flag.store(true, Ordering::Relaxed);
-    }
+    // Taken and put back: neither allocates nor frees, as the allocator must not here.
+    let _ = WATCHED.try_with(|w| {
+        let flag = w.take();
+        if let Some(flag) = &flag {
+            flag.store(true, Ordering::Relaxed);
+        }
+        w.set(flag);
+    });
     true
 }
 

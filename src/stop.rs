@@ -73,7 +73,8 @@ pub struct Abort {
     ended: AtomicBool,
     queued: AtomicUsize,
     stuck: AtomicBool,
-    over_memory: AtomicBool,
+    /// Shared with the allocator, which sets it when this job's worker goes over its budget.
+    over_memory: Arc<AtomicBool>,
     /// Requests armed above this one on its worker (a visit preempting it): it cannot be raised
     /// into until they end.
     covered: AtomicUsize,
@@ -209,7 +210,7 @@ pub fn arm(abort: Arc<Abort>, interrupt: Arc<dyn Interrupt>, worker: WorkerId) -
         }
         here.push(abort.clone());
     });
-    crate::memory::watch(&abort.over_memory);
+    crate::memory::watch(Some(abort.over_memory.clone()));
     lock(&ARMED).push(abort.clone());
     if abort.requested() {
         abort.poke(); // asked to stop before it got here
@@ -232,8 +233,8 @@ impl Drop for Armed {
             here.last().cloned()
         });
         match outer {
-            Some(outer) => crate::memory::watch(&outer.over_memory),
-            None => crate::memory::unwatch(),
+            Some(outer) => crate::memory::watch(Some(outer.over_memory.clone())),
+            None => crate::memory::watch(None),
         }
     }
 }

@@ -115,6 +115,8 @@ impl Drop for BlockedClient {
     }
 }
 
+/// SAFETY (callback contract): Redis calls it with the lock held, once, for a client blocked
+/// by `block`; `bc` is used only as a key.
 extern "C" fn disconnected(_ctx: *mut raw::RedisModuleCtx, bc: *mut raw::RedisModuleBlockedClient) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         let f = on_disconnect().remove(&(bc as usize));
@@ -124,6 +126,8 @@ extern "C" fn disconnected(_ctx: *mut raw::RedisModuleCtx, bc: *mut raw::RedisMo
     }));
 }
 
+/// SAFETY (callback contract): Redis calls it with the lock held and a context whose blocked
+/// client's private data is the `Unblocked` that `unblock` boxed.
 extern "C" fn reply_callback(
     ctx: *mut raw::RedisModuleCtx,
     _argv: *mut *mut raw::RedisModuleString,
@@ -191,6 +195,8 @@ fn read_latency_threshold(ctx: *mut raw::RedisModuleCtx) {
     }
 }
 
+/// SAFETY (callback contract): Redis calls it with the lock held, a context and config-change
+/// data valid for the call.
 extern "C" fn config_changed(
     ctx: *mut raw::RedisModuleCtx,
     _event: raw::RedisModuleEvent,
@@ -217,6 +223,8 @@ extern "C" fn config_changed(
     }));
 }
 
+/// SAFETY (callback contract): Redis calls it once per unblock, with the private data given to
+/// RM_UnblockClient (null or a boxed `Unblocked`).
 extern "C" fn free_privdata(_ctx: *mut raw::RedisModuleCtx, data: *mut c_void) {
     if !data.is_null() {
         // SAFETY: non-null private data is always the `Unblocked` boxed by `unblock`, and Redis

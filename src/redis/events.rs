@@ -33,6 +33,8 @@ pub fn subscribe(ctx: &Context, handlers: Handlers) {
     }
 }
 
+/// SAFETY (callback contract): Redis calls it with the lock held, a context and event data
+/// valid for the call (the data's type is the one of `event.id`).
 unsafe extern "C" fn on_event(
     ctx: *mut raw::RedisModuleCtx,
     event: raw::RedisModuleEvent,

@@ -89,6 +89,8 @@ pub fn bypassing<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// SAFETY (callback contract): Redis calls it on the thread holding the lock, with a filter
+/// context valid for the call; it is panic-contained.
 extern "C" fn filter(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         if BYPASS.get() {

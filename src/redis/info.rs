@@ -41,6 +41,8 @@ fn c(text: &str) -> CString {
     CString::new(text.replace(['\r', '\n', '\0'], " ")).unwrap_or_default()
 }
 
+/// SAFETY (callback contract): Redis calls it with the lock held and an INFO context valid for
+/// the call; it is panic-contained.
 extern "C" fn info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: i32) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         let Some(sections) = SECTIONS.get() else { return };

@@ -15,6 +15,7 @@ pub fn init(ctx: &Context) {
     // SAFETY: reading the API table that RedisModule_Init filled before init ran; `ctx` is the
     // module's load context, and the detached context it gives is never freed.
     if let Some(detach) = unsafe { raw::RedisModule_GetDetachedThreadSafeContext } {
+        // SAFETY: `ctx` is the load context, valid for this call.
         LOG_CTX.store(unsafe { detach(ctx.ctx) }, Ordering::Release);
     }
 }

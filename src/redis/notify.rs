@@ -44,6 +44,8 @@ pub fn subscribe(ctx: &Context, handler: Handler) {
     }
 }
 
+/// SAFETY (callback contract): Redis calls it with the lock held, a context valid for the call
+/// and NUL-terminated event name and key string valid for the call.
 extern "C" fn on_event(
     ctx: *mut raw::RedisModuleCtx,
     _type: c_int,

@@ -59,11 +59,13 @@ pub static TYPE: RedisType = RedisType::new(
 
 /// Runs in the BGSAVE / AOF-rewrite child too: no locks a worker may hold, no Python. Redis 7.0
 /// always writes the aux field, so something is always written.
+/// SAFETY (callback contract): `rdb` is an IO handle Redis keeps valid for the call.
 unsafe extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, _when: c_int) {
     save(rdb, true);
 }
 
 /// Redis 7.2+: nothing is written without registrations, so such an RDB loads without the module.
+/// SAFETY (callback contract): as `aux_save`.
 unsafe extern "C" fn aux_save_unless_empty(rdb: *mut raw::RedisModuleIO, _when: c_int) {
     save(rdb, false);
 }
@@ -78,6 +80,8 @@ fn save(rdb: *mut raw::RedisModuleIO, always: bool) {
     }));
 }
 
+/// SAFETY (callback contract): `rdb` is an IO handle Redis keeps valid for the call; it is
+/// panic-contained.
 unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, version: c_int, _when: c_int) -> c_int {
     let loaded = catch_unwind(AssertUnwindSafe(|| {
         if version != ENCODING_VERSION {
@@ -103,6 +107,9 @@ unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, version: c_int, _whe
 }
 
 /// A key of the module's type holds bytes (a keyed time event, `registrations::time_events`).
+///
+/// SAFETY (callback contract): `rdb` is an IO handle Redis keeps valid for the call; the value
+/// returned is owned by Redis until `free`.
 unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, version: c_int) -> *mut c_void {
     let loaded = catch_unwind(AssertUnwindSafe(|| {
         if version != ENCODING_VERSION {
@@ -120,6 +127,7 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, version: c_int) -> *
     loaded.unwrap_or(std::ptr::null_mut())
 }
 
+/// SAFETY (callback contract): `value` is one of this type's values, alive for the call.
 unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     // SAFETY: every value of this type was made by `write_key` or `rdb_load`: a boxed Vec<u8>.
     let bytes = unsafe { &*value.cast::<Vec<u8>>() };
@@ -135,6 +143,7 @@ unsafe extern "C" fn aof_rewrite(
     log::warning("rustgears: an AOF rewrite without RDB preamble leaves out keyed time events");
 }
 
+/// SAFETY (callback contract): `value` is one of this type's values, freed once.
 unsafe extern "C" fn free(value: *mut c_void) {
     // SAFETY: as in `rdb_save`; Redis frees each value once.
     drop(unsafe { Box::from_raw(value.cast::<Vec<u8>>()) });
