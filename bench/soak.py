@@ -37,25 +37,12 @@ import tempfile
 import threading
 import time
 
-# The server launcher and RESP client of the test suite.
+# The server launcher, RSS reading and RESP client of the test suite.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from harness import Error, RawConnection, ServerStartError, launch, module_path  # noqa: E402
+from harness import Error, RawConnection, ServerStartError, launch, module_path, rss_kb  # noqa: E402
 
 REPLY_TIMEOUT = 120.0
 SETTLE_DEADLINE = 120.0
-
-
-# ----------------------------------------------------------------------------------------------
-# Server
-# ----------------------------------------------------------------------------------------------
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""What the pytest suite (conftest.py) and `make soak` (bench/soak.py) share: where the module is,
-a redis-server with it on a free port, and a RESP client that keeps the exact reply types.
-No pytest here: soak runs outside it."""
+"""What the pytest suite (conftest.py), `make bench` (bench/gears_bench) and `make soak`
+(bench/soak.py) share: where the module is, a redis-server with it on a free port, a process's
+resident memory, and a RESP client that keeps the exact reply types.
+No pytest here: bench and soak run outside it."""
 
 import os
 import shutil
@@ -135,9 +136,15 @@ class RawConnection:
             self.sock.close()
 
 
-def launch(module, module_args, workdir, logfile, wait=True):
+def launch(module, module_args, workdir, logfile, wait=True, *, extra_args=(), start_deadline=START_DEADLINE,
+           poll=0.05, started=None):
     """Starts redis-server with the module on a free port and returns (process, port), once it
-    answers PING unless `wait` is false. Raises ServerStartError (the process is gone then)."""
+    answers PING unless `wait` is false. Raises ServerStartError (the process is gone then).
+
+    `module` None starts a server without the module (bench's anchors); `extra_args` are more
+    server options; `start_deadline` and `poll` bound and pace the wait for PING; `started`, if
+    given, is called with each process as soon as it exists, so that a caller interrupted
+    during the wait can still kill it."""
     for _attempt in range(5):
         port = free_port()
         if os.path.exists(logfile):
@@ -146,31 +153,36 @@ def launch(module, module_args, workdir, logfile, wait=True):
             REDIS_SERVER,
             "--port", str(port),
             "--bind", "127.0.0.1",
-            "--loadmodule", module, *module_args,
+            *(["--loadmodule", module, *module_args] if module else []),
             "--save", "",
             "--appendonly", "no",
             "--dir", workdir,
             "--enable-debug-command", "yes",
             "--logfile", logfile,
             "--daemonize", "no",
+            *extra_args,
         ]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait or _answers_ping(proc, port):
+        if started is not None:
+            started(proc)
+        if not wait or _answers_ping(proc, port, start_deadline, poll):
             return proc, port
         log = _read(logfile)
         if proc.poll() is not None and "Address already in use" in log:
             continue  # lost a port race, try another port
-        if proc.poll() is None:
+        exited = proc.poll() is not None
+        if not exited:
             proc.kill()
         proc.wait()
         tail = "\n".join(log.splitlines()[-80:])
-        raise ServerStartError(f"redis-server with the module did not answer PING within {START_DEADLINE}s "
-                               f"(exit code {proc.returncode}); log tail:\n{tail}")
+        what = (f"exited with code {proc.returncode} at start" if exited
+                else f"did not answer PING within {start_deadline}s (exit code {proc.returncode})")
+        raise ServerStartError(f"redis-server{' with the module' if module else ''} {what}; log tail:\n{tail}")
     raise ServerStartError("could not find a free port for redis-server")
 
 
-def _answers_ping(proc, port):
-    deadline = time.monotonic() + START_DEADLINE
+def _answers_ping(proc, port, start_deadline=START_DEADLINE, poll=0.05):
+    deadline = time.monotonic() + start_deadline
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             c = RawConnection(port, timeout=2)
@@ -181,7 +193,7 @@ def _answers_ping(proc, port):
                 c.close()
         except OSError:
             pass
-        time.sleep(0.05)
+        time.sleep(poll)
     return False
 
 
@@ -191,3 +203,12 @@ def _read(path):
             return f.read()
     except FileNotFoundError:
         return ""
+
+
+def rss_kb(pid):
+    """The resident memory (VmRSS) of a live process, in kB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"VmRSS not found for pid {pid}")
