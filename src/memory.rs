@@ -25,7 +25,7 @@
 //!
 //! The budget is per interpreter, that is per thread: a thread's figure is what it allocated
 //! counted (a thread-local, no atomics on the common path) less what other threads freed of it
-//! (an atomic of its slot). Threads beyond `SLOTS` share the last slot; their budgets are then
+//! (an atomic of its slot). Threads beyond `THREAD_SLOTS` share the last slot; their budgets are then
 //! approximate, the global figures stay exact.
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -49,13 +49,13 @@ static LIMIT: AtomicI64 = AtomicI64::new(0);
 static HUGE: AtomicI64 = AtomicI64::new(i64::MAX);
 
 /// Threads with a slot of their own (workers, their replacements, the main thread).
-const SLOTS: usize = 256;
+const THREAD_SLOTS: usize = 256;
 
 /// What other threads freed (positive) or grew (negative) of one thread's counted memory.
 #[repr(align(64))]
-struct Slot(AtomicI64);
+struct RemoteSlot(AtomicI64);
 
-static REMOTE: [Slot; SLOTS] = [const { Slot(AtomicI64::new(0)) }; SLOTS];
+static REMOTE: [RemoteSlot; THREAD_SLOTS] = [const { RemoteSlot(AtomicI64::new(0)) }; THREAD_SLOTS];
 static NEXT_SLOT: AtomicU32 = AtomicU32::new(0);
 
 /// The alignment that tells counted small blocks (8 modulo 16) from uncounted ones (0).
@@ -65,7 +65,7 @@ const TAG: usize = 8;
 /// Tags are `MAGIC | slot`; 0 is an uncounted block with a header.
 const MAGIC: u64 = 0x5247_4d45_0000_0000;
 
-struct State {
+struct ThreadCounts {
     counting: Cell<bool>,
     /// This thread's slot + 1; 0 until its first counted allocation.
     slot: Cell<u32>,
@@ -75,7 +75,7 @@ struct State {
 
 thread_local! {
     // const and without destructor: usable while the thread's other thread-locals are torn down.
-    static STATE: State = const { State { counting: Cell::new(false), slot: Cell::new(0), held: Cell::new(0) } };
+    static STATE: ThreadCounts = const { ThreadCounts { counting: Cell::new(false), slot: Cell::new(0), held: Cell::new(0) } };
     /// The over-budget flag of the execution running on this thread.
     static WATCHED: Cell<Option<Arc<AtomicBool>>> = const { Cell::new(None) };
 }
@@ -144,10 +144,10 @@ fn held() -> i64 {
 }
 
 /// This thread's slot, given one on its first counted allocation.
-fn my_slot(state: &State) -> u32 {
+fn my_slot(state: &ThreadCounts) -> u32 {
     match state.slot.get() {
         0 => {
-            let slot = NEXT_SLOT.fetch_add(1, Ordering::Relaxed).min(SLOTS as u32 - 1);
+            let slot = NEXT_SLOT.fetch_add(1, Ordering::Relaxed).min(THREAD_SLOTS as u32 - 1);
             state.slot.set(slot + 1);
             slot
         }
@@ -164,7 +164,7 @@ fn added(size: usize) -> u64 {
             my_slot(s)
         })
         // Not reached (only a counting thread counts), but a tag must name some slot.
-        .unwrap_or(SLOTS as u32 - 1);
+        .unwrap_or(THREAD_SLOTS as u32 - 1);
     TOTAL_BYTES.fetch_add(size, Ordering::Relaxed);
     let now = LIVE_BYTES.fetch_add(size, Ordering::Relaxed) + size;
     raise_peak(now);
@@ -181,7 +181,7 @@ fn raise_peak(now: i64) {
 
 /// Moves the held figure of the thread of `tag` by `delta` bytes (negative: freed).
 fn moved(tag: u64, delta: i64) {
-    let slot = (tag & u64::from(u32::MAX)) as usize % SLOTS;
+    let slot = (tag & u64::from(u32::MAX)) as usize % THREAD_SLOTS;
     let mine = STATE
         .try_with(|s| {
             let mine = s.slot.get() as usize == slot + 1;
@@ -369,13 +369,13 @@ pub fn uncounted<R>(f: impl FnOnce() -> R) -> R {
 }
 
 fn scoped<R>(on: bool, f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
+    struct RestoreCounting(bool);
+    impl Drop for RestoreCounting {
         fn drop(&mut self) {
             let _ = STATE.try_with(|s| s.counting.set(self.0));
         }
     }
-    let _restore = Restore(STATE.try_with(|s| s.counting.replace(on)).unwrap_or(false));
+    let _restore = RestoreCounting(STATE.try_with(|s| s.counting.replace(on)).unwrap_or(false));
     f()
 }
 

@@ -31,12 +31,12 @@ struct Frame {
 
 thread_local! {
     /// The session profiled on this thread now, and its calls in progress.
-    static CURRENT: RefCell<Option<(String, Vec<Frame>)>> = const { RefCell::new(None) };
+    static PROFILING: RefCell<Option<(String, Vec<Frame>)>> = const { RefCell::new(None) };
 }
 
 /// Profiles what runs on this thread for `session` until the guard is dropped.
 pub fn start(session: &str) -> Profiling {
-    CURRENT.set(Some((session.to_owned(), Vec::new())));
+    PROFILING.set(Some((session.to_owned(), Vec::new())));
     Profiling(())
 }
 
@@ -44,12 +44,12 @@ pub struct Profiling(());
 
 impl Drop for Profiling {
     fn drop(&mut self) {
-        CURRENT.set(None);
+        PROFILING.set(None);
     }
 }
 
 pub fn call(name: &str) {
-    CURRENT.with_borrow_mut(|current| {
+    PROFILING.with_borrow_mut(|current| {
         if let Some((_, stack)) = current {
             stack.push(Frame { name: name.to_owned(), started: Instant::now(), callees: Duration::ZERO });
         }
@@ -57,7 +57,7 @@ pub fn call(name: &str) {
 }
 
 pub fn returned() {
-    let ended = CURRENT.with_borrow_mut(|current| {
+    let ended = PROFILING.with_borrow_mut(|current| {
         let (session, stack) = current.as_mut()?;
         let frame = stack.pop()?;
         let elapsed = frame.started.elapsed();

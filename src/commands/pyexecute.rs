@@ -56,5 +56,5 @@ pub fn test_sync(ctx: &Context, script: Vec<u8>) -> Result<Response, GearsError>
         return Err(GearsError::TestHooksOff);
     }
     let script = String::from_utf8_lossy(&script).into_owned();
-    sessions::sync::run_script(ctx, script).map(Response::Reply)
+    sessions::sync::run_script_inline(ctx, script).map(Response::Reply)
 }

@@ -6,7 +6,7 @@ use redis_module::{Context, ContextFlags};
 use super::Response;
 use crate::error::GearsError;
 use crate::executions::{self, SHARD_ID};
-use crate::registrations::{self, Kind, Outcome, Registration, Session, persist};
+use crate::registrations::{self, Kind, Outcome, Registration, SessionRecord, persist};
 use crate::reply::Reply;
 
 /// Registration ids a session string lists at most: it is part of every registration's entry
@@ -16,8 +16,8 @@ pub const LISTED_REGISTRATIONS: usize = 10;
 /// Bytes of a session's description a session string shows at most (then `...`).
 pub const SHOWN_DESCRIPTION: usize = 256;
 
-/// How a session is shown in the `PD` field and INFO (`ref_count`: `Session::ref_count`).
-pub fn session_string(session: &Session, dead: bool, ref_count: usize) -> String {
+/// How a session is shown in the `PD` field and INFO (`ref_count`: `SessionRecord::ref_count`).
+pub fn session_string(session: &SessionRecord, dead: bool, ref_count: usize) -> String {
     let desc = match session.desc.as_deref() {
         None => "null".to_owned(),
         Some(desc) if desc.len() <= SHOWN_DESCRIPTION => desc.to_owned(),
@@ -285,7 +285,7 @@ pub struct DumpSessions {
 /// Registrations by id, for VERBOSE (built once per reply).
 type ById<'a> = std::collections::HashMap<&'a str, &'a std::sync::Arc<Registration>>;
 
-fn session_entry(session: &Session, dead: bool, refs: usize, verbose: bool, by_id: &ById<'_>) -> Reply {
+fn session_entry(session: &SessionRecord, dead: bool, refs: usize, verbose: bool, by_id: &ById<'_>) -> Reply {
     let b = |s: &str| Reply::bulk(s.as_bytes());
     let registrations = if verbose {
         session.registrations.iter().filter_map(|id| by_id.get(id.as_str())).map(|r| entry(r, None)).collect()
@@ -323,7 +323,7 @@ pub fn dump_sessions(options: &DumpSessions) -> Result<Response, GearsError> {
                     let refs = session.ref_count();
                     session_entry(&session, dead, refs, options.verbose, &by_id)
                 }
-                None => Reply::bulk(format!("Session {id} does not exists")),
+                None => Reply::bulk(format!("SessionRecord {id} does not exists")),
             })
             .collect(),
         None => registrations::sessions_described(!options.dead, options.dead, |session, dead, refs| {

@@ -65,7 +65,7 @@ enum StepState {
 struct Waits {
     /// The step's output in input order: what a waiting record will emit keeps its place, and
     /// what later records emitted waits behind it.
-    queue: VecDeque<Slot>,
+    queue: VecDeque<Output>,
     /// Sequence number of `queue[0]`.
     base: u64,
     waiting: usize,
@@ -73,13 +73,13 @@ struct Waits {
     inbox: VecDeque<PyObjectRef>,
 }
 
-enum Slot {
+enum Output {
     Ready(Vec<PyObjectRef>),
     Waiting,
 }
 
 /// A record waiting for its future: the step and what the step needs to finish it.
-struct Pending {
+struct WaitingRecord {
     step: usize,
     /// Its place in the step's queue (steps that pass records on).
     seq: u64,
@@ -120,7 +120,7 @@ pub struct Pipeline {
     steps: Vec<Step>,
     states: Vec<StepState>,
     waits: Vec<Waits>,
-    pending: HashMap<u64, Pending>,
+    pending: HashMap<u64, WaitingRecord>,
     waiting: Waiting,
     /// Time spent in each step, measured only when ProfileExecutions is on.
     durations: Option<Vec<Duration>>,
@@ -279,16 +279,16 @@ impl Pipeline {
                     self.push_from(vm, item, i + 1);
                 }
             }
-            Applied::Pass(next) => waits.queue.push_back(Slot::Ready(vec![next])),
-            Applied::Many(items) => waits.queue.push_back(Slot::Ready(items)),
+            Applied::Pass(next) => waits.queue.push_back(Output::Ready(vec![next])),
+            Applied::Many(items) => waits.queue.push_back(Output::Ready(items)),
             Applied::Stop => {}
             Applied::Wait { id, record, group } => {
                 waits.waiting += 1;
                 let seq = waits.base + waits.queue.len() as u64;
                 if passes_on(&self.steps[i]) {
-                    waits.queue.push_back(Slot::Waiting);
+                    waits.queue.push_back(Output::Waiting);
                 }
-                self.pending.insert(id, Pending { step: i, seq, record, group });
+                self.pending.insert(id, WaitingRecord { step: i, seq, record, group });
             }
         }
     }
@@ -296,7 +296,7 @@ impl Pipeline {
     /// Finishes the record that waited for future `id` as its step would have, had the callback
     /// returned the outcome; then lets on what waited behind it.
     fn resolve(&mut self, vm: &VirtualMachine, id: u64, outcome: Outcome) {
-        let Some(Pending { step: i, seq, record, group }) = self.pending.remove(&id) else { return };
+        let Some(WaitingRecord { step: i, seq, record, group }) = self.pending.remove(&id) else { return };
         self.waits[i].waiting -= 1;
         let emitted = match outcome {
             Err(text) => {
@@ -323,12 +323,12 @@ impl Pipeline {
         };
         let waits = &mut self.waits[i];
         if let Some(slot) = seq.checked_sub(waits.base).and_then(|at| waits.queue.get_mut(at as usize)) {
-            *slot = Slot::Ready(emitted);
+            *slot = Output::Ready(emitted);
         }
-        while let Some(Slot::Ready(_)) = self.waits[i].queue.front() {
+        while let Some(Output::Ready(_)) = self.waits[i].queue.front() {
             let waits = &mut self.waits[i];
             waits.base += 1;
-            if let Some(Slot::Ready(items)) = waits.queue.pop_front() {
+            if let Some(Output::Ready(items)) = waits.queue.pop_front() {
                 for item in items {
                     self.push_from(vm, item, i + 1);
                 }

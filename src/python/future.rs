@@ -31,7 +31,7 @@ pub enum Capability {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
+enum FutureState {
     /// Created by the callback running now, which has not returned it yet.
     Created,
     /// Returned: its record waits for it.
@@ -39,9 +39,9 @@ enum State {
     Continued,
 }
 
-struct Entry {
+struct FutureEntry {
     owner: u64,
-    state: State,
+    state: FutureState,
 }
 
 /// The callback that runs now, and the future it created.
@@ -52,15 +52,15 @@ struct Call {
 }
 
 thread_local! {
-    static FUTURES: RefCell<HashMap<u64, Entry>> = RefCell::new(HashMap::new());
-    static NEXT_ID: Cell<u64> = const { Cell::new(1) };
+    static FUTURES: RefCell<HashMap<u64, FutureEntry>> = RefCell::new(HashMap::new());
+    static NEXT_FUTURE_ID: Cell<u64> = const { Cell::new(1) };
     /// Innermost last: a callback may run an execution of its own (a sync trigger through
     /// `execute()`), whose callbacks run above it.
     static CALLS: RefCell<Vec<Call>> = const { RefCell::new(Vec::new()) };
     /// Outcomes by the execution waiting for them, in the order they came.
     static RESOLVED: RefCell<HashMap<u64, Vec<(u64, Outcome)>>> = RefCell::new(HashMap::new());
     /// The execution whose code runs now (its steps, or a callback of the event loop for it).
-    static CURRENT: Cell<Option<u64>> = const { Cell::new(None) };
+    static RUNNING_OWNER: Cell<Option<u64>> = const { Cell::new(None) };
     /// A record started waiting since the last sweep (see `sweep`).
     static SWEEP: Cell<bool> = const { Cell::new(false) };
 }
@@ -78,12 +78,12 @@ pub fn sweep(runtime: &super::Runtime) -> bool {
 
 /// The execution whose code runs now.
 pub fn current_owner() -> Option<u64> {
-    CURRENT.get()
+    RUNNING_OWNER.get()
 }
 
 /// Makes `owner` the execution whose code runs now; returns the previous one.
 pub fn swap_owner(owner: Option<u64>) -> Option<u64> {
-    CURRENT.replace(owner)
+    RUNNING_OWNER.replace(owner)
 }
 
 /// Makes `owner` the execution whose code runs now, until the guard is dropped.
@@ -95,7 +95,7 @@ pub struct Owning(Option<u64>);
 
 impl Drop for Owning {
     fn drop(&mut self) {
-        CURRENT.set(self.0);
+        RUNNING_OWNER.set(self.0);
     }
 }
 
@@ -126,7 +126,7 @@ impl Calling {
         drop(self);
         match (value, created) {
             (Ok(value), Some((id, future))) if value.is(&future) => {
-                FUTURES.with_borrow_mut(|f| f.get_mut(&id).map(|e| e.state = State::Returned));
+                FUTURES.with_borrow_mut(|f| f.get_mut(&id).map(|e| e.state = FutureState::Returned));
                 SWEEP.set(true);
                 Settled::Wait(id)
             }
@@ -180,9 +180,9 @@ pub fn create(future: PyObjectRef) -> Result<u64, GearsError> {
         if call.created.is_some() {
             return Err(GearsError::FutureTwice);
         }
-        let id = NEXT_ID.get();
-        NEXT_ID.set(id + 1);
-        FUTURES.with_borrow_mut(|f| f.insert(id, Entry { owner: call.owner, state: State::Created }));
+        let id = NEXT_FUTURE_ID.get();
+        NEXT_FUTURE_ID.set(id + 1);
+        FUTURES.with_borrow_mut(|f| f.insert(id, FutureEntry { owner: call.owner, state: FutureState::Created }));
         call.created = Some((id, future));
         Ok(id)
     })
@@ -194,10 +194,10 @@ pub fn resolve(id: u64, outcome: Outcome) -> Result<(), GearsError> {
     let owner = FUTURES.with_borrow_mut(|f| {
         let Some(entry) = f.get_mut(&id) else { return Ok(None) };
         match entry.state {
-            State::Created => Err(GearsError::FutureNotReturned),
-            State::Continued => Err(GearsError::FutureContinuedTwice),
-            State::Returned => {
-                entry.state = State::Continued;
+            FutureState::Created => Err(GearsError::FutureNotReturned),
+            FutureState::Continued => Err(GearsError::FutureContinuedTwice),
+            FutureState::Returned => {
+                entry.state = FutureState::Continued;
                 Ok(Some(entry.owner))
             }
         }
@@ -213,7 +213,7 @@ pub fn resolve(id: u64, outcome: Outcome) -> Result<(), GearsError> {
 /// any more.
 pub fn dropped(id: u64) {
     let Ok(Some(entry)) = FUTURES.try_with(|f| f.borrow_mut().remove(&id)) else { return };
-    if entry.state == State::Returned {
+    if entry.state == FutureState::Returned {
         let error = GearsError::FutureDropped.to_string();
         RESOLVED.with_borrow_mut(|r| r.entry(entry.owner).or_default().push((id, Err(error))));
         super::upcalls::wake(entry.owner);

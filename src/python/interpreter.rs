@@ -87,7 +87,7 @@ pub struct Nested<'r> {
     depth: usize,
     /// The exception the job was handling when it was preempted.
     exception: Option<PyBaseExceptionRef>,
-    _session: session::Nested,
+    _session: session::SavedJob,
 }
 
 impl Drop for Nested<'_> {
@@ -165,7 +165,7 @@ impl Runtime {
 
     /// Compiles and runs one script in fresh globals, reaching Redis through `store`; `abort`
     /// stops it. `session` names the session once it owns registrations; `restoring` rebuilds
-    /// one from its source (see `session::Session::restoring`).
+    /// one from its source (see `session::JobState::restoring`).
     pub fn run_script(
         &self,
         script: &str,

@@ -48,8 +48,8 @@ const UNNAMED_WRAPPERS: &[&str] = &[
 /// One guarded slot per wrapped type, by its position in the lists above: a fn pointer cannot
 /// capture the original it calls, so each position is its own monomorphised function. The
 /// originals are the same code on every thread.
-const SLOTS: usize = 32;
-static ORIGINALS: [OnceLock<IterNext>; SLOTS] = [const { OnceLock::new() }; SLOTS];
+const GUARDED_SLOTS: usize = 32;
+static ORIGINALS: [OnceLock<IterNext>; GUARDED_SLOTS] = [const { OnceLock::new() }; GUARDED_SLOTS];
 
 fn guarded<const N: usize>(zelf: &PyObject, vm: &VirtualMachine) -> PyResult<PyIterReturn> {
     match ORIGINALS[N].get() {
@@ -58,7 +58,7 @@ fn guarded<const N: usize>(zelf: &PyObject, vm: &VirtualMachine) -> PyResult<PyI
     }
 }
 
-const GUARDED: [IterNext; SLOTS] = {
+const GUARDED: [IterNext; GUARDED_SLOTS] = {
     macro_rules! table {
         ($($n:literal)*) => { [$(guarded::<$n>),*] };
     }

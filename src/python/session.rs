@@ -22,7 +22,7 @@ pub struct RawPlan {
 }
 
 #[derive(Default)]
-pub struct Session {
+pub struct JobState {
     /// True while the script body runs; `run()` there is the script's own execution.
     pub in_body: bool,
     pub body_run: Option<RawPlan>,
@@ -63,30 +63,30 @@ pub struct Origin {
 }
 
 thread_local! {
-    static SESSION: RefCell<Session> = RefCell::new(Session::default());
+    static JOB_STATE: RefCell<JobState> = RefCell::new(JobState::default());
 }
 
-pub fn with<R>(f: impl FnOnce(&mut Session) -> R) -> R {
-    SESSION.with_borrow_mut(f)
+pub fn with<R>(f: impl FnOnce(&mut JobState) -> R) -> R {
+    JOB_STATE.with_borrow_mut(f)
 }
 
 /// Drops what the last job left, if this thread still has its session (an interpreter dropped
 /// as its thread exits may find it gone).
 pub fn forget() {
-    let left = SESSION.try_with(|s| s.take());
+    let left = JOB_STATE.try_with(|s| s.take());
     drop(left);
 }
 
 /// Sets up this thread for an execution (a plain `run()`'s has no origin).
 pub fn begin_execution(origin: Origin) {
     with(|s| {
-        *s = Session {
+        *s = JobState {
             session_id: origin.session,
             source: origin.source,
             hook: origin.hook,
             link: origin.link,
             run_as: origin.run_as,
-            ..Session::default()
+            ..JobState::default()
         }
     });
 }
@@ -94,7 +94,7 @@ pub fn begin_execution(origin: Origin) {
 /// Starts a fresh session for one script; whatever the previous job left is dropped.
 /// `restoring`: the registration ids of a session rebuilt from its source.
 pub fn begin(session_id: Option<String>, restoring: Option<VecDeque<String>>, run_as: RunAs) {
-    with(|s| *s = Session { in_body: true, session_id, restoring, run_as, ..Session::default() });
+    with(|s| *s = JobState { in_body: true, session_id, restoring, run_as, ..JobState::default() });
 }
 
 /// True while a session is rebuilt from its source.
@@ -103,13 +103,13 @@ pub fn restoring() -> bool {
 }
 
 /// The session of a job that a visit preempted, set aside until the visit ends.
-pub struct Nested(Option<Session>);
+pub struct SavedJob(Option<JobState>);
 
-pub fn nest() -> Nested {
-    Nested(Some(with(std::mem::take)))
+pub fn nest() -> SavedJob {
+    SavedJob(Some(with(std::mem::take)))
 }
 
-impl Drop for Nested {
+impl Drop for SavedJob {
     fn drop(&mut self) {
         if let Some(outer) = self.0.take() {
             with(|s| *s = outer);

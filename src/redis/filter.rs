@@ -79,13 +79,13 @@ fn inner_command() -> &'static [u8] {
 
 /// Runs `f` with hooks off on this thread.
 pub fn bypassing<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
+    struct RestoreBypass(bool);
+    impl Drop for RestoreBypass {
         fn drop(&mut self) {
             BYPASS.set(self.0);
         }
     }
-    let _restore = Restore(BYPASS.replace(true));
+    let _restore = RestoreBypass(BYPASS.replace(true));
     f()
 }
 

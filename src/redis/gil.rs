@@ -197,13 +197,13 @@ impl Lent {
 
 /// Runs `f` on this worker with `lent` as its way into Redis.
 pub fn lend<R>(lent: Arc<Lent>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Arc<Lent>>);
-    impl Drop for Restore {
+    struct RestoreLent(Option<Arc<Lent>>);
+    impl Drop for RestoreLent {
         fn drop(&mut self) {
             LENT.set(self.0.take());
         }
     }
-    let _restore = Restore(LENT.replace(Some(lent)));
+    let _restore = RestoreLent(LENT.replace(Some(lent)));
     f()
 }
 

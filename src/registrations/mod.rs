@@ -226,7 +226,7 @@ pub struct Registration {
 
 /// A session that owns registrations (or did, and is still referenced: dead).
 #[derive(Debug, Clone)]
-pub struct Session {
+pub struct SessionRecord {
     pub id: String,
     pub desc: Option<String>,
     pub source: String,
@@ -238,7 +238,7 @@ pub struct Session {
     pub refs: Arc<AtomicUsize>,
 }
 
-impl Session {
+impl SessionRecord {
     pub fn ref_count(&self) -> usize {
         self.registrations.len() + self.refs.load(Ordering::Acquire) + time_events::count_of(&self.id)
     }
@@ -254,9 +254,9 @@ struct Registry {
     /// In creation order.
     registrations: Vec<Arc<Registration>>,
     /// Live sessions, by id (listed in id order).
-    sessions: BTreeMap<String, Session>,
+    sessions: BTreeMap<String, SessionRecord>,
     /// Replaced by an upgrade, still referenced.
-    dead: BTreeMap<String, Session>,
+    dead: BTreeMap<String, SessionRecord>,
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
@@ -267,7 +267,7 @@ fn registry() -> MutexGuard<'static, Registry> {
 
 /// What applying one script's registrations needs.
 #[derive(Debug, Clone)]
-pub struct Batch {
+pub struct ApplyBatch {
     pub session: String,
     pub desc: Option<String>,
     pub source: String,
@@ -299,7 +299,7 @@ pub fn check_new_session(id: Option<&str>, upgrade: bool, replace_with: Option<&
 
 /// Applies a script's registrations at once, or nothing (the first conflict's text). The
 /// caller holds the Redis lock. Returns the registrations it replaced.
-pub fn apply(batch: &Batch) -> Result<Vec<Arc<Registration>>, String> {
+pub fn apply(batch: &ApplyBatch) -> Result<Vec<Arc<Registration>>, String> {
     let mut registry = registry();
     let replaced: HashSet<String> = batch
         .replaces
@@ -334,7 +334,7 @@ pub fn apply(batch: &Batch) -> Result<Vec<Arc<Registration>>, String> {
         }
         gone = out;
         if let Some(session) = registry.sessions.remove(old) {
-            let session = Session { registrations: Vec::new(), ..session };
+            let session = SessionRecord { registrations: Vec::new(), ..session };
             if session.ref_count() > 0 {
                 registry.dead.insert(session.id.clone(), session);
             }
@@ -361,7 +361,7 @@ pub fn apply(batch: &Batch) -> Result<Vec<Arc<Registration>>, String> {
     }
     registry.sessions.insert(
         batch.session.clone(),
-        Session {
+        SessionRecord {
             id: batch.session.clone(),
             desc: batch.desc.clone(),
             source: batch.source.clone(),
@@ -411,7 +411,7 @@ pub fn find(id: &str) -> Option<Arc<Registration>> {
 }
 
 /// The sessions in id order, each with whether it is dead: the live ones, the dead ones, or both.
-pub fn sessions(live: bool, dead: bool) -> Vec<(Session, bool)> {
+pub fn sessions(live: bool, dead: bool) -> Vec<(SessionRecord, bool)> {
     let mut registry = registry();
     forget_unreferenced(&mut registry);
     let live_ones = registry.sessions.values().filter(|_| live).map(|s| (s.clone(), false));
@@ -419,7 +419,7 @@ pub fn sessions(live: bool, dead: bool) -> Vec<(Session, bool)> {
     live_ones.chain(dead_ones).collect()
 }
 
-pub fn session(id: &str) -> Option<(Session, bool)> {
+pub fn session(id: &str) -> Option<(SessionRecord, bool)> {
     let mut registry = registry();
     forget_unreferenced(&mut registry);
     registry.sessions.get(id).map(|s| (s.clone(), false)).or_else(|| registry.dead.get(id).map(|s| (s.clone(), true)))
@@ -439,7 +439,7 @@ fn forget_unreferenced(registry: &mut Registry) -> HashMap<String, usize> {
 /// registration stay linear in them, however many a session has or however many sessions there
 /// are. None for a registration whose session is missing.
 pub fn all_described<T: Clone>(
-    mut describe: impl FnMut(&Session, bool, usize) -> T,
+    mut describe: impl FnMut(&SessionRecord, bool, usize) -> T,
 ) -> Vec<(Arc<Registration>, Option<T>)> {
     let mut registry = registry();
     let time_events = forget_unreferenced(&mut registry);
@@ -465,7 +465,11 @@ pub fn all_described<T: Clone>(
 
 /// What `describe` makes of each session (as `all_described`), in id order: the live ones, the
 /// dead ones, or both. Nothing of the sessions is copied.
-pub fn sessions_described<T>(live: bool, dead: bool, mut describe: impl FnMut(&Session, bool, usize) -> T) -> Vec<T> {
+pub fn sessions_described<T>(
+    live: bool,
+    dead: bool,
+    mut describe: impl FnMut(&SessionRecord, bool, usize) -> T,
+) -> Vec<T> {
     let mut registry = registry();
     let time_events = forget_unreferenced(&mut registry);
     let live_ones = registry.sessions.values().filter(|_| live).map(|s| (s, false));

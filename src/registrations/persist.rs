@@ -11,7 +11,7 @@ use redis_module::Context;
 use serde::{Deserialize, Serialize};
 
 use super::queue::{self, QueuedEvent};
-use super::{Batch, Spec, registry};
+use super::{ApplyBatch, Spec, registry};
 
 /// The version of what is written; anything else is refused on load.
 pub const FORMAT: u32 = 1;
@@ -46,7 +46,7 @@ struct Saved {
 }
 
 impl SavedSession {
-    fn of(batch: &Batch) -> SavedSession {
+    fn of(batch: &ApplyBatch) -> SavedSession {
         SavedSession {
             id: batch.session.clone(),
             desc: batch.desc.clone(),
@@ -58,8 +58,8 @@ impl SavedSession {
     }
 
     /// The batch that applies it on `home`.
-    pub fn into_batch(self, home: usize) -> Batch {
-        Batch {
+    pub fn into_batch(self, home: usize) -> ApplyBatch {
+        ApplyBatch {
             session: self.id,
             desc: self.desc,
             source: self.source,
@@ -116,7 +116,7 @@ pub fn parse_session(bytes: &[u8]) -> Result<SavedSession, String> {
 }
 
 /// Sends an applied batch to replicas and the AOF.
-pub fn replicate_batch(ctx: &Context, batch: &Batch) {
+pub fn replicate_batch(ctx: &Context, batch: &ApplyBatch) {
     if let Ok(blob) = serde_json::to_vec(&SavedSession::of(batch)) {
         ctx.replicate(REGISTER_COMMAND, &[blob.as_slice()][..]);
     }

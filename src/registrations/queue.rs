@@ -22,12 +22,12 @@ pub struct QueuedEvent {
     pub event: Vec<u8>,
 }
 
-struct Entry {
+struct QueueEntry {
     event: QueuedEvent,
     done: AtomicBool,
 }
 
-static JOURNAL: Mutex<Vec<Arc<Entry>>> = Mutex::new(Vec::new());
+static JOURNAL: Mutex<Vec<Arc<QueueEntry>>> = Mutex::new(Vec::new());
 /// Entries not yet done: the journal is pruned when it holds twice as many.
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 /// Whether this process ever queued an event: only a load before that replays a saved queue.
@@ -35,13 +35,13 @@ static EVER: AtomicBool = AtomicBool::new(false);
 /// Whether the load under way may replay its queue: an RDB file's, not an AOF's.
 static REPLAYABLE: AtomicBool = AtomicBool::new(false);
 /// What the RDB being loaded had queued, until loading ends.
-static LOADED: Mutex<Vec<QueuedEvent>> = Mutex::new(Vec::new());
+static LOADED_EVENTS: Mutex<Vec<QueuedEvent>> = Mutex::new(Vec::new());
 
 /// Journals `event` until the returned guard is dropped (its execution ended or was dropped
 /// unrun). Only with the Redis lock held.
 pub fn journal(event: QueuedEvent) -> Journaled {
     EVER.store(true, Ordering::Relaxed);
-    let entry = Arc::new(Entry { event, done: AtomicBool::new(false) });
+    let entry = Arc::new(QueueEntry { event, done: AtomicBool::new(false) });
     let live = LIVE.fetch_add(1, Ordering::AcqRel) + 1;
     let mut journal = JOURNAL.lock().unwrap_or_else(PoisonError::into_inner);
     // Amortized: each prune at least halves what it walks.
@@ -53,7 +53,7 @@ pub fn journal(event: QueuedEvent) -> Journaled {
 }
 
 /// An event in the journal; dropping it takes it out.
-pub struct Journaled(Arc<Entry>);
+pub struct Journaled(Arc<QueueEntry>);
 
 impl Drop for Journaled {
     fn drop(&mut self) {
@@ -72,14 +72,14 @@ pub fn snapshot() -> Vec<QueuedEvent> {
 
 /// An RDB being loaded had these events queued.
 pub fn loaded(events: Vec<QueuedEvent>) {
-    LOADED.lock().unwrap_or_else(PoisonError::into_inner).extend(events);
+    LOADED_EVENTS.lock().unwrap_or_else(PoisonError::into_inner).extend(events);
 }
 
 /// Loading ended: the saved events to queue again. None unless the load was of an RDB file
 /// (`loading`) and nothing was queued by this process before (a start-up load; a DEBUG RELOAD
 /// or a replica's sync would run them twice).
 pub fn take_loaded() -> Vec<QueuedEvent> {
-    let events = std::mem::take(&mut *LOADED.lock().unwrap_or_else(PoisonError::into_inner));
+    let events = std::mem::take(&mut *LOADED_EVENTS.lock().unwrap_or_else(PoisonError::into_inner));
     let replay = REPLAYABLE.swap(false, Ordering::Relaxed) && !EVER.load(Ordering::Relaxed);
     if replay { events } else { Vec::new() }
 }
@@ -87,7 +87,7 @@ pub fn take_loaded() -> Vec<QueuedEvent> {
 /// A load starts; `snapshot`: of an RDB file (an AOF's preamble was saved before the commands
 /// that follow it, so its queue is stale).
 pub fn loading(snapshot: bool) {
-    LOADED.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    LOADED_EVENTS.lock().unwrap_or_else(PoisonError::into_inner).clear();
     REPLAYABLE.store(snapshot, Ordering::Relaxed);
 }
 

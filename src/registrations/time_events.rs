@@ -52,21 +52,21 @@ impl TimerKey {
     }
 }
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_TIMER_ID: AtomicU64 = AtomicU64::new(1);
 static ACTIVE: LazyLock<Mutex<HashMap<u64, TimeEvent>>> = LazyLock::new(Default::default);
 /// Keyed time events loaded from an RDB, not yet running again.
-static LOADED: LazyLock<Mutex<Vec<TimerKey>>> = LazyLock::new(Default::default);
+static LOADED_TIMERS: LazyLock<Mutex<Vec<TimerKey>>> = LazyLock::new(Default::default);
 
 fn active() -> MutexGuard<'static, HashMap<u64, TimeEvent>> {
     ACTIVE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn loaded() -> MutexGuard<'static, Vec<TimerKey>> {
-    LOADED.lock().unwrap_or_else(PoisonError::into_inner)
+    LOADED_TIMERS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 pub fn next_id() -> u64 {
-    NEXT_ID.fetch_add(1, Ordering::AcqRel)
+    NEXT_TIMER_ID.fetch_add(1, Ordering::AcqRel)
 }
 
 pub fn start(event: TimeEvent) {
@@ -87,7 +87,7 @@ pub fn stop(id: u64) -> Option<TimeEvent> {
 
 /// A keyed time event read from an RDB: ids stay above it, and it waits to be brought back.
 pub fn loaded_key(key: TimerKey) {
-    NEXT_ID.fetch_max(key.id + 1, Ordering::AcqRel);
+    NEXT_TIMER_ID.fetch_max(key.id + 1, Ordering::AcqRel);
     loaded().push(key);
 }
 

@@ -50,10 +50,10 @@ pub fn submit_script(
     client: BlockedClient,
     abort: Arc<Abort>,
 ) -> Result<(), GearsError> {
-    pool::submit_body(Box::new(move |runtime| run_script(runtime, &script, &session, db, unblocking, client, abort)))
+    pool::submit_body(Box::new(move |runtime| run_body(runtime, &script, &session, db, unblocking, client, abort)))
 }
 
-fn run_script(
+fn run_body(
     runtime: &Runtime,
     script: &str,
     session: &NewSession,

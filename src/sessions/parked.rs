@@ -55,7 +55,7 @@ struct Parked {
 }
 
 /// A waiting execution, as the watchdog sees it.
-struct Waiter {
+struct ResumeWaiter {
     owner: u64,
     home: usize,
     abort: Arc<Abort>,
@@ -65,9 +65,9 @@ struct Waiter {
 }
 
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
-static WAITING: Mutex<Vec<Waiter>> = Mutex::new(Vec::new());
+static WAITING: Mutex<Vec<ResumeWaiter>> = Mutex::new(Vec::new());
 
-fn waiting() -> MutexGuard<'static, Vec<Waiter>> {
+fn waiting() -> MutexGuard<'static, Vec<ResumeWaiter>> {
     WAITING.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -114,7 +114,7 @@ fn settle(runtime: &Runtime, owner: u64, this: &Rc<Owner>, execution: Execution,
         if !waiting.iter().any(|w| w.owner == owner) {
             let home = runtime.worker().home;
             let abort = this.context.abort.clone();
-            waiting.push(Waiter { owner, home, abort, started: this.started, ending: false });
+            waiting.push(ResumeWaiter { owner, home, abort, started: this.started, ending: false });
         }
         drop(waiting);
         // Continued while it ran (by one of its own callbacks): resume it.

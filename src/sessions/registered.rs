@@ -27,7 +27,7 @@ use crate::redis::notify;
 use crate::registrations::hooks::{Chain, CommandLink};
 use crate::registrations::persist;
 use crate::registrations::queue::{self, QueuedEvent};
-use crate::registrations::{self, Batch, Kind, Mode, Outcome, Registration, Spec};
+use crate::registrations::{self, ApplyBatch, Kind, Mode, Outcome, Registration, Spec};
 use crate::reply::Reply;
 use crate::stop::{Abort, Reason};
 use crate::store::RunAs;
@@ -65,7 +65,7 @@ pub fn apply_script(
     if pending.is_empty() && replaces.is_none() {
         return Ok(false);
     }
-    let batch = Batch {
+    let batch = ApplyBatch {
         session: session.id.clone(),
         desc: session.desc.clone(),
         source: source.to_owned(),
@@ -131,7 +131,7 @@ pub fn join_session(session: &str, source: &str, spec: Spec, callbacks: Callback
     let owner = with_gil(0, |ctx| {
         // A session that had no registrations enters the session table now.
         let batch = match registrations::session(session) {
-            Some((existing, _)) => Batch {
+            Some((existing, _)) => ApplyBatch {
                 session: existing.id.clone(),
                 desc: existing.desc.clone(),
                 source: existing.source.clone(),
@@ -140,7 +140,7 @@ pub fn join_session(session: &str, source: &str, spec: Spec, callbacks: Callback
                 specs: vec![spec],
                 replaces: None,
             },
-            None => Batch {
+            None => ApplyBatch {
                 session: session.to_owned(),
                 desc: None,
                 source: source.to_owned(),

@@ -195,7 +195,7 @@ fn process_from(
         if !pending_first {
             drain = drain.took(ids.len() as u64);
         }
-        let batch = Batch { ids, first_arrival, policy, retry_secs, trim };
+        let batch = StreamBatch { ids, first_arrival, policy, retry_secs, trim };
         // A batch whose records wait goes on when its execution ends: one batch at a time.
         let Some(errors) = run_batch(runtime, registration, key, entries, db, drain, pending_first, &batch) else {
             return;
@@ -215,7 +215,7 @@ fn stop_processing(registration: &Registration, key: &[u8]) {
 }
 
 /// A batch being processed: its entries and what to do after it.
-struct Batch {
+struct StreamBatch {
     ids: Vec<Vec<u8>>,
     first_arrival: Option<Instant>,
     policy: FailurePolicy,
@@ -224,7 +224,7 @@ struct Batch {
 }
 
 /// Acts on a batch's errors as the failure policy says; false if the stream's processing stops.
-fn after_batch(registration: &Arc<Registration>, key: &[u8], db: i32, errors: &[String], batch: Batch) -> bool {
+fn after_batch(registration: &Arc<Registration>, key: &[u8], db: i32, errors: &[String], batch: StreamBatch) -> bool {
     if let Some(first) = batch.first_arrival {
         registration.live.lag(first.elapsed().as_millis() as u64);
     }
@@ -288,7 +288,7 @@ fn run_batch(
     db: i32,
     drain: Drain,
     pending_first: bool,
-    batch: &Batch,
+    batch: &StreamBatch,
 ) -> Option<Vec<String>> {
     let abort = Abort::new();
     let execution = executions::create_registered(runtime.worker(), true, &registration.spec.id, abort);
@@ -298,7 +298,7 @@ fn run_batch(
     let now = Rc::new(Cell::new(true));
     let errors_now = Rc::new(RefCell::new(None));
     let (running_now, slot) = (now.clone(), errors_now.clone());
-    let batch = Batch { ids: batch.ids.clone(), ..*batch };
+    let batch = StreamBatch { ids: batch.ids.clone(), ..*batch };
     let (later, key_later) = (registration.clone(), key.to_vec());
     let then: registered::Then = Box::new(move |runtime, _, errors| {
         if running_now.get() {

@@ -173,7 +173,7 @@ impl Drop for Unanswered {
 /// Runs `script` as a new session's body, and the execution it starts, on behalf of the main
 /// thread (which holds the lock: `ctx` is the running command's context), and returns the reply
 /// a blocking RG.PYEXECUTE would get.
-pub fn run_script(ctx: &Context, script: String) -> Result<Reply, GearsError> {
+pub fn run_script_inline(ctx: &Context, script: String) -> Result<Reply, GearsError> {
     let home = pool::choose_home()?;
     let db = gil::selected_db(ctx);
     let run_as = crate::redis::acl::client_user(ctx);

@@ -10,7 +10,7 @@ use super::{KeyEntry, KeyPages, KeyValue, Store, glob_match};
 use crate::reply::Reply;
 
 /// Keys per page of a scan, unless `with_page` says otherwise.
-const PAGE: usize = 100;
+const MEMORY_PAGE: usize = 100;
 
 const WRONG_TYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
@@ -36,7 +36,7 @@ impl MemoryStore {
     pub fn new<K: Into<Vec<u8>>>(keys: impl IntoIterator<Item = (K, KeyValue)>) -> MemoryStore {
         MemoryStore {
             keys: RefCell::new(keys.into_iter().map(|(k, v)| (k.into(), v)).collect()),
-            page: PAGE,
+            page: MEMORY_PAGE,
             pages_read: Cell::new(0),
             atomic: Cell::new(false),
         }

@@ -119,7 +119,7 @@ pub trait Store {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<Rc<dyn Store>>> = const { RefCell::new(None) };
+    static INSTALLED: RefCell<Option<Rc<dyn Store>>> = const { RefCell::new(None) };
 }
 
 /// Makes `store` the one this thread's job uses until the guard is dropped. The previous one is
@@ -127,7 +127,7 @@ thread_local! {
 /// An atomic block the code left open (it can, by not using `with`) is closed then: it must not
 /// keep Redis locked.
 pub fn install(store: Rc<dyn Store>) -> Installed {
-    Installed { previous: CURRENT.replace(Some(store.clone())), store }
+    Installed { previous: INSTALLED.replace(Some(store.clone())), store }
 }
 
 pub struct Installed {
@@ -138,14 +138,14 @@ pub struct Installed {
 impl Drop for Installed {
     fn drop(&mut self) {
         self.store.release();
-        CURRENT.set(self.previous.take());
+        INSTALLED.set(self.previous.take());
     }
 }
 
 /// The store of the job running on this thread. A clone, not a borrow: a call into it may wait
 /// for the Redis lock and serve a visit meanwhile, which installs its own.
 pub fn current() -> Option<Rc<dyn Store>> {
-    CURRENT.with_borrow(Clone::clone)
+    INSTALLED.with_borrow(Clone::clone)
 }
 
 /// Redis's glob: `*`, `?`, `[...]` (with `^` and ranges) and `\` escapes, case-sensitive.
