@@ -47,7 +47,7 @@ mod entry {
             return Status::Err;
         }
         redis::info::register(ctx, commands::info::sections);
-        redis::notify::subscribe(ctx, sessions::registered::on_keyspace_event);
+        redis::notify::subscribe(ctx, sessions::keyspace::on_keyspace_event);
         redis::events::subscribe(
             ctx,
             redis::events::Handlers {
@@ -57,8 +57,8 @@ mod entry {
         );
         redis::filter::install(ctx, registrations::hooks::intercepts, redis::acl::default_user_needs_auth);
         python::upcalls::install(python::upcalls::Upcalls {
-            call_next: sessions::registered::call_next,
-            join_session: sessions::registered::join_session,
+            call_next: sessions::hooks::call_next,
+            join_session: sessions::apply::join_session,
             start_timer: sessions::time_events::start,
             wake: sessions::parked::wake,
             within: sessions::parked::within,

@@ -15,7 +15,7 @@ use crate::redis::acl::{self, RunAs, User};
 use crate::redis::gil::selected_db;
 use crate::redis::{command_keys, notify};
 use crate::registrations::hooks::{self, Chain};
-use crate::sessions::registered;
+use crate::sessions::hooks as run;
 
 /// `record`: the intercepted command and its arguments; `proven`: the filter sent it;
 /// `authenticated`: through the inner command that Redis authenticates.
@@ -25,11 +25,11 @@ pub fn hook(ctx: &Context, record: Vec<Vec<u8>>, proven: bool, authenticated: bo
     }
     let flags = ctx.get_flags();
     if flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING) {
-        return Ok(Response::Reply(registered::run_command(ctx, &record, &RunAs::Module)));
+        return Ok(Response::Reply(run::run_command(ctx, &record, &RunAs::Module)));
     }
     let run_as = permitted(ctx, &record, authenticated)?;
     if !notify::fires(ctx) {
-        return Ok(Response::Reply(registered::run_command(ctx, &record, &run_as)));
+        return Ok(Response::Reply(run::run_command(ctx, &record, &run_as)));
     }
     let unblockable = flags.intersects(ContextFlags::MULTI | ContextFlags::LUA | ContextFlags::DENY_BLOCKING);
     let command = String::from_utf8_lossy(&record[0]).to_ascii_lowercase();
@@ -39,13 +39,13 @@ pub fn hook(ctx: &Context, record: Vec<Vec<u8>>, proven: bool, authenticated: bo
     let answered = match chain.split_first() {
         Some((hook, rest)) => {
             let chain = Chain { command, rest: rest.to_vec(), db, run_as: hook.run_as.clone() };
-            registered::run_hook(ctx, hook.clone(), chain, record, unblockable)?
+            run::run_hook(ctx, hook.clone(), chain, record, unblockable)?
         }
         // A script's `execute()` is not linked to the registrations that follow its command.
         None if hooks::followed(&command) && !crate::redis::call::calling() => {
-            registered::run_followed(ctx, record, &run_as, unblockable)
+            run::run_followed(ctx, record, &run_as, unblockable)
         }
-        None => Some(registered::run_command(ctx, &record, &run_as)),
+        None => Some(run::run_command(ctx, &record, &run_as)),
     };
     Ok(answered.map_or(Response::Blocked, Response::Reply))
 }

@@ -21,7 +21,7 @@ pub fn abort(ctx: &Context, id: &str) -> Result<Response, GearsError> {
         AbortOutcome::NotStarted(_) => {
             // A registration's execution that will never run counts as aborted now.
             if let Some(registration) = registration.as_deref().and_then(crate::registrations::find) {
-                crate::sessions::registered::ended(&registration, Outcome::Aborted, 0, id.to_owned());
+                crate::sessions::dispatch::ended(&registration, Outcome::Aborted, 0, id.to_owned());
             }
             Response::Reply(Reply::ok())
         }

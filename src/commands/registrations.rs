@@ -194,10 +194,10 @@ pub fn unregister(ctx: &Context, id: &str, abort_pending: bool) -> Result<Respon
     }
     if abort_pending {
         for execution in executions::abort_registration(id) {
-            crate::sessions::registered::ended(&registration, Outcome::Aborted, 0, execution);
+            crate::sessions::dispatch::ended(&registration, Outcome::Aborted, 0, execution);
         }
     }
-    crate::sessions::registered::release_elsewhere(vec![registration]);
+    crate::sessions::apply::release_elsewhere(vec![registration]);
     Ok(Response::Reply(Reply::ok()))
 }
 
@@ -220,7 +220,7 @@ pub fn inner_register(ctx: &Context, blob: &[u8]) -> Result<Response, GearsError
 pub fn inner_unregister(ctx: &Context, id: &str) -> Result<Response, GearsError> {
     internal(ctx, persist::UNREGISTER_COMMAND)?;
     if let Ok((registration, _)) = registrations::unregister(id) {
-        crate::sessions::registered::release_elsewhere(vec![registration]);
+        crate::sessions::apply::release_elsewhere(vec![registration]);
     }
     Ok(Response::Reply(Reply::ok()))
 }

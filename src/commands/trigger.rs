@@ -9,7 +9,7 @@ use crate::executions::Wants;
 use crate::redis::gil::selected_db;
 use crate::redis::notify;
 use crate::registrations::{self, Mode};
-use crate::sessions::registered::{self, Caller, Input};
+use crate::sessions::dispatch::{self, Caller, Input};
 
 /// `args`: the trigger's name and its arguments (for RG.TRIGGERONKEY the key is the first).
 pub fn trigger(ctx: &Context, args: Vec<Vec<u8>>) -> Result<Response, GearsError> {
@@ -22,7 +22,7 @@ pub fn trigger(ctx: &Context, args: Vec<Vec<u8>>) -> Result<Response, GearsError
     }
     let caller = if sync { Caller::Inline(Wants::Trigger) } else { Caller::Block(Wants::Trigger) };
     let db = selected_db(ctx);
-    Ok(match registered::dispatch(ctx, registration, Input::Command(args), db, caller) {
+    Ok(match dispatch::dispatch(ctx, registration, Input::Command(args), db, caller) {
         Some(reply) => Response::Reply(reply),
         None => Response::Blocked,
     })

@@ -11,9 +11,12 @@
 //! when the worker is lost in native code.
 
 mod answers;
+pub mod apply;
+pub mod dispatch;
+pub mod hooks;
+pub mod keyspace;
 pub mod parked;
 pub mod persisted;
-pub mod registered;
 pub mod streams;
 pub mod sync;
 pub mod time_events;
@@ -36,7 +39,7 @@ use crate::reply::Reply;
 use crate::stop::{Abort, Reason, WorkerId};
 
 pub use answers::Answer;
-pub use registered::NewSession;
+pub use apply::NewSession;
 
 /// Starts a session for `script`: the worker that takes its body is its home. `abort` stops the
 /// body and the execution it starts: RG.ABORTEXECUTION reaches it through the execution, a
@@ -108,7 +111,7 @@ fn body_and_registrations(
     if matches!(outcome, ScriptOutcome::Failed(_)) {
         return (outcome, Ok(false));
     }
-    let registered = registered::apply_script(runtime, session, script, db, pending)
+    let registered = apply::apply_script(runtime, session, script, db, pending)
         .map_err(|text| format!("{}: {text}", executions::SHARD_ID));
     (outcome, registered)
 }

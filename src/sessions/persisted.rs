@@ -7,7 +7,8 @@ use std::rc::Rc;
 
 use redis_module::Context;
 
-use super::registered::{Caller, Input, ON_REGISTERED_LIMIT, dispatch, on_registered, release_elsewhere};
+use super::apply::{ON_REGISTERED_LIMIT, on_registered, release_elsewhere};
+use super::dispatch::{Caller, Input, dispatch};
 use crate::executions;
 use crate::pool;
 use crate::python::held::{self, Pending};

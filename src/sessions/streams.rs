@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use redis_module::Context;
 
-use super::registered::{self, Input};
+use super::dispatch::{self, Input};
 use crate::executions;
 use crate::pool;
 use crate::python::Runtime;
@@ -300,7 +300,7 @@ fn run_batch(
     let (running_now, slot) = (now.clone(), errors_now.clone());
     let batch = StreamBatch { ids: batch.ids.clone(), ..*batch };
     let (later, key_later) = (registration.clone(), key.to_vec());
-    let then: registered::Then = Box::new(move |runtime, _, errors| {
+    let then: dispatch::Then = Box::new(move |runtime, _, errors| {
         if running_now.get() {
             *slot.borrow_mut() = Some(errors.to_vec());
         } else if after_batch(&later, &key_later, db, errors, batch) {
@@ -310,7 +310,7 @@ fn run_batch(
         }
     });
     let execution = super::Running::holding(execution, session);
-    let started = registered::run(runtime, registration.clone(), input, db, execution, true, then);
+    let started = dispatch::run(runtime, registration.clone(), input, db, execution, true, then);
     now.set(false);
     runtime.end_job();
     super::defer_nested(runtime, db);
