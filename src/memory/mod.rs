@@ -35,6 +35,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 
 use crate::redis::alloc::INNER;
 
+mod block;
+
+use block::{MAGIC, SMALL_ALIGN, Shape, TAG, block, tag_of};
+
 pub struct Accounting;
 
 static TOTAL_BYTES: AtomicI64 = AtomicI64::new(0);
@@ -57,13 +61,6 @@ struct RemoteSlot(AtomicI64);
 
 static REMOTE: [RemoteSlot; THREAD_SLOTS] = [const { RemoteSlot(AtomicI64::new(0)) }; THREAD_SLOTS];
 static NEXT_SLOT: AtomicU32 = AtomicU32::new(0);
-
-/// The alignment that tells counted small blocks (8 modulo 16) from uncounted ones (0).
-const SMALL_ALIGN: usize = 16;
-/// The tag before a counted small block.
-const TAG: usize = 8;
-/// Tags are `MAGIC | slot`; 0 is an uncounted block with a header.
-const MAGIC: u64 = 0x5247_4d45_0000_0000;
 
 struct ThreadCounts {
     counting: Cell<bool>,
@@ -201,102 +198,6 @@ fn moved(tag: u64, delta: i64) {
     }
 }
 
-/// How a block of `layout` is laid out in what the inner allocator gave.
-#[derive(Clone, Copy)]
-enum Shape {
-    /// Alignment up to 8, uncounted: the block itself, 16-aligned.
-    Plain,
-    /// Alignment up to 8, counted: 8 bytes of tag, then the block.
-    Tagged,
-    /// Alignment of 16 and more: a header of `align` bytes ending with the tag.
-    Header,
-}
-
-impl Shape {
-    fn of(ptr: *mut u8, layout: Layout) -> Shape {
-        if layout.align() >= SMALL_ALIGN {
-            Shape::Header
-        } else if ptr as usize % SMALL_ALIGN == TAG {
-            Shape::Tagged
-        } else {
-            Shape::Plain
-        }
-    }
-
-    fn new(counted: bool, layout: Layout) -> Shape {
-        match (layout.align() >= SMALL_ALIGN, counted) {
-            (true, _) => Shape::Header,
-            (false, true) => Shape::Tagged,
-            (false, false) => Shape::Plain,
-        }
-    }
-
-    /// Bytes before the block.
-    fn offset(self, layout: Layout) -> usize {
-        match self {
-            Shape::Plain => 0,
-            Shape::Tagged => TAG,
-            Shape::Header => layout.align(),
-        }
-    }
-
-    /// What is asked of the inner allocator for a block of `size` bytes (None: too large).
-    fn inner(self, layout: Layout, size: usize) -> Option<Layout> {
-        let align = layout.align().max(SMALL_ALIGN);
-        Layout::from_size_align(size.checked_add(self.offset(layout))?, align).ok()
-    }
-
-    /// The inner allocation's layout again, for a block of `layout` that was allocated.
-    fn inner_of(self, layout: Layout) -> Layout {
-        // SAFETY: `inner` succeeded with this size and alignment when the block was allocated.
-        unsafe {
-            Layout::from_size_align_unchecked(layout.size() + self.offset(layout), layout.align().max(SMALL_ALIGN))
-        }
-    }
-}
-
-/// The tag of a block of shape `shape` (`ptr`: the block).
-///
-/// SAFETY: `ptr` is a live block of this allocator with that shape.
-unsafe fn tag_of(shape: Shape, ptr: *mut u8) -> u64 {
-    let tag = match shape {
-        Shape::Plain => 0,
-        // SAFETY: tagged blocks and blocks with a header have their tag in the 8 bytes before
-        // them, inside the inner allocation, 8-aligned.
-        Shape::Tagged | Shape::Header => unsafe { ptr.sub(TAG).cast::<u64>().read() },
-    };
-    debug_assert!(tag == 0 || tag & !u64::from(u32::MAX) == MAGIC, "not a block of this allocator");
-    tag
-}
-
-/// Allocates a block of `layout` with `shape`, tagged `tag`; null if the inner allocator fails.
-///
-/// SAFETY: `layout` has a non-zero size (the `GlobalAlloc::alloc` contract).
-unsafe fn block(shape: Shape, layout: Layout, tag: u64) -> *mut u8 {
-    let Some(inner) = shape.inner(layout, layout.size()) else { return std::ptr::null_mut() };
-    // SAFETY: `inner` has a non-zero size.
-    let base = unsafe { INNER.alloc(inner) };
-    if base.is_null() {
-        return base;
-    }
-    // The inner allocator keeps alignments; this only makes sure, as a block whose class cannot
-    // be told from its address would be freed at a wrong one. Failing aborts cleanly instead.
-    if !(base as usize).is_multiple_of(SMALL_ALIGN) {
-        // SAFETY: `base` was just allocated with `inner`.
-        unsafe { INNER.dealloc(base, inner) };
-        return std::ptr::null_mut();
-    }
-    let offset = shape.offset(layout);
-    // SAFETY: the inner allocation is `offset` bytes longer than the block.
-    let ptr = unsafe { base.add(offset) };
-    if offset > 0 {
-        // SAFETY: the tag's 8 bytes are the last of the `offset` bytes before the block, and
-        // 8-aligned (`offset` is 8, or a multiple of 16, past a 16-aligned base).
-        unsafe { ptr.sub(TAG).cast::<u64>().write(tag) };
-    }
-    ptr
-}
-
 // SAFETY: every block is carved out of one inner allocation made with the layout `Shape::inner`
 // computes, and is given back with that layout: the block's shape is known again from its
 // address and alignment (see the module's documentation). The counting allocates nothing.
@@ -385,108 +286,4 @@ pub fn stats() -> (i64, i64, i64) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn live() -> i64 {
-        LIVE_BYTES.load(Ordering::Relaxed)
-    }
-
-    struct Block(usize, usize);
-
-    impl Block {
-        fn layout(&self) -> Layout {
-            Layout::from_size_align(self.0, self.1).unwrap()
-        }
-    }
-
-    fn alloc(size: usize, align: usize) -> (usize, Block) {
-        let block = Block(size, align);
-        // SAFETY: a non-zero size.
-        let ptr = unsafe { Accounting.alloc(block.layout()) };
-        assert!(!ptr.is_null());
-        assert_eq!(ptr as usize % align, 0, "{size} bytes aligned to {align}");
-        // SAFETY: the block is `size` bytes long.
-        unsafe { ptr.write_bytes(0xa5, size) };
-        (ptr as usize, block)
-    }
-
-    fn free((ptr, block): (usize, Block)) {
-        // SAFETY: allocated by `alloc` with this layout.
-        unsafe { Accounting.dealloc(ptr as *mut u8, block.layout()) }
-    }
-
-    fn realloc((ptr, block): (usize, Block), size: usize) -> (usize, Block) {
-        // SAFETY: allocated by `alloc` with this layout; a non-zero size.
-        let new = unsafe { Accounting.realloc(ptr as *mut u8, block.layout(), size) };
-        assert!(!new.is_null());
-        assert_eq!(new as usize % block.1, 0);
-        // SAFETY: the first bytes were copied; the block is `size` bytes long.
-        unsafe {
-            assert_eq!(*new, 0xa5);
-            new.write_bytes(0xa5, size);
-        }
-        (new as usize, Block(size, block.1))
-    }
-
-    // One test: the figures are global, and only this test allocates through `Accounting`
-    // (it is not the global allocator of unit tests).
-    #[test]
-    fn every_counted_byte_is_uncounted_when_freed_whatever_the_thread_or_mode() {
-        let base = live();
-        let shapes = [(1, 1), (7, 1), (8, 8), (24, 8), (100, 4), (4000, 8), (16, 16), (40, 64), (5000, 4096)];
-
-        // Counted here, freed on another thread that counts nothing: the figure comes back, and
-        // so does this thread's budget figure.
-        let blocks: Vec<_> = counted(|| shapes.iter().map(|&(s, a)| alloc(s, a)).collect());
-        let sum: usize = shapes.iter().map(|(s, _)| s).sum();
-        assert_eq!(live() - base, sum as i64);
-        assert_eq!(held(), sum as i64);
-        std::thread::spawn(move || blocks.into_iter().for_each(free)).join().unwrap();
-        assert_eq!(live(), base);
-        assert_eq!(held(), 0);
-
-        // Uncounted here, freed while counting: nothing moves.
-        let blocks: Vec<_> = uncounted(|| shapes.iter().map(|&(s, a)| alloc(s, a)).collect());
-        assert_eq!(live(), base);
-        counted(|| blocks.into_iter().for_each(free));
-        assert_eq!(live(), base);
-        assert_eq!(held(), 0);
-
-        // Counted, grown and shrunk uncounted, freed counted: it stays counted by its size.
-        for &(size, align) in &shapes {
-            let block = counted(|| alloc(size, align));
-            let block = uncounted(|| realloc(block, size * 3));
-            assert_eq!(live() - base, (size * 3) as i64);
-            let block = counted(|| realloc(block, size.div_ceil(2)));
-            assert_eq!(live() - base, size.div_ceil(2) as i64);
-            assert_eq!(held(), size.div_ceil(2) as i64);
-            counted(|| free(block));
-            assert_eq!(live(), base);
-        }
-
-        // Uncounted, grown while counting: still not the interpreter's.
-        let block = uncounted(|| alloc(10, 8));
-        let block = counted(|| realloc(block, 1000));
-        assert_eq!(live(), base);
-        free(block);
-
-        // Counted on another thread, grown and freed here: that thread's figure comes back.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let other = std::thread::spawn(move || {
-            let block = counted(|| alloc(300, 8));
-            tx.send(block).unwrap();
-            done_rx.recv().unwrap();
-            held()
-        });
-        let block = rx.recv().unwrap();
-        assert_eq!(live() - base, 300);
-        let block = realloc(block, 600);
-        free(block);
-        done_tx.send(()).unwrap();
-        assert_eq!(other.join().unwrap(), 0);
-        assert_eq!(live(), base);
-        assert_eq!(held(), 0);
-    }
-}
+mod tests;

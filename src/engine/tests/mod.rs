@@ -1,0 +1,141 @@
+//! Whole scripts, body and execution, run over a `MemoryStore`: every step, the readers, the
+//! early stops (limit, a failing step, an abort) and the writes callbacks make with `execute()`.
+//! Expected replies are those of tests/test_tier2_operations.py, which runs the same scripts
+//! against Redis.
+
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::rc::Rc;
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use super::report::Report;
+use crate::python::{Runtime, ScriptOutcome};
+use crate::reply::Reply;
+use crate::stop::WorkerId;
+use crate::stop::{Abort, Reason};
+use crate::store::{KeyEntry, KeyPages, KeyValue, MemoryStore, Store};
+
+type Job = Box<dyn FnOnce(&Runtime) + Send>;
+
+/// Runs `f` on the one interpreter the tests share. It lives on a thread with a worker's stack
+/// (deep recursion must end in RecursionError, not overflow), and one interpreter is built
+/// once instead of once per test; tests take turns on it.
+fn on_runtime<R: Send + 'static>(f: impl FnOnce(&Runtime) -> R + Send + 'static) -> R {
+    static JOBS: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+    let jobs = JOBS.get_or_init(|| {
+        let (jobs, queue) = channel::<Job>();
+        std::thread::Builder::new()
+            .name("engine-tests".to_owned())
+            .stack_size(256 << 20)
+            .spawn(move || {
+                let runtime =
+                    Runtime::new(WorkerId::default()).unwrap_or_else(|e| panic!("cannot build an interpreter: {e}"));
+                for job in queue {
+                    job(&runtime);
+                }
+            })
+            .expect("the tests' interpreter thread starts");
+        Mutex::new(jobs)
+    });
+    let (done, outcome) = channel();
+    let job: Job = Box::new(move |runtime| {
+        let result = catch_unwind(AssertUnwindSafe(|| f(runtime)));
+        runtime.end_job();
+        let _ = done.send(result);
+    });
+    jobs.lock().unwrap_or_else(PoisonError::into_inner).send(job).expect("the interpreter thread is alive");
+    match outcome.recv().expect("the interpreter thread answers") {
+        Ok(value) => value,
+        Err(panic) => resume_unwind(panic),
+    }
+}
+
+/// What a script left: its reply (the body's error or `OK`, or its execution's `[results,
+/// errors]`), the execution's report, and the store.
+struct Ran<S> {
+    reply: Reply,
+    report: Report,
+    store: S,
+}
+
+impl<S> Ran<S> {
+    fn results(&self) -> Vec<String> {
+        self.parts().0
+    }
+
+    fn errors(&self) -> Vec<String> {
+        self.parts().1
+    }
+
+    fn parts(&self) -> (Vec<String>, Vec<String>) {
+        let texts = |reply: &Reply| match reply {
+            Reply::Array(items) => items.iter().map(text).collect(),
+            other => panic!("not a list: {other:?}"),
+        };
+        match &self.reply {
+            Reply::Array(parts) if parts.len() == 2 => (texts(&parts[0]), texts(&parts[1])),
+            other => panic!("not an execution's reply: {other:?}"),
+        }
+    }
+
+    fn step_names(&self) -> Vec<&'static str> {
+        self.report.steps.iter().map(|s| s.name).collect()
+    }
+}
+
+fn text(reply: &Reply) -> String {
+    match reply {
+        Reply::Bulk(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        other => panic!("not a bulk string: {other:?}"),
+    }
+}
+
+/// Runs `script` as a session would: the body, then the execution it starts, both stopped by
+/// `abort` and both reaching Redis through `store`.
+fn run_armed<S: Store + Send + 'static>(store: S, abort: Arc<Abort>, script: &str) -> Ran<S> {
+    let script = script.to_owned();
+    on_runtime(move |runtime| {
+        let store = Rc::new(store);
+        let (reply, report) = match runtime.run_script(&script, store.clone(), abort.clone(), None, None) {
+            ScriptOutcome::Failed(text) => (Reply::Error(text), Report::default()),
+            ScriptOutcome::Done => (Reply::ok(), Report::default()),
+            ScriptOutcome::Run(plan) => {
+                runtime.begin_execution(Default::default());
+                let _armed = runtime.arm(abort);
+                super::run(runtime, plan, store.clone())
+            }
+        };
+        let store = Rc::try_unwrap(store).ok().expect("the job keeps no reference to its store");
+        Ran { reply, report, store }
+    })
+}
+
+fn run(store: MemoryStore, script: &str) -> Ran<MemoryStore> {
+    run_armed(store, Abort::new(), script)
+}
+
+/// A PythonReader script over `items` (a Python literal), as in test_tier2_operations.py.
+fn run_py(ops: &str, items: &str) -> Ran<MemoryStore> {
+    run(MemoryStore::default(), &format!("GB('PythonReader'){ops}.run(lambda: iter({items}))"))
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn string(value: &str) -> KeyValue {
+    KeyValue::String(value.as_bytes().to_vec())
+}
+
+fn bytes(value: &str) -> Vec<u8> {
+    value.as_bytes().to_vec()
+}
+
+/// `n` string keys `k0`, `k1`, ... holding their index.
+fn numbered(n: usize) -> MemoryStore {
+    MemoryStore::new((0..n).map(|i| (format!("k{i}"), string(&i.to_string()))))
+}
+
+mod failures;
+mod readers;
+mod steps;
