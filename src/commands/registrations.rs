@@ -323,7 +323,7 @@ pub fn dump_sessions(options: &DumpSessions) -> Result<Response, GearsError> {
                     let refs = session.ref_count();
                     session_entry(&session, dead, refs, options.verbose, &by_id)
                 }
-                None => Reply::bulk(format!("SessionRecord {id} does not exists")),
+                None => Reply::bulk(format!("Session {id} does not exists")),
             })
             .collect(),
         None => registrations::sessions_described(!options.dead, options.dead, |session, dead, refs| {

@@ -3,9 +3,9 @@
 //! walks (docs/python-api.md#hooks).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
-use super::{Kind, Registration, registry};
+use super::{Kind, Registration, lock, registry};
 use crate::redis::blocked::BlockedClient;
 use crate::reply::Reply;
 use crate::store::RunAs;
@@ -87,10 +87,6 @@ pub struct CommandLink {
     /// Executions the client waits for, plus one held by the command until it has parked it.
     waiting: AtomicUsize,
     parked: Mutex<Option<(BlockedClient, Reply)>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl CommandLink {

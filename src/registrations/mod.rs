@@ -18,200 +18,19 @@ pub mod spec;
 pub mod time_events;
 pub mod triggers;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
+mod live;
+
+use live::lock;
+
+pub use live::{Live, Outcome, Stats, Status, StreamProgress};
 pub use spec::{FailurePolicy, Kind, Mode, Spec};
 
 use crate::error::GearsError;
 use crate::store::RunAs;
-
-/// Counters and durations of one registration (RG.DUMPREGISTRATIONS).
-#[derive(Debug, Default, Clone)]
-pub struct Stats {
-    pub triggered: u64,
-    pub success: u64,
-    pub failures: u64,
-    pub aborted: u64,
-    pub last_ms: u64,
-    pub total_ms: u64,
-    pub last_error: Option<String>,
-    pub last_lag_ms: u64,
-    pub total_lag_ms: u64,
-    pub lags: u64,
-}
-
-impl Stats {
-    pub fn avg_ms(&self) -> f64 {
-        let finished = self.success + self.failures;
-        if finished == 0 { 0.0 } else { self.total_ms as f64 / finished as f64 }
-    }
-
-    pub fn avg_lag_ms(&self) -> f64 {
-        if self.lags == 0 { 0.0 } else { self.total_lag_ms as f64 / self.lags as f64 }
-    }
-}
-
-/// How an execution of a registration ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Success,
-    /// The first error.
-    Failure(String),
-    Aborted,
-}
-
-/// Where a stream registration is (RG.DUMPREGISTRATIONS's `status`).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    #[default]
-    Ok,
-    WaitingForRetry,
-    Aborted,
-    Paused,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "OK",
-            Status::WaitingForRetry => "WAITING_FOR_RETRY_ON_FAILURE",
-            Status::Aborted => "ABORTED",
-            Status::Paused => "PAUSED",
-        }
-    }
-}
-
-/// One stream's progress under a stream registration.
-#[derive(Debug, Default)]
-pub struct StreamProgress {
-    /// Entries added since the last batch was read (an estimate: events counted).
-    pub arrived: u64,
-    /// When the first of them arrived.
-    pub first_arrival: Option<std::time::Instant>,
-    /// A batch of this stream is being processed (one at a time per stream).
-    pub running: bool,
-    /// A timer will start a batch (`duration`, or a retry).
-    pub timer: bool,
-}
-
-/// The state of one registration that changes as it runs.
-#[derive(Debug, Default)]
-pub struct Live {
-    status: Mutex<Status>,
-    /// Stream registrations: progress per stream key.
-    pub streams: Mutex<std::collections::HashMap<Vec<u8>, StreamProgress>>,
-    stats: Mutex<Stats>,
-    /// Events accepted and not yet run (async modes): bounded by MaxPendingEventsPerRegistration.
-    pending: AtomicUsize,
-    /// Finished executions still listed, oldest first (MaxExecutionsPerRegistration).
-    finished: Mutex<VecDeque<String>>,
-    /// Executions created and not yet finished.
-    running: AtomicUsize,
-    /// Set when unregistered: queued events are dropped, running ones are left to end.
-    gone: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Live {
-    pub fn stats(&self) -> Stats {
-        lock(&self.stats).clone()
-    }
-
-    pub fn status(&self) -> Status {
-        *lock(&self.status)
-    }
-
-    pub fn set_status(&self, status: Status) {
-        *lock(&self.status) = status;
-    }
-
-    pub fn streams(&self) -> MutexGuard<'_, std::collections::HashMap<Vec<u8>, StreamProgress>> {
-        lock(&self.streams)
-    }
-
-    pub fn clear_stats(&self) {
-        *lock(&self.stats) = Stats::default();
-    }
-
-    pub fn gone(&self) -> bool {
-        self.gone.load(Ordering::Acquire)
-    }
-
-    /// Counts an execution started.
-    pub fn started(&self) {
-        lock(&self.stats).triggered += 1;
-        self.running.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Counts how an execution ended, after `ms` (before its caller is answered, so that the
-    /// counters it reads afterwards include it).
-    pub fn count(&self, outcome: Outcome, ms: u64) {
-        {
-            let mut stats = lock(&self.stats);
-            match outcome {
-                Outcome::Success => {
-                    stats.success += 1;
-                    stats.last_error = None;
-                }
-                Outcome::Failure(error) => {
-                    stats.failures += 1;
-                    stats.last_error = Some(error);
-                }
-                Outcome::Aborted => stats.aborted += 1,
-            }
-            stats.last_ms = ms;
-            stats.total_ms += ms;
-        }
-    }
-
-    /// An execution (`id`, finished) joins the finished ones; returns the oldest beyond
-    /// MaxExecutionsPerRegistration, to drop.
-    pub fn ended(&self, id: String) -> Vec<String> {
-        self.running.fetch_sub(1, Ordering::AcqRel);
-        let limit = crate::config::with(|c| c.max_executions_per_registration).max(0) as usize;
-        let mut finished = lock(&self.finished);
-        finished.push_back(id);
-        let mut dropped = Vec::new();
-        while finished.len() > limit {
-            dropped.extend(finished.pop_front());
-        }
-        // Unregistered: nothing of it stays listed once none of its executions runs.
-        if self.gone() && self.running.load(Ordering::Acquire) == 0 {
-            dropped.extend(finished.drain(..));
-        }
-        dropped
-    }
-
-    /// A stream batch's lag: from its first entry's arrival to its completion.
-    pub fn lag(&self, ms: u64) {
-        let mut stats = lock(&self.stats);
-        stats.last_lag_ms = ms;
-        stats.total_lag_ms += ms;
-        stats.lags += 1;
-    }
-
-    /// Takes one pending slot, unless `bound` are taken.
-    pub fn try_pend(&self, bound: usize) -> bool {
-        self.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < bound).then_some(n + 1)).is_ok()
-    }
-
-    pub fn unpend(&self) {
-        self.pending.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// The finished executions listed, for dropping on unregistration.
-    fn take_finished(&self) -> Vec<String> {
-        if self.running.load(Ordering::Acquire) > 0 {
-            return Vec::new();
-        }
-        lock(&self.finished).drain(..).collect()
-    }
-}
 
 /// One registration: what it listens to, whose it is, where its callbacks live.
 #[derive(Debug)]
@@ -306,40 +125,11 @@ pub fn apply(batch: &ApplyBatch) -> Result<Vec<Arc<Registration>>, String> {
         .as_ref()
         .and_then(|old| registry.sessions.get(old))
         .map_or_else(Default::default, |s| s.registrations.iter().cloned().collect());
-    // One pass over the others (not one per spec): a session of thousands of registrations is
-    // applied, or upgraded, in time linear in the registrations.
-    let mut triggers = HashSet::new();
-    let mut unsynced_hooks = HashSet::new();
-    for r in registry.registrations.iter().filter(|r| !replaced.contains(&r.spec.id)) {
-        triggers.extend(r.spec.kind.trigger());
-        if r.spec.mode != Mode::Sync {
-            unsynced_hooks.extend(r.spec.kind.hook());
-        }
-    }
-    for spec in &batch.specs {
-        if spec.kind.trigger().is_some_and(|t| triggers.contains(t)) {
-            return Err("trigger already registered".to_owned());
-        }
-        if spec.kind.hook().is_some_and(|h| unsynced_hooks.contains(h)) {
-            return Err("Can not override a none sync registration".to_owned());
-        }
-    }
-    let mut gone = Vec::new();
-    if let Some(old) = &batch.replaces {
-        let (out, kept) =
-            std::mem::take(&mut registry.registrations).into_iter().partition(|r| replaced.contains(&r.spec.id));
-        registry.registrations = kept;
-        for registration in &out {
-            registration.live.gone.store(true, Ordering::Release);
-        }
-        gone = out;
-        if let Some(session) = registry.sessions.remove(old) {
-            let session = SessionRecord { registrations: Vec::new(), ..session };
-            if session.ref_count() > 0 {
-                registry.dead.insert(session.id.clone(), session);
-            }
-        }
-    }
+    conflicts(&registry, &replaced, &batch.specs)?;
+    let gone = match &batch.replaces {
+        Some(old) => registry.replace_session(old, &replaced),
+        None => Vec::new(),
+    };
     if batch.specs.is_empty() {
         recount(&registry.registrations);
         return Ok(gone);
@@ -375,6 +165,49 @@ pub fn apply(batch: &ApplyBatch) -> Result<Vec<Arc<Registration>>, String> {
     Ok(gone)
 }
 
+/// The first conflict of `specs` with the registrations that stay (all but `replaced`). One
+/// pass over them (not one per spec): a session of thousands of registrations is applied, or
+/// upgraded, in time linear in the registrations.
+fn conflicts(registry: &Registry, replaced: &HashSet<String>, specs: &[Spec]) -> Result<(), String> {
+    let mut triggers = HashSet::new();
+    let mut unsynced_hooks = HashSet::new();
+    for r in registry.registrations.iter().filter(|r| !replaced.contains(&r.spec.id)) {
+        triggers.extend(r.spec.kind.trigger());
+        if r.spec.mode != Mode::Sync {
+            unsynced_hooks.extend(r.spec.kind.hook());
+        }
+    }
+    for spec in specs {
+        if spec.kind.trigger().is_some_and(|t| triggers.contains(t)) {
+            return Err("trigger already registered".to_owned());
+        }
+        if spec.kind.hook().is_some_and(|h| unsynced_hooks.contains(h)) {
+            return Err("Can not override a none sync registration".to_owned());
+        }
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// Takes out session `old`'s registrations (`replaced`), marked gone; the session is kept
+    /// as dead while executions of it still run.
+    fn replace_session(&mut self, old: &str, replaced: &HashSet<String>) -> Vec<Arc<Registration>> {
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.registrations).into_iter().partition(|r| replaced.contains(&r.spec.id));
+        self.registrations = kept;
+        for registration in &gone {
+            registration.live.mark_gone();
+        }
+        if let Some(session) = self.sessions.remove(old) {
+            let session = SessionRecord { registrations: Vec::new(), ..session };
+            if session.ref_count() > 0 {
+                self.dead.insert(session.id.clone(), session);
+            }
+        }
+        gone
+    }
+}
+
 /// Removes registration `id` (with the Redis lock held); its session goes with its last
 /// registration. Returns the
 /// registration (for aborting its executions) and the finished executions to drop now.
@@ -382,7 +215,7 @@ pub fn unregister(id: &str) -> Result<(Arc<Registration>, Vec<String>), GearsErr
     let mut registry = registry();
     let index = registry.registrations.iter().position(|r| r.spec.id == id).ok_or(GearsError::NotRegistered)?;
     let registration = registry.registrations.remove(index);
-    registration.live.gone.store(true, Ordering::Release);
+    registration.live.mark_gone();
     let session_id = registration.session.clone();
     if let Some(session) = registry.sessions.get_mut(&session_id) {
         session.registrations.retain(|r| r != id);
@@ -502,7 +335,7 @@ pub fn clear() -> Vec<String> {
     let mut registry = registry();
     let mut finished = Vec::new();
     for registration in registry.registrations.drain(..) {
-        registration.live.gone.store(true, Ordering::Release);
+        registration.live.mark_gone();
         finished.extend(registration.live.take_finished());
     }
     registry.sessions.clear();
