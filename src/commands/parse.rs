@@ -159,40 +159,16 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Command, GearsError> {
         "rg.dumpexecutions" => Command::DumpExecutions,
         "rg.dropexecution" => Command::DropExecution { id: one_id()? },
         "rg.abortexecution" => Command::AbortExecution { id: one_id()? },
-        "rg.getexecution" => {
-            let (id, mode) = match rest {
-                [id] => (id, None),
-                [id, mode] => (id, Some(text(mode).to_ascii_uppercase())),
-                _ => return Err(GearsError::WrongArity),
-            };
-            match mode.as_deref() {
-                None | Some("SHARD") => Command::GetExecution { id: text(id) },
-                Some("CLUSTER") => return Err(GearsError::NoCluster),
-                Some(_) => return Err(GearsError::UnknownSubcommand),
-            }
-        }
+        "rg.getexecution" => get_execution(rest)?,
         "rg.configget" if !rest.is_empty() => Command::ConfigGet { names: rest.iter().map(|n| text(n)).collect() },
-        "rg.configset" if !rest.is_empty() => {
-            let mut pairs = Vec::new();
-            let mut chunks = rest.chunks_exact(2);
-            for pair in chunks.by_ref() {
-                pairs.push((text(&pair[0]), text(&pair[1])));
-            }
-            Command::ConfigSet { pairs, dangling: chunks.remainder().first().map(|n| text(n)) }
-        }
+        "rg.configset" if !rest.is_empty() => config_set(rest),
         "rg.pystats" => Command::PyStats,
         "rg.testsync" => match rest {
             [script] => Command::TestSync { script: script.clone() },
             _ => return Err(GearsError::WrongArity),
         },
         "rg.dumpregistrations" => Command::DumpRegistrations,
-        "rg.unregister" => match rest {
-            [id] => Command::Unregister { id: text(id), abort_pending: false },
-            [id, flag] if flag.eq_ignore_ascii_case(b"abortpending") => {
-                Command::Unregister { id: text(id), abort_pending: true }
-            }
-            _ => return Err(GearsError::WrongArity),
-        },
+        "rg.unregister" => unregister(rest)?,
         "rg.pauseregistrations" | "rg.unpauseregistrations" if !rest.is_empty() => {
             Command::Pause { ids: rest.iter().map(|id| text(id)).collect(), pause: name == "rg.pauseregistrations" }
         }
@@ -200,15 +176,7 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Command, GearsError> {
         "rg.trigger" if !rest.is_empty() => Command::Trigger { args: rest.to_vec() },
         "rg.triggeronkey" if rest.len() >= 2 => Command::Trigger { args: rest.to_vec() },
         "rg.pydumpsessions" => Command::PyDumpSessions(dump_sessions(rest)?),
-        "rg.pyprofile" => match rest {
-            [sub, session] | [sub, session, _] => match text(sub).to_ascii_uppercase().as_str() {
-                "STATS" => Command::PyProfile { reset: false, session: text(session) },
-                "RESET" if rest.len() == 2 => Command::PyProfile { reset: true, session: text(session) },
-                "RESET" => return Err(GearsError::WrongArity),
-                _ => return Err(GearsError::ProfileSubcommand),
-            },
-            _ => return Err(GearsError::WrongArity),
-        },
+        "rg.pyprofile" => py_profile(rest)?,
         "rg.innerhook" | "rg.innerhookauth" if rest.len() >= 2 => Command::Hook {
             record: rest[1..].to_vec(),
             proven: crate::redis::filter::proves(&rest[0]),
@@ -217,15 +185,67 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Command, GearsError> {
         "rg.innerhook" | "rg.innerhookauth" => return Err(GearsError::HookInternal),
         "rg.innerregister" if rest.len() == 1 => Command::InnerRegister { blob: rest[0].clone() },
         "rg.innerunregister" if rest.len() == 1 => Command::InnerUnregister { id: text(&rest[0]) },
-        "rg.dumpplugins" => Command::Fixed(Fixed::DumpPlugins),
-        "rg.pyexecuteremote" => Command::Fixed(Fixed::PyExecuteRemote),
-        "rg.pyfreeinterpreter" => Command::Fixed(Fixed::PyFreeInterpreter),
-        "rg.infocluster" => Command::Fixed(Fixed::InfoCluster),
-        "rg.refreshcluster" => Command::Fixed(Fixed::RefreshCluster),
-        "rg.pydumpreqs" => Command::Fixed(Fixed::PyDumpReqs),
-        "rg.pyexportreq" if rest.len() == 1 => Command::Fixed(Fixed::PyExportReq),
-        "rg.pyimportreq" if !rest.is_empty() => Command::Fixed(Fixed::PyImportReq),
+        _ => Command::Fixed(fixed(&name, rest).ok_or(GearsError::WrongArity)?),
+    })
+}
+
+fn get_execution(rest: &[Vec<u8>]) -> Result<Command, GearsError> {
+    let (id, mode) = match rest {
+        [id] => (id, None),
+        [id, mode] => (id, Some(text(mode).to_ascii_uppercase())),
         _ => return Err(GearsError::WrongArity),
+    };
+    match mode.as_deref() {
+        None | Some("SHARD") => Ok(Command::GetExecution { id: text(id) }),
+        Some("CLUSTER") => Err(GearsError::NoCluster),
+        Some(_) => Err(GearsError::UnknownSubcommand),
+    }
+}
+
+fn config_set(rest: &[Vec<u8>]) -> Command {
+    let mut pairs = Vec::new();
+    let mut chunks = rest.chunks_exact(2);
+    for pair in chunks.by_ref() {
+        pairs.push((text(&pair[0]), text(&pair[1])));
+    }
+    Command::ConfigSet { pairs, dangling: chunks.remainder().first().map(|n| text(n)) }
+}
+
+fn unregister(rest: &[Vec<u8>]) -> Result<Command, GearsError> {
+    match rest {
+        [id] => Ok(Command::Unregister { id: text(id), abort_pending: false }),
+        [id, flag] if flag.eq_ignore_ascii_case(b"abortpending") => {
+            Ok(Command::Unregister { id: text(id), abort_pending: true })
+        }
+        _ => Err(GearsError::WrongArity),
+    }
+}
+
+fn py_profile(rest: &[Vec<u8>]) -> Result<Command, GearsError> {
+    let [sub, session, ..] = rest else { return Err(GearsError::WrongArity) };
+    if rest.len() > 3 {
+        return Err(GearsError::WrongArity);
+    }
+    match text(sub).to_ascii_uppercase().as_str() {
+        "STATS" => Ok(Command::PyProfile { reset: false, session: text(session) }),
+        "RESET" if rest.len() == 2 => Ok(Command::PyProfile { reset: true, session: text(session) }),
+        "RESET" => Err(GearsError::WrongArity),
+        _ => Err(GearsError::ProfileSubcommand),
+    }
+}
+
+/// The commands whose reply never changes here (cluster and requirements ones).
+fn fixed(name: &str, rest: &[Vec<u8>]) -> Option<Fixed> {
+    Some(match name {
+        "rg.dumpplugins" => Fixed::DumpPlugins,
+        "rg.pyexecuteremote" => Fixed::PyExecuteRemote,
+        "rg.pyfreeinterpreter" => Fixed::PyFreeInterpreter,
+        "rg.infocluster" => Fixed::InfoCluster,
+        "rg.refreshcluster" => Fixed::RefreshCluster,
+        "rg.pydumpreqs" => Fixed::PyDumpReqs,
+        "rg.pyexportreq" if rest.len() == 1 => Fixed::PyExportReq,
+        "rg.pyimportreq" if !rest.is_empty() => Fixed::PyImportReq,
+        _ => return None,
     })
 }
 

@@ -75,18 +75,7 @@ pub fn apply_script(
         executions::next_plan_id();
         let replaced = registrations::apply(&batch)?;
         persist::replicate_batch(ctx, &batch);
-        // What the new stream registrations' streams hold now is processed whatever the batch.
-        let streams: Vec<_> = batch
-            .specs
-            .iter()
-            .filter(|s| matches!(s.kind, Kind::Stream { .. }))
-            .filter_map(|s| registrations::find(&s.id))
-            .map(|r| {
-                let found = super::streams::existing(ctx, &r);
-                (r, found)
-            })
-            .collect();
-        Ok((replaced, streams))
+        Ok((replaced, new_streams(ctx, &batch)))
     });
     let replaced = match applied {
         Ok((replaced, streams)) => {
@@ -105,6 +94,21 @@ pub fn apply_script(
         on_registered(runtime, &session.id, &p.callbacks, &session.run_as);
     }
     Ok(!pending.is_empty())
+}
+
+/// The new stream registrations of `batch`, with what their streams hold now: processed
+/// whatever the batch size.
+fn new_streams(ctx: &redis_module::Context, batch: &ApplyBatch) -> Vec<(Arc<Registration>, super::streams::Found)> {
+    batch
+        .specs
+        .iter()
+        .filter(|s| matches!(s.kind, Kind::Stream { .. }))
+        .filter_map(|s| registrations::find(&s.id))
+        .map(|r| {
+            let found = super::streams::existing(ctx, &r);
+            (r, found)
+        })
+        .collect()
 }
 
 /// The owner a session records: a module's own RG.PYEXECUTE (no user) registers as `default`.

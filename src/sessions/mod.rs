@@ -168,7 +168,7 @@ pub(crate) fn run_now(
     done: parked::Done,
 ) -> bool {
     let Some(abort) = executions::start(key) else { return false };
-    let context = parked::Context { key: Some(key.clone()), db, abort, origin, async_allowed };
+    let context = parked::ExecutionContext { key: Some(key.clone()), db, abort, origin, async_allowed };
     parked::run(runtime, plan, context, done);
     true
 }

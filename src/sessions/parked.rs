@@ -25,7 +25,7 @@ use crate::store::{self, Store};
 
 /// What an execution's code runs with, whenever it runs: its database, its stop request, where
 /// it comes from, and whether it may go asynchronous.
-pub struct Context {
+pub struct ExecutionContext {
     /// The execution, once listed (a registration's, a script's, a nested `run()`).
     pub key: Option<ExecutionKey>,
     pub db: i32,
@@ -42,7 +42,7 @@ const FREE_CALLBACK_LIMIT: Duration = Duration::from_secs(5);
 
 /// An execution running or waiting on this worker.
 struct Owner {
-    context: Context,
+    context: ExecutionContext,
     store: Rc<dyn Store>,
     started: Instant,
 }
@@ -91,7 +91,7 @@ fn freed_by(run_as: &store::RunAs) {
 
 /// Runs an execution of `plan` on this worker as far as it goes; `done` ends it, now or when
 /// its last waiting record has been continued.
-pub fn run(runtime: &Runtime, plan: RawPlan, context: Context, done: Done) {
+pub fn run(runtime: &Runtime, plan: RawPlan, context: ExecutionContext, done: Done) {
     let owner = NEXT_OWNER.fetch_add(1, Ordering::AcqRel);
     let store: Rc<dyn Store> = Rc::new(RedisStore::new(context.db, context.origin.run_as.clone()));
     let this = Rc::new(Owner { context, store, started: Instant::now() });
@@ -197,7 +197,7 @@ pub fn within(owner: Option<u64>, f: &mut dyn FnMut()) {
             None => return,
         },
         None => Rc::new(Owner {
-            context: Context {
+            context: ExecutionContext {
                 key: None,
                 db: 0,
                 abort: Abort::with_limit(FREE_CALLBACK_LIMIT),

@@ -86,30 +86,11 @@ impl MemoryStore {
             }
             "incr" => {
                 arity(args.len() == 1)?;
-                let value = match keys.get(args[0]) {
-                    None => 0,
-                    Some(KeyValue::String(s)) => number::<i64>(s).ok_or(NOT_AN_INTEGER)?,
-                    Some(_) => return Err(WRONG_TYPE.to_owned()),
-                };
-                let value = value.checked_add(1).ok_or("ERR increment or decrement would overflow")?;
-                keys.insert(args[0].to_vec(), KeyValue::String(value.to_string().into_bytes()));
-                Ok(Reply::Int(value))
+                incr(&mut keys, args[0])
             }
             "hset" => {
                 arity(args.len() >= 3 && args.len() % 2 == 1)?;
-                let entry = keys.entry(args[0].to_vec()).or_insert_with(|| KeyValue::Hash(Vec::new()));
-                let KeyValue::Hash(pairs) = entry else { return Err(WRONG_TYPE.to_owned()) };
-                let mut added = 0;
-                for pair in args[1..].chunks_exact(2) {
-                    match pairs.iter_mut().find(|(field, _)| field.as_slice() == pair[0]) {
-                        Some((_, value)) => *value = pair[1].to_vec(),
-                        None => {
-                            pairs.push((pair[0].to_vec(), pair[1].to_vec()));
-                            added += 1;
-                        }
-                    }
-                }
-                Ok(Reply::Int(added))
+                hset(&mut keys, args[0], &args[1..])
             }
             "hgetall" => {
                 arity(args.len() == 1)?;
@@ -121,29 +102,62 @@ impl MemoryStore {
                     Some(_) => Err(WRONG_TYPE.to_owned()),
                 }
             }
-            // `SCAN cursor [MATCH pattern] [COUNT n]`, the cursor being how many keys were passed.
             "scan" => {
                 arity(!args.is_empty() && args.len() % 2 == 1)?;
-                let cursor = number::<usize>(args[0]).ok_or("ERR invalid cursor")?;
-                let (mut pattern, mut count) = (b"*".as_slice(), 10);
-                for option in args[1..].chunks_exact(2) {
-                    match option[0].to_ascii_lowercase().as_slice() {
-                        b"match" => pattern = option[1],
-                        b"count" => {
-                            count = number::<usize>(option[1]).filter(|n| *n > 0).ok_or(NOT_AN_INTEGER)?;
-                        }
-                        _ => return Err("ERR syntax error".to_owned()),
-                    }
-                }
-                let passed = keys.keys().skip(cursor).take(count);
-                let found = passed.filter(|key| glob_match(pattern, key)).map(|key| Reply::Bulk(key.clone())).collect();
-                let next = cursor.saturating_add(count);
-                let next = if next >= keys.len() { 0 } else { next };
-                Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(found)]))
+                scan(&keys, args)
             }
             _ => Err(format!("ERR unknown command '{command}'")),
         }
     }
+}
+
+type Keys = BTreeMap<Vec<u8>, KeyValue>;
+
+fn incr(keys: &mut Keys, key: &[u8]) -> Result<Reply, String> {
+    let value = match keys.get(key) {
+        None => 0,
+        Some(KeyValue::String(s)) => number::<i64>(s).ok_or(NOT_AN_INTEGER)?,
+        Some(_) => return Err(WRONG_TYPE.to_owned()),
+    };
+    let value = value.checked_add(1).ok_or("ERR increment or decrement would overflow")?;
+    keys.insert(key.to_vec(), KeyValue::String(value.to_string().into_bytes()));
+    Ok(Reply::Int(value))
+}
+
+fn hset(keys: &mut Keys, key: &[u8], pairs_in: &[&[u8]]) -> Result<Reply, String> {
+    let entry = keys.entry(key.to_vec()).or_insert_with(|| KeyValue::Hash(Vec::new()));
+    let KeyValue::Hash(pairs) = entry else { return Err(WRONG_TYPE.to_owned()) };
+    let mut added = 0;
+    for pair in pairs_in.chunks_exact(2) {
+        match pairs.iter_mut().find(|(field, _)| field.as_slice() == pair[0]) {
+            Some((_, value)) => *value = pair[1].to_vec(),
+            None => {
+                pairs.push((pair[0].to_vec(), pair[1].to_vec()));
+                added += 1;
+            }
+        }
+    }
+    Ok(Reply::Int(added))
+}
+
+/// `SCAN cursor [MATCH pattern] [COUNT n]`, the cursor being how many keys were passed.
+fn scan(keys: &Keys, args: &[&[u8]]) -> Result<Reply, String> {
+    let cursor = number::<usize>(args[0]).ok_or("ERR invalid cursor")?;
+    let (mut pattern, mut count) = (b"*".as_slice(), 10);
+    for option in args[1..].chunks_exact(2) {
+        match option[0].to_ascii_lowercase().as_slice() {
+            b"match" => pattern = option[1],
+            b"count" => {
+                count = number::<usize>(option[1]).filter(|n| *n > 0).ok_or(NOT_AN_INTEGER)?;
+            }
+            _ => return Err("ERR syntax error".to_owned()),
+        }
+    }
+    let passed = keys.keys().skip(cursor).take(count);
+    let found = passed.filter(|key| glob_match(pattern, key)).map(|key| Reply::Bulk(key.clone())).collect();
+    let next = cursor.saturating_add(count);
+    let next = if next >= keys.len() { 0 } else { next };
+    Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(found)]))
 }
 
 /// A scan in key order that resumes after the last key it returned, so that keys written

@@ -22,6 +22,10 @@ use crate::reply::Reply;
 use crate::stop::Abort;
 use crate::store::Store;
 
+mod existing;
+
+pub use existing::{Found, existing, process_existing, scan};
+
 const GROUP: &[u8] = b"__gears_consumer_group__";
 const CONSUMER: &[u8] = b"__gears_client__";
 
@@ -361,84 +365,6 @@ fn next_id(id: &[u8]) -> Option<String> {
     })
 }
 
-/// What a scan found: the matching streams, each with how many entries it held then. Those
-/// entries are processed whatever the batch size; entries added later wait for full batches.
-pub type Found = Vec<(Vec<u8>, u64)>;
-
-/// Looks for streams the registration should process (when it is loaded, unpaused or its
-/// server promoted): the scan happens on the home, under the lock.
-pub fn scan(registration: Arc<Registration>) {
-    let home = registration.home;
-    pool::send(
-        home,
-        Box::new(move |runtime| {
-            let found = with_gil(0, |ctx| existing(ctx, &registration));
-            process_found(runtime, &registration, found);
-        }),
-    );
-}
-
-/// Processes what `existing` found when the registration was applied.
-pub fn process_existing(registration: Arc<Registration>, found: Found) {
-    let home = registration.home;
-    pool::send(home, Box::new(move |runtime| process_found(runtime, &registration, found)));
-}
-
-fn process_found(runtime: &Runtime, registration: &Arc<Registration>, found: Found) {
-    for (key, entries) in found {
-        let start = {
-            let mut streams = registration.live.streams();
-            let progress = streams.entry(key.clone()).or_default();
-            !std::mem::replace(&mut progress.running, true)
-        };
-        if start {
-            process_from(runtime, registration, &key, 0, Drain::Found(entries), true);
-        }
-    }
-}
-
-/// The streams matching a stream registration's prefix (database 0), with their lengths. The
-/// caller holds the lock: what they hold now is what is processed regardless of batches.
-pub fn existing(ctx: &Context, registration: &Registration) -> Found {
-    let Kind::Stream { prefix, .. } = &registration.spec.kind else { return Vec::new() };
-    let pattern = match prefix.strip_suffix('*') {
-        Some(start) => format!("{}*", glob_escape(start)),
-        None => glob_escape(prefix),
-    };
-    let run_as = crate::store::RunAs::Module;
-    let call = |command: &str, args: &[&[u8]]| crate::redis::call::call(ctx, &run_as, command, args);
-    let mut found = Vec::new();
-    let mut cursor = b"0".to_vec();
-    loop {
-        let reply = call("SCAN", &[&cursor, b"MATCH", pattern.as_bytes(), b"COUNT", b"1000", b"TYPE", b"stream"]);
-        let Reply::Array(mut parts) = reply else { break };
-        let (Some(Reply::Array(keys)), Some(Reply::Bulk(next))) = (parts.pop(), parts.pop()) else { break };
-        for key in keys {
-            if let Reply::Bulk(key) = key
-                && let Reply::Int(len) = call("XLEN", &[&key])
-            {
-                found.push((key, len.max(0) as u64));
-            }
-        }
-        if next == b"0" {
-            break;
-        }
-        cursor = next;
-    }
-    found
-}
-
-fn glob_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
 /// RG.PAUSEREGISTRATIONS / RG.UNPAUSEREGISTRATIONS of one stream registration.
 pub fn pause(registration: &Arc<Registration>, pause: bool) {
     if pause {
@@ -458,10 +384,5 @@ mod tests {
         assert_eq!(next_id(b"5-3").as_deref(), Some("5-4"));
         assert_eq!(next_id(b"5-18446744073709551615").as_deref(), Some("6-0"));
         assert_eq!(next_id(b"junk"), None);
-    }
-
-    #[test]
-    fn escapes_glob_characters() {
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
     }
 }
