@@ -3,8 +3,6 @@
 
 use thiserror::Error;
 
-use crate::stop::Reason;
-
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum GearsError {
     /// Answered with Redis's own wrong-arity error, not with this text.
@@ -148,4 +146,32 @@ pub enum ConfigError {
     MissingValue(String),
     #[error("invalid value {value:?} for {name}: {why}")]
     InvalidValue { name: String, value: String, why: &'static str },
+}
+
+/// Why an execution is being stopped; decides the exception it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reason {
+    Aborted = 1,
+    TimedOut = 2,
+    OutOfMemory = 3,
+}
+
+impl Reason {
+    pub(crate) fn from_u8(n: u8) -> Option<Reason> {
+        match n {
+            1 => Some(Reason::Aborted),
+            2 => Some(Reason::TimedOut),
+            3 => Some(Reason::OutOfMemory),
+            _ => None,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Reason::Aborted => "Execution was aborted",
+            Reason::TimedOut => "Execution time limit reached",
+            Reason::OutOfMemory => "Python memory limit reached",
+        }
+    }
 }

@@ -12,33 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-/// Why an execution is being stopped; decides the exception it gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Reason {
-    Aborted = 1,
-    TimedOut = 2,
-    OutOfMemory = 3,
-}
-
-impl Reason {
-    fn from_u8(n: u8) -> Option<Reason> {
-        match n {
-            1 => Some(Reason::Aborted),
-            2 => Some(Reason::TimedOut),
-            3 => Some(Reason::OutOfMemory),
-            _ => None,
-        }
-    }
-
-    pub fn message(self) -> &'static str {
-        match self {
-            Reason::Aborted => "Execution was aborted",
-            Reason::TimedOut => "Execution time limit reached",
-            Reason::OutOfMemory => "Python memory limit reached",
-        }
-    }
-}
+pub use crate::error::Reason;
 
 /// One worker thread: the home it serves and which of that home's threads it is (a home gets a
 /// new thread when its worker is stuck in native code).

@@ -6,24 +6,7 @@ use std::time::Duration;
 use rustpython_vm::{PyObjectRef, VirtualMachine};
 
 use super::plan::Step;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepReport {
-    pub kind: &'static str,
-    pub name: &'static str,
-    pub arg: String,
-    pub duration_ms: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Report {
-    pub results: usize,
-    pub errors: Vec<String>,
-    pub total_ms: u64,
-    pub read_ms: u64,
-    /// In plan order, the reader's record mapper first.
-    pub steps: Vec<StepReport>,
-}
+pub use crate::report::{Report, StepReport};
 
 pub fn millis(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)

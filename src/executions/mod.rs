@@ -2,38 +2,22 @@
 
 mod table;
 
+pub use crate::ids::{SHARD_ID, next_plan_id, plan_id_seen};
+
 pub use table::{AbortOutcome, Dump, ExecutionKey, Lookup, State, Wants};
 
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
-use crate::engine::Report;
 use crate::error::GearsError;
 use crate::redis::blocked::BlockedClient;
 use crate::reply::Reply;
+use crate::report::Report;
 use crate::stop::{Abort, WorkerId};
 
 static TABLE: LazyLock<Mutex<table::Table>> = LazyLock::new(|| Mutex::new(table::Table::new()));
 
 fn table() -> MutexGuard<'static, table::Table> {
     TABLE.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The shard id outside cluster mode: forty zeros.
-pub const SHARD_ID: &str = "0000000000000000000000000000000000000000";
-
-/// The plan counter (docs/commands.md#ids): builders and registrations take their ids from it.
-static PLANS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Takes the next plan id.
-pub fn next_plan_id() -> String {
-    format!("{SHARD_ID}-{}", PLANS.fetch_add(1, std::sync::atomic::Ordering::AcqRel))
-}
-
-/// Keeps the plan counter above a loaded registration's id.
-pub fn plan_id_seen(id: &str) {
-    if let Some(n) = id.rsplit('-').next().and_then(|n| n.parse::<u64>().ok()) {
-        PLANS.fetch_max(n + 1, std::sync::atomic::Ordering::AcqRel);
-    }
 }
 
 /// Uses up an execution id (applying registrations, aborts: docs/commands.md#ids).

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use slab::Slab;
 
 use super::SHARD_ID;
-use crate::engine::Report;
 use crate::error::GearsError;
 use crate::redis::blocked::BlockedClient;
 use crate::reply::Reply;
+use crate::report::Report;
 use crate::stop::{Abort, Reason, WorkerId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

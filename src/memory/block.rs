@@ -3,7 +3,7 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 
-use crate::redis::alloc::INNER;
+use super::inner::INNER;
 
 /// The alignment that tells counted small blocks (8 modulo 16) from uncounted ones (0).
 pub const SMALL_ALIGN: usize = 16;

@@ -33,7 +33,9 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 
-use crate::redis::alloc::INNER;
+mod inner;
+
+use inner::INNER;
 
 mod block;
 

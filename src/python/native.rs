@@ -91,7 +91,7 @@ mod _redisgears {
     /// A builder takes a plan id, as in RedisGears (docs/commands.md#ids).
     #[pyfunction]
     fn take_plan_id() {
-        crate::executions::next_plan_id();
+        crate::ids::next_plan_id();
     }
 
     #[pyfunction]

@@ -9,7 +9,6 @@ use rustpython_vm::{AsObject, PyObjectRef, PyResult, VirtualMachine};
 use super::held::{self, Callbacks, Pending};
 use super::native::gears_error;
 use super::session;
-use crate::executions;
 use crate::registrations::{FailurePolicy, Kind, Mode, Spec};
 use crate::reply::Reply;
 use crate::store;
@@ -33,7 +32,7 @@ pub fn register(request: Request, vm: &VirtualMachine) -> PyResult<String> {
         Some(Some(id)) => id,
         // The source registers more than it did when it was saved: the extra ones are left out.
         Some(None) => return Err(gears_error(vm, "the session's source registers more than it did when saved")),
-        None => executions::next_plan_id(),
+        None => crate::ids::next_plan_id(),
     };
     let spec = Spec { id: id.clone(), desc: request.desc, mode, kind };
     let callbacks = Callbacks { steps: request.steps, on_registered: request.on_registered };

@@ -1,7 +1,6 @@
 //! The only place that holds raw Redis pointers or talks to the Redis API from worker threads.
 
 pub mod acl;
-pub mod alloc;
 pub mod blocked;
 pub mod call;
 pub mod command_keys;

@@ -1,6 +1,7 @@
-//! The allocator underneath the module's accounting one (`crate::memory`): Redis's, so that the
-//! module's memory shows in `used_memory`; the system's in unit tests and fuzz targets, which run
-//! without Redis (Redis's allocator aborts before `RedisModule_Init`).
+//! The allocator underneath the accounting one (`super`): Redis's, so that the module's memory
+//! shows in `used_memory`; the system's in unit tests and fuzz targets, which run without Redis
+//! (Redis's allocator aborts before `RedisModule_Init`). The one place outside `redis/` that
+//! calls Redis's API: the global allocator cannot sit above what it serves.
 
 #[cfg(all(feature = "module", not(test)))]
 pub const INNER: Redis = Redis;
