@@ -61,11 +61,17 @@ def test_after_an_upgrade_the_old_session_of_a_waiting_execution_is_dead_at_once
     wait_until(lambda: sessions(r, "DEAD") == [], what="the dead session to go")
 
 
-def test_an_unregistered_stream_registration_starts_no_other_batch(r):
-    rid = register_one(r, WAITING_STREAM.format(extra=", trimStream=False"))
-    for i in range(6):
+def first_batch_waiting(r, entries, extra=""):
+    """Registers WAITING_STREAM, adds `entries` entries, and waits until its first batch waits."""
+    rid = register_one(r, WAITING_STREAM.format(extra=extra))
+    for i in range(entries):
         r.xadd("st", {"n": i})
     wait_until(lambda: r.llen("started") == 2, what="the first batch to wait")
+    return rid
+
+
+def test_an_unregistered_stream_registration_starts_no_other_batch(r):
+    rid = first_batch_waiting(r, 6, extra=", trimStream=False")
     assert r.execute_command("RG.UNREGISTER", rid) == "OK"
     r.set("gate", "1")
     wait_until(lambda: r.llen("ok") == 2, what="the running batch to finish")
@@ -101,10 +107,7 @@ def test_unregister_without_abortpending_lets_a_waiting_execution_finish(server,
 
 
 def test_pausing_a_stream_registration_while_a_batch_waits(r):
-    rid = register_one(r, WAITING_STREAM.format(extra=""))
-    for i in range(4):
-        r.xadd("st", {"n": i})
-    wait_until(lambda: r.llen("started") == 2, what="the first batch to wait")
+    rid = first_batch_waiting(r, 4)
     assert r.execute_command("RG.PAUSEREGISTRATIONS", rid) == "OK"
     assert stats_of(r, rid)["status"] == "PAUSED"
     r.set("gate", "1")
