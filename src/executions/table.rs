@@ -58,7 +58,7 @@ pub struct Waiter {
     pub wants: Wants,
 }
 
-struct Execution {
+struct ExecutionRow {
     id: String,
     state: State,
     reply: Option<Arc<Reply>>,
@@ -102,7 +102,7 @@ pub struct Dump {
 
 #[derive(Default)]
 pub struct Table {
-    slab: Slab<Execution>,
+    slab: Slab<ExecutionRow>,
     by_id: HashMap<String, usize>,
     /// Listed executions, oldest first.
     order: VecDeque<usize>,
@@ -129,7 +129,7 @@ impl Table {
                 self.evict_oldest();
             }
         }
-        let slot = self.slab.insert(Execution {
+        let slot = self.slab.insert(ExecutionRow {
             id: id.clone(),
             state: State::Created,
             reply: None,
@@ -161,7 +161,7 @@ impl Table {
         }
     }
 
-    fn get_mut(&mut self, key: &ExecutionKey) -> Option<&mut Execution> {
+    fn get_mut(&mut self, key: &ExecutionKey) -> Option<&mut ExecutionRow> {
         self.slab.get_mut(key.slot).filter(|e| e.id == key.id)
     }
 
@@ -201,7 +201,7 @@ impl Table {
         }
     }
 
-    fn find(&mut self, id: &str) -> Option<(usize, &mut Execution)> {
+    fn find(&mut self, id: &str) -> Option<(usize, &mut ExecutionRow)> {
         let slot = *self.by_id.get(id)?;
         self.slab.get_mut(slot).map(|e| (slot, e))
     }

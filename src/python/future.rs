@@ -15,7 +15,7 @@ use crate::error::GearsError;
 
 /// What continuing a future gave: the value it was continued with, or the error its record
 /// becomes.
-pub type Outcome = Result<PyObjectRef, String>;
+pub type FutureOutcome = Result<PyObjectRef, String>;
 
 /// What the step running a callback allows its record to do.
 #[derive(Clone, Copy)]
@@ -58,7 +58,7 @@ thread_local! {
     /// `execute()`), whose callbacks run above it.
     static CALLS: RefCell<Vec<Call>> = const { RefCell::new(Vec::new()) };
     /// Outcomes by the execution waiting for them, in the order they came.
-    static RESOLVED: RefCell<HashMap<u64, Vec<(u64, Outcome)>>> = RefCell::new(HashMap::new());
+    static RESOLVED: RefCell<HashMap<u64, Vec<(u64, FutureOutcome)>>> = RefCell::new(HashMap::new());
     /// The execution whose code runs now (its steps, or a callback of the event loop for it).
     static RUNNING_OWNER: Cell<Option<u64>> = const { Cell::new(None) };
     /// A record started waiting since the last sweep (see `sweep`).
@@ -190,7 +190,7 @@ pub fn create(future: PyObjectRef) -> Result<u64, GearsError> {
 
 /// `continueRun` / `continueFailed`. A future whose record no longer waits (its execution ended,
 /// or the callback did not return it) is continued to no effect.
-pub fn resolve(id: u64, outcome: Outcome) -> Result<(), GearsError> {
+pub fn resolve(id: u64, outcome: FutureOutcome) -> Result<(), GearsError> {
     let owner = FUTURES.with_borrow_mut(|f| {
         let Some(entry) = f.get_mut(&id) else { return Ok(None) };
         match entry.state {
@@ -226,7 +226,7 @@ pub fn owner_of(id: u64) -> Option<u64> {
 }
 
 /// The outcomes that came for `owner`'s records since it last looked.
-pub fn take_resolved(owner: u64) -> Vec<(u64, Outcome)> {
+pub fn take_resolved(owner: u64) -> Vec<(u64, FutureOutcome)> {
     RESOLVED.with_borrow_mut(|r| r.remove(&owner)).unwrap_or_default()
 }
 

@@ -17,7 +17,7 @@ use rustpython_vm::{PyObjectRef, VirtualMachine};
 use super::plan::Step;
 use super::report::{self, StepReport};
 use crate::python::error_text;
-use crate::python::future::{Capability, Outcome};
+use crate::python::future::{Capability, FutureOutcome};
 
 mod apply;
 
@@ -296,7 +296,7 @@ impl Pipeline {
 
     /// Finishes the record that waited for future `id` as its step would have, had the callback
     /// returned the outcome; then lets on what waited behind it.
-    fn resolve(&mut self, vm: &VirtualMachine, id: u64, outcome: Outcome) {
+    fn resolve(&mut self, vm: &VirtualMachine, id: u64, outcome: FutureOutcome) {
         let Some(WaitingRecord { step: i, seq, record, group }) = self.pending.remove(&id) else { return };
         self.waits[i].waiting -= 1;
         let emitted = match outcome {
