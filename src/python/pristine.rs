@@ -20,18 +20,7 @@ use rustpython_vm::{AsObject, PyObjectRef, PyRef, PyResult, VirtualMachine};
 
 /// The modules the module's machinery is made of. The sandbox's `os`/`posix`/`marshal` stand-ins
 /// are not: they stand for stdlib modules, which are shared.
-const MACHINERY: &[&str] = &[
-    "builtins",
-    "sys",
-    "_redisgears",
-    "gears",
-    "gears.validate",
-    "gears.builder",
-    "gears.futures",
-    "gears.environment",
-    "redisgears",
-    "asyncio",
-];
+const MACHINERY: &[&str] = &["builtins", "sys", "_redisgears", "gears", "redisgears", "asyncio"];
 /// `sys` attributes that are lists scripts may change in place: the import machinery.
 const SYS_LISTS: &[&str] = &["meta_path", "path_hooks", "path"];
 

@@ -111,11 +111,18 @@ def _find_encoding(name):
 _codecs.register(_find_encoding)
 
 
-# The parts, which import the exceptions above; their names are this module's, as scripts and
-# `redisgears` know them.
-from gears.validate import READERS  # noqa: E402
-from gears.builder import GB, GearsBuilder, createKeysOnlyReader, execute, shardReaderCallback  # noqa: E402
-from gears.futures import (_await_step, createFuture, gearsFuture, runCoroutine,  # noqa: E402
-                           setFutureException, setFutureResults)
-from gears.environment import (_LogWriter, atomic, call_next, configGet, gearsConfigGet, get_command,  # noqa: E402
-                               hashtag, log, override_reply, raise_flat_error, registerTE, session_env)
+
+
+def _include(part):
+    """Runs `gears/<part>.py` in this module's namespace. The parts are split by job for their
+    readers; at run time they are one namespace, as before: the one scripts see (`gears.X`,
+    classes shown as `gears.GearsBuilder`), and the one the pristine machinery checks after
+    every job (python/pristine.rs: a namespace more per part measured 14 % of RG.PYEXECUTE's
+    throughput)."""
+    import _imp
+    exec(_imp.get_frozen_object('gears.' + part), globals())
+
+
+for _part in ('validate', 'builder', 'futures', 'environment'):
+    _include(_part)
+del _part

@@ -1,13 +1,11 @@
 """GearsBuilder (GB): operations append `(op, callbacks...)` steps; `run()` hands the reader and
-steps to the engine, `register()` to the registry. Shown as `gears.GearsBuilder`, as before the
-shim was split (and recorded with the `gears` namespace, python/pristine.rs)."""
+steps to the engine, `register()` to the registry.
+
+A part of `gears`, run in its namespace (see `gears._include`): the names it uses are the
+module's."""
 
 import _redisgears
 
-import gears
-from gears import error
-from gears.validate import (READERS, _FunctionType, _REGISTER_COMMON, _REGISTER_KWARGS, _RUN_KWARGS,
-                            _check_functions, _check_kwargs, _reader_options, _register_args, _zero)
 
 # Native, so that its errors carry no shim frame in tracebacks (as in RedisGears, where it is C).
 execute = _redisgears.execute
@@ -15,7 +13,7 @@ execute = _redisgears.execute
 
 class GearsBuilder:
     def __init__(self, reader='KeysReader', defaultArg='*', desc=None):
-        if gears._script_threads:
+        if _script_threads:
             raise error('Can not create a gearsCtx on a python created thread')
         if not isinstance(reader, str):
             raise error('reader argument must be a string')
@@ -219,7 +217,4 @@ def shardReaderCallback():
     '1' where `RG.INFOCLUSTER` says `no cluster mode`, which is always the case here (the
     ShardsIDReader yields the same '1')."""
     yield '1'
-
-
-GearsBuilder.__module__ = 'gears'
 GB = GearsBuilder

@@ -1,13 +1,10 @@
 """What a script's session sees: the names it starts with (`session_env`), log and print(),
-configuration, atomic blocks, time events and the hook helpers."""
+configuration, atomic blocks, time events and the hook helpers.
+
+A part of `gears`, run in its namespace (see `gears._include`): the names it uses are the
+module's."""
 
 import _redisgears
-
-import gears
-from gears import error, flat_error
-from gears.builder import GB, GearsBuilder, createKeysOnlyReader, execute, shardReaderCallback
-from gears.futures import createFuture, gearsFuture, runCoroutine, setFutureException, setFutureResults
-from gears.validate import _FunctionType, _check_kwargs
 
 
 _LEVELS = ('debug', 'verbose', 'notice', 'warning')
@@ -127,7 +124,7 @@ class atomic:
 
 
 def registerTE(*args, **kwargs):
-    if gears._script_threads:
+    if _script_threads:
         raise error('can not create time event on a python created thread')
     _check_kwargs('registerTE', kwargs, ('seconds', 'callback', 'keyName'))
     args = list(args)
@@ -170,6 +167,3 @@ def raise_flat_error(*args):
     if len(args) != 1:
         raise error('not enough arguments for time flat error')
     raise flat_error(args[0])
-
-
-atomic.__module__ = 'gears'

@@ -1,9 +1,10 @@
 """gearsFuture (a record that waits) and the asyncio helpers of a session: runCoroutine,
-createFuture, setFutureResults, setFutureException. Shown as `gears.gearsFuture`."""
+createFuture, setFutureResults, setFutureException.
+
+A part of `gears`, run in its namespace (see `gears._include`): the names it uses are the
+module's."""
 
 import _redisgears
-
-from gears import error
 
 
 class gearsFuture:
@@ -105,6 +106,3 @@ def setFutureException(f, exception):
     if not isinstance(exception, BaseException):
         exception = Exception(str(exception))
     f.set_exception(exception)
-
-
-gearsFuture.__module__ = 'gears'

@@ -1,7 +1,8 @@
 """Argument checks of the builder, run() and register(): RedisGears' order of checks and exact
-texts; a keyword argument nobody takes is a TypeError, as in CPython."""
+texts; a keyword argument nobody takes is a TypeError, as in CPython.
 
-from gears import error
+A part of `gears`, run in its namespace (see `gears._include`): the names it uses are the
+module's."""
 
 _FunctionType = type(lambda: 0)
 
