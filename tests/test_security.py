@@ -163,6 +163,7 @@ FIRED_BY = {
 @pytest.mark.parametrize("kind", sorted(FIRED_BY))
 @pytest.mark.parametrize("args,allowed", MATRIX, ids=[" ".join(a) for a, _ in MATRIX])
 def test_registrations_give_luas_verdicts_as_their_owner(lim, r, kind, args, allowed):
+    assert lua_verdict(lim, args) == allowed
     script, fire = FIRED_BY[kind]
     call = f"execute({py_args(args)})"
     lim.execute_command("RG.PYEXECUTE", script.format(call=call))

@@ -15,7 +15,7 @@ pub struct Redis;
 
 #[cfg(all(feature = "module", not(test)))]
 // SAFETY: alloc and dealloc are RedisAlloc's; realloc keeps the block's alignment (see below)
-// and otherwise moves it as the trait's default does.
+// and otherwise is RedisAlloc's.
 unsafe impl std::alloc::GlobalAlloc for Redis {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         // SAFETY: the caller's contract is passed on.
@@ -37,19 +37,9 @@ unsafe impl std::alloc::GlobalAlloc for Redis {
                 // SAFETY: `ptr` is a live block of Redis's allocator (the caller's contract).
                 unsafe { realloc(ptr.cast(), size).cast() }
             }
-            _ => {
-                // SAFETY: the trait's contract: `new_size` with `layout`'s alignment is valid.
-                let new_layout = unsafe { std::alloc::Layout::from_size_align_unchecked(new_size, layout.align()) };
-                // SAFETY: `new_layout` has a non-zero size (`new_size` > 0 by the contract).
-                let new = unsafe { self.alloc(new_layout) };
-                if !new.is_null() {
-                    // SAFETY: both blocks are live, distinct and at least this long.
-                    unsafe { std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
-                    // SAFETY: `ptr` is given back once, with its layout.
-                    unsafe { self.dealloc(ptr, layout) };
-                }
-                new
-            }
+            // SAFETY: the caller's contract is passed on; RedisAlloc moves the block (the
+            // trait's default: alloc, copy, free), which keeps any alignment.
+            _ => unsafe { redis_module::alloc::RedisAlloc.realloc(ptr, layout, new_size) },
         }
     }
 }

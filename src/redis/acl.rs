@@ -241,39 +241,32 @@ fn config_value(ctx: &Context, name: &str) -> Option<Vec<u8>> {
 /// The user of the client running the current command, or `Module` for a module's own call
 /// (Redis gives such a client no user: it runs as the superuser).
 pub fn client_user(ctx: &Context) -> RunAs {
-    if let Some(name) = connected_client_user(ctx) {
-        return RunAs::User(String::from_utf8_lossy(&name).into());
+    // A connected client, the common case, is found by id cheaply. The clients of RM_Call, Lua
+    // and the AOF are not found; they may still run as a user, which `has_user` asks.
+    // SAFETY: reading the API table resolved at load; `ctx` is a command context on the main
+    // thread.
+    let by_id = unsafe {
+        let by_id = raw::RedisModule_GetClientUserNameById;
+        let id = raw::RedisModule_GetClientId.map(|id| id(ctx.ctx));
+        by_id.zip(id).map(|(by_id, id)| by_id(ctx.ctx, id))
+    };
+    if let Some(name) = by_id.and_then(|name| user_name(ctx, name)) {
+        return name;
     }
     if !has_user(ctx) {
         return RunAs::Module;
     }
-    // SAFETY: a command context whose client has a user (checked just above); the name string is
-    // ours (the context has no automatic memory) and freed once, by the `RedisString` drop.
-    let name = unsafe {
-        let Some(current) = raw::RedisModule_GetCurrentUserName else { return RunAs::Module };
-        let name = current(ctx.ctx);
-        if name.is_null() {
-            return RunAs::Module;
-        }
-        let owned = RedisString::from_redis_module_string(ctx.ctx, name);
-        owned.as_slice().to_vec()
-    };
-    RunAs::User(String::from_utf8_lossy(&name).into())
+    // SAFETY: a command context whose client has a user (checked just above).
+    let current = unsafe { raw::RedisModule_GetCurrentUserName.map(|current| current(ctx.ctx)) };
+    current.and_then(|name| user_name(ctx, name)).unwrap_or(RunAs::Module)
 }
 
-/// The user of the client of `ctx` when it is a connected client, the common case, which Redis
-/// finds by id cheaply; `None` for the clients of RM_Call, Lua and the AOF, which it cannot find
-/// (they may still run as a user: `has_user` asks).
-fn connected_client_user(ctx: &Context) -> Option<Vec<u8>> {
-    // SAFETY: a command context on the main thread; the name string is ours (the context has no
-    // automatic memory) and freed once, by the `RedisString` drop.
-    unsafe {
-        let by_id = raw::RedisModule_GetClientUserNameById?;
-        let id = raw::RedisModule_GetClientId?(ctx.ctx);
-        let name = NonNull::new(by_id(ctx.ctx, id))?;
-        let owned = RedisString::from_redis_module_string(ctx.ctx, name.as_ptr());
-        Some(owned.as_slice().to_vec())
-    }
+/// A user name Redis gave (null: none), taken over: the context has no automatic memory, so the
+/// string is ours to free, once, by the `RedisString` drop.
+fn user_name(ctx: &Context, name: *mut raw::RedisModuleString) -> Option<RunAs> {
+    NonNull::new(name)?;
+    let owned = RedisString::from_redis_module_string(ctx.ctx, name);
+    Some(RunAs::User(String::from_utf8_lossy(owned.as_slice()).into()))
 }
 
 /// Whether the client of `ctx` has a user: RedisModule_GetCurrentUserName dereferences it, and a

@@ -28,6 +28,13 @@ impl RedisStore {
     pub fn new(db: i32, run_as: RunAs) -> RedisStore {
         RedisStore { db, run_as, opened: Cell::new(None) }
     }
+
+    fn call_as(&self, run_as: &RunAs, command: &str, args: &[&[u8]]) -> Reply {
+        if !gil::available() {
+            return Reply::Error(GearsError::CommandFailed.to_string());
+        }
+        with_gil(self.db, |ctx| call(ctx, run_as, command, args))
+    }
 }
 
 /// Keys per page: one page is read under one Redis lock section. Reading costs about 1 µs a key,
@@ -60,17 +67,11 @@ impl Store for RedisStore {
     }
 
     fn call(&self, command: &str, args: &[&[u8]]) -> Reply {
-        if !gil::available() {
-            return Reply::Error(GearsError::CommandFailed.to_string());
-        }
-        with_gil(self.db, |ctx| call(ctx, &self.run_as, command, args))
+        self.call_as(&self.run_as, command, args)
     }
 
     fn introspect(&self, command: &str, args: &[&[u8]]) -> Reply {
-        if !gil::available() {
-            return Reply::Error(GearsError::CommandFailed.to_string());
-        }
-        with_gil(self.db, |ctx| call(ctx, &RunAs::Module, command, args))
+        self.call_as(&RunAs::Module, command, args)
     }
 
     fn hold(&self) -> bool {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustpython_vm::AsObject;
 
-use crate::executions::{self};
+use crate::executions;
 use crate::pool;
 use crate::python::Runtime;
 use crate::python::held::{self, Callbacks, Pending};
