@@ -111,8 +111,6 @@ def _find_encoding(name):
 _codecs.register(_find_encoding)
 
 
-
-
 def _include(part):
     """Runs `gears/<part>.py` in this module's namespace. The parts are split by job for their
     readers; at run time they are one namespace, as before: the one scripts see (`gears.X`,
