@@ -10,9 +10,9 @@ use crate::{config, pool, sessions};
 
 /// A worker that did not stop within this long of being asked: it is in native code that never
 /// returns to the bytecode loop (`sum(itertools.repeat(1))`, a huge bigint power). Generous: a
-/// verdict fails every execution queued on the worker, and on a loaded 2-core machine a worker
-/// spinning in Python next to another can take seconds to see its stop request (the eval-breaker
-/// bit is process-wide; the other interpreter may clear it first).
+/// verdict fails every execution queued on the worker, and on a loaded machine a worker that
+/// loses its core for long may see its stop request late (deliveries are relayed through the
+/// other workers, `python::interrupt`, but a starved thread still waits for the scheduler).
 pub const STUCK_AFTER: Duration = Duration::from_secs(5);
 
 /// How often the watchdog looks.
