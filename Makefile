@@ -6,6 +6,8 @@ export CARGO_TARGET_DIR
 CARGO_FLAGS := --ignore-rust-version
 MODULE := $(CARGO_TARGET_DIR)/release/librustgears.so
 PORT ?= 6379
+# `make cluster`: the first node's port (the nodes use CLUSTER_PORT .. CLUSTER_PORT + 5).
+CLUSTER_PORT ?= 30001
 PYTHON ?= python3
 
 FUZZ_TARGET_DIR ?= $(HOME)/.cache/rustgears/fuzz-target
@@ -17,7 +19,7 @@ FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_CARGO := cd fuzz && PATH=$(CURDIR)/fuzz/bin:$$PATH cargo fuzz
 FUZZ_FLAGS := -O --sanitizer none --target-dir $(FUZZ_TARGET_DIR)
 
-.PHONY: all deps has-libclang build run test lint clean fuzz fuzz-build fuzz-smoke bench soak
+.PHONY: all deps has-libclang build run cluster test lint clean fuzz fuzz-build fuzz-smoke bench soak
 
 all: build
 
@@ -94,3 +96,7 @@ lint: deps
 
 clean:
 	cargo clean
+
+# 3 masters + 3 replicas with the module, in the foreground until Ctrl-C (scripts/cluster.py).
+cluster: build
+	$(PYTHON) scripts/cluster.py --port $(CLUSTER_PORT) --module $(MODULE)

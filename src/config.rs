@@ -276,7 +276,7 @@ pub enum SetOutcome {
 
 static CONFIG: RwLock<Option<Config>> = RwLock::new(None);
 
-pub fn install(config: Config) {
+pub fn adopt(config: Config) {
     crate::memory::set_limit(config.python_memory_limit);
     *CONFIG.write().unwrap_or_else(PoisonError::into_inner) = Some(config);
 }

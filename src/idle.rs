@@ -10,12 +10,12 @@ thread_local! {
     static HOOK: Cell<Option<fn(Duration)>> = const { Cell::new(None) };
 }
 
-pub fn install(hook: fn(Duration)) {
+pub fn set_hook(hook: fn(Duration)) {
     HOOK.set(Some(hook));
 }
 
 /// Waits up to `timeout`, serving visits meanwhile (on a worker), or just sleeps (elsewhere).
-pub fn wait(timeout: Duration) {
+pub fn serve_for(timeout: Duration) {
     match HOOK.get() {
         Some(hook) => hook(timeout),
         None => std::thread::sleep(timeout),

@@ -9,6 +9,7 @@ pub mod error;
 pub mod executions;
 pub mod idle;
 pub mod ids;
+pub mod jobs;
 pub mod memory;
 pub mod pool;
 pub mod profile;
@@ -20,6 +21,7 @@ pub mod report;
 pub mod sessions;
 pub mod stop;
 pub mod store;
+pub mod unpoisoned;
 pub mod watchdog;
 
 /// The Redis entry point. Left out of unit tests and fuzz targets, which run without Redis.
@@ -28,12 +30,21 @@ mod entry {
     use redis_module::{Context, RedisString, Status, redis_module};
 
     use crate::redis::rdb::TYPE as RG_TYPE;
-    use crate::{commands, config, memory, pool, python, redis, registrations, sessions, watchdog};
+    use crate::{commands, config, jobs, memory, pool, python, redis, registrations, sessions, watchdog};
+
+    /// Jobs read and write Redis.
+    struct RedisHost;
+
+    impl jobs::host::Host for RedisHost {
+        fn store(&self, db: i32, run_as: crate::store::RunAs) -> std::rc::Rc<dyn crate::store::Store> {
+            std::rc::Rc::new(redis::keyspace::RedisStore::new(db, run_as))
+        }
+    }
 
     fn init(ctx: &Context, args: &[RedisString]) -> Status {
-        redis::log::init(ctx);
-        redis::panic_hook::install();
-        redis::gil::init(ctx);
+        redis::log::init_log(ctx);
+        redis::panic_hook::route_panics_to_log();
+        redis::gil::init_main_thread(ctx);
         let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_slice().to_vec()).collect();
         let config = match config::Config::from_load_args(&args) {
             Ok(config) => config,
@@ -43,13 +54,13 @@ mod entry {
             }
         };
         let threads = config.execution_threads;
-        config::install(config);
-        if let Err(err) = pool::start(threads).and_then(|()| watchdog::start()) {
+        config::adopt(config);
+        if let Err(err) = pool::spawn_workers(threads).and_then(|()| watchdog::spawn_watchdog()) {
             redis::log::warning(&format!("rustgears: module load failed: {err}"));
             return Status::Err;
         }
-        redis::info::register(ctx, commands::info::sections);
-        redis::notify::subscribe(ctx, sessions::keyspace::on_keyspace_event);
+        redis::info::add_sections(ctx, commands::info::sections);
+        redis::notify::subscribe_keyspace(ctx, sessions::keyspace::on_keyspace_event);
         redis::events::subscribe(
             ctx,
             redis::events::Handlers {
@@ -57,16 +68,10 @@ mod entry {
                 ready: sessions::persisted::ready,
             },
         );
-        redis::filter::install(ctx, registrations::hooks::intercepts, redis::acl::default_user_needs_auth);
-        python::upcalls::install(python::upcalls::Upcalls {
-            call_next: sessions::hooks::call_next,
-            join_session: sessions::apply::join_session,
-            start_timer: sessions::time_events::start,
-            wake: sessions::parked::wake,
-            within: sessions::parked::within,
-            abandon_waiting: sessions::parked::abandon_all,
-        });
-        redis::rdb::install(redis::rdb::Persisted {
+        redis::filter::intercept(ctx, registrations::hooks::intercepts, redis::acl::default_user_needs_auth);
+        python::upcalls::provide(&sessions::SessionUpcalls);
+        jobs::host::provide(&RedisHost);
+        redis::rdb::register_persisted(redis::rdb::Persisted {
             save: sessions::persisted::save,
             load: sessions::persisted::load_snapshot,
             key_loaded: sessions::persisted::key_loaded,

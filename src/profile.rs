@@ -1,10 +1,11 @@
 //! RG.PYPROFILE: per session, the Python functions its executions called, with call counts, own
 //! time and cumulative time. Collected while `ProfileExecutions` is 1 (docs/commands.md#rgpyprofile).
 
+use crate::unpoisoned::Unpoisoned;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -19,7 +20,7 @@ type Profiles = HashMap<String, HashMap<String, Calls>>;
 static PROFILES: LazyLock<Mutex<Profiles>> = LazyLock::new(Default::default);
 
 fn profiles() -> MutexGuard<'static, Profiles> {
-    PROFILES.lock().unwrap_or_else(PoisonError::into_inner)
+    PROFILES.locked()
 }
 
 /// A call in progress on this thread: its function, start, and the time spent in its callees.
@@ -35,7 +36,7 @@ thread_local! {
 }
 
 /// Profiles what runs on this thread for `session` until the guard is dropped.
-pub fn start(session: &str) -> Profiling {
+pub fn begin_profiling(session: &str) -> Profiling {
     PROFILING.set(Some((session.to_owned(), Vec::new())));
     Profiling(())
 }
@@ -48,7 +49,7 @@ impl Drop for Profiling {
     }
 }
 
-pub fn call(name: &str) {
+pub fn called(name: &str) {
     PROFILING.with_borrow_mut(|current| {
         if let Some((_, stack)) = current {
             stack.push(Frame { name: name.to_owned(), started: Instant::now(), callees: Duration::ZERO });
@@ -81,7 +82,7 @@ pub fn reset(session: &str) {
 
 /// The report of `session`: one line per function, by cumulative time; `None` if nothing was
 /// collected.
-pub fn report(session: &str) -> Option<String> {
+pub fn summary(session: &str) -> Option<String> {
     let profiles = profiles();
     let calls = profiles.get(session).filter(|c| !c.is_empty())?;
     let mut rows: Vec<(&String, &Calls)> = calls.iter().collect();

@@ -7,9 +7,10 @@
 //! module only keeps the state machine: not armed → armed on a worker → ended, with the reason set
 //! once (the first one wins) and a bounded number of deliveries in flight.
 
+use crate::unpoisoned::Unpoisoned;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub use crate::error::Reason;
@@ -56,10 +57,6 @@ pub struct Abort {
     limit_ms: AtomicU64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Abort {
     pub fn new() -> Arc<Abort> {
         Arc::new(Abort::default())
@@ -90,7 +87,7 @@ impl Abort {
     /// interrupted; if it has not started, it will not.
     pub fn request(self: &Arc<Abort>, reason: Reason) {
         if self.reason.compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            *lock(&self.requested_at) = Some(Instant::now());
+            *self.requested_at.locked() = Some(Instant::now());
         }
         self.poke();
     }
@@ -110,7 +107,7 @@ impl Abort {
         if self.ended.load(Ordering::Acquire) || self.stuck.load(Ordering::Acquire) {
             return;
         }
-        if let Some(runner) = lock(&self.runner).as_ref() {
+        if let Some(runner) = self.runner.locked().as_ref() {
             self.queued.fetch_add(1, Ordering::AcqRel);
             runner.interrupt.interrupt(self);
         }
@@ -134,11 +131,11 @@ impl Abort {
 
     /// When it was armed and on which worker, while it is armed.
     pub fn runner(&self) -> Option<(Instant, WorkerId)> {
-        lock(&self.runner).as_ref().map(|r| (r.started, r.worker))
+        self.runner.locked().as_ref().map(|r| (r.started, r.worker))
     }
 
     pub fn requested_at(&self) -> Option<Instant> {
-        *lock(&self.requested_at)
+        *self.requested_at.locked()
     }
 
     pub fn over_memory(&self) -> bool {
@@ -154,7 +151,7 @@ impl Abort {
     /// its worker (it is covered).
     pub fn restart_clock(&self) {
         if self.requested() {
-            *lock(&self.requested_at) = Some(Instant::now());
+            *self.requested_at.locked() = Some(Instant::now());
         }
     }
 
@@ -177,15 +174,15 @@ thread_local! {
 pub fn arm(abort: Arc<Abort>, interrupt: Arc<dyn Interrupt>, worker: WorkerId) -> Armed {
     // The same request may arm twice: a script's body, then the execution it started.
     abort.ended.store(false, Ordering::Release);
-    *lock(&abort.runner) = Some(Runner { interrupt, worker, started: Instant::now() });
+    *abort.runner.locked() = Some(Runner { interrupt, worker, started: Instant::now() });
     ARMED_HERE.with_borrow_mut(|here| {
         if let Some(outer) = here.last() {
             outer.covered.fetch_add(1, Ordering::AcqRel);
         }
         here.push(abort.clone());
     });
-    crate::memory::watch(Some(abort.over_memory.clone()));
-    lock(&ARMED).push(abort.clone());
+    crate::memory::point_at(Some(abort.over_memory.clone()));
+    ARMED.locked().push(abort.clone());
     if abort.requested() {
         abort.poke(); // asked to stop before it got here
     }
@@ -197,7 +194,7 @@ pub struct Armed(Arc<Abort>);
 impl Drop for Armed {
     fn drop(&mut self) {
         self.0.ended.store(true, Ordering::Release);
-        lock(&ARMED).retain(|a| !Arc::ptr_eq(a, &self.0));
+        ARMED.locked().retain(|a| !Arc::ptr_eq(a, &self.0));
         let outer = ARMED_HERE.with_borrow_mut(|here| {
             let innermost = here.last().is_some_and(|a| Arc::ptr_eq(a, &self.0));
             here.retain(|a| !Arc::ptr_eq(a, &self.0));
@@ -207,15 +204,15 @@ impl Drop for Armed {
             here.last().cloned()
         });
         match outer {
-            Some(outer) => crate::memory::watch(Some(outer.over_memory.clone())),
-            None => crate::memory::watch(None),
+            Some(outer) => crate::memory::point_at(Some(outer.over_memory.clone())),
+            None => crate::memory::point_at(None),
         }
     }
 }
 
 /// Every armed request (the watchdog's view).
 pub fn armed() -> Vec<Arc<Abort>> {
-    lock(&ARMED).clone()
+    ARMED.locked().clone()
 }
 
 /// What this worker runs now, if it was asked to stop: why.

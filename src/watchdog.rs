@@ -6,7 +6,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::stop::{self, Abort, Reason, WorkerId};
-use crate::{config, pool, sessions};
+use crate::{config, jobs, pool};
 
 /// A worker that did not stop within this long of being asked: it is in native code that never
 /// returns to the bytecode loop (`sum(itertools.repeat(1))`, a huge bigint power). Generous: a
@@ -18,10 +18,10 @@ pub const STUCK_AFTER: Duration = Duration::from_secs(5);
 /// How often the watchdog looks.
 const TICK: Duration = Duration::from_millis(10);
 
-pub fn start() -> Result<(), String> {
+pub fn spawn_watchdog() -> Result<(), String> {
     thread::Builder::new()
         .name("rg-watchdog".to_owned())
-        .spawn(watch)
+        .spawn(watch_loop)
         .map(drop)
         .map_err(|e| format!("could not start the watchdog thread: {e}"))
 }
@@ -29,7 +29,7 @@ pub fn start() -> Result<(), String> {
 /// Every this many ticks, stop requests and preemptions are re-sent even when some are in flight.
 const FORCE_EVERY: u32 = 10;
 
-fn watch() {
+fn watch_loop() {
     let mut ticks = 0u32;
     loop {
         thread::sleep(TICK);
@@ -38,9 +38,9 @@ fn watch() {
         let limit = (limit > 0).then(|| Duration::from_millis(limit as u64));
         let force = ticks.is_multiple_of(FORCE_EVERY);
         pool::nudge(force);
-        sessions::parked::watch(limit);
+        jobs::parked::enforce_limits(limit);
         for (worker, abort) in tick(limit, force) {
-            sessions::abandon(worker, &abort);
+            jobs::abandon(worker, &abort);
             pool::replace(worker);
         }
     }

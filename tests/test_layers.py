@@ -11,8 +11,9 @@ SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 # Higher may use lower. Rank 0 are leaves any layer uses (plain data and small mechanisms); they
 # may use one another as long as no circle forms.
 RANK = {
-    "lib": 10, "commands": 9, "watchdog": 9,
-    "sessions": 8,
+    "lib": 11, "commands": 10, "watchdog": 10,
+    "sessions": 9,
+    "jobs": 8,
     "pool": 7, "executions": 7,
     "engine": 6,
     "python": 5,
@@ -20,7 +21,7 @@ RANK = {
     "redis": 3,
     "store": 1,
     "config": 0, "error": 0, "idle": 0, "ids": 0, "memory": 0, "profile": 0, "reply": 0,
-    "report": 0, "stop": 0,
+    "report": 0, "stop": 0, "unpoisoned": 0,
 }
 
 

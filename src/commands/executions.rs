@@ -23,7 +23,7 @@ pub fn get_results_blocking(ctx: &Context, id: &str) -> Result<Response, GearsEr
     })
 }
 
-pub fn dump() -> Result<Response, GearsError> {
+pub fn dump_executions() -> Result<Response, GearsError> {
     let entries = executions::dump()
         .into_iter()
         .map(|e| {

@@ -42,7 +42,7 @@ pub fn hook(ctx: &Context, record: Vec<Vec<u8>>, proven: bool, authenticated: bo
             run::run_hook(ctx, hook.clone(), chain, record, unblockable)?
         }
         // A script's `execute()` is not linked to the registrations that follow its command.
-        None if hooks::followed(&command) && !crate::redis::call::calling() => {
+        None if hooks::any_follows(&command) && !crate::redis::call::calling() => {
             run::run_followed(ctx, record, &run_as, unblockable)
         }
         None => Some(run::run_command(ctx, &record, &run_as)),

@@ -11,7 +11,7 @@ use crate::redis::blocked::BlockedClient;
 use crate::registrations::Outcome;
 use crate::reply::Reply;
 
-pub fn abort(ctx: &Context, id: &str) -> Result<Response, GearsError> {
+pub fn abort_execution(ctx: &Context, id: &str) -> Result<Response, GearsError> {
     let client = || {
         refuse_unblockable(ctx)?;
         Ok(BlockedClient::block(ctx))
@@ -30,7 +30,7 @@ pub fn abort(ctx: &Context, id: &str) -> Result<Response, GearsError> {
     })
 }
 
-pub fn config_get(names: &[String]) -> Result<Response, GearsError> {
+pub fn get_config(names: &[String]) -> Result<Response, GearsError> {
     let config = config::get();
     let elements = names
         .iter()
@@ -44,7 +44,7 @@ pub fn config_get(names: &[String]) -> Result<Response, GearsError> {
     Ok(Response::Reply(Reply::Array(elements)))
 }
 
-pub fn config_set(pairs: &[(String, String)], dangling: Option<&str>) -> Result<Response, GearsError> {
+pub fn set_config(pairs: &[(String, String)], dangling: Option<&str>) -> Result<Response, GearsError> {
     let mut elements: Vec<Reply> = pairs
         .iter()
         .map(|(name, value)| match config::update(|c| c.set_at_runtime(name, value)) {
@@ -77,7 +77,7 @@ pub fn py_stats() -> Result<Response, GearsError> {
 }
 
 /// Fixed outside cluster mode, or by what an embedded interpreter cannot do (docs/commands.md#other-commands).
-pub fn fixed(which: Fixed) -> Result<Response, GearsError> {
+pub fn fixed_reply(which: Fixed) -> Result<Response, GearsError> {
     Ok(Response::Reply(match which {
         Fixed::DumpPlugins => {
             Reply::Array(vec![Reply::Array(vec![Reply::bulk("GearsPythonPlugin"), Reply::Int(10000)])])

@@ -39,9 +39,9 @@ pub fn rg_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_slice().to_vec()).collect();
         // RG.PYEXECUTE refuses an unblockable context before it looks at its arguments.
         let response = if args.first().is_some_and(|name| name.eq_ignore_ascii_case(b"rg.pyexecute")) {
-            refuse_unblockable(ctx).and_then(|()| parse::parse(&args)).and_then(|command| run(ctx, command))
+            refuse_unblockable(ctx).and_then(|()| parse::parse(&args)).and_then(|command| answer(ctx, command))
         } else {
-            parse::parse(&args).and_then(|command| run(ctx, command))
+            parse::parse(&args).and_then(|command| answer(ctx, command))
         };
         replying = true;
         respond(ctx, response);
@@ -63,22 +63,22 @@ fn respond(ctx: &Context, response: Result<Response, GearsError>) {
     }
 }
 
-fn run(ctx: &Context, command: Command) -> Result<Response, GearsError> {
+fn answer(ctx: &Context, command: Command) -> Result<Response, GearsError> {
     match command {
         Command::PyExecute { script, options } => pyexecute::pyexecute(ctx, script, options),
         Command::GetResults { id } => executions::get_results(&id),
         Command::GetResultsBlocking { id } => executions::get_results_blocking(ctx, &id),
-        Command::DumpExecutions => executions::dump(),
+        Command::DumpExecutions => executions::dump_executions(),
         Command::DropExecution { id } => executions::drop(&id),
         Command::GetExecution { id } => executions::get_execution(&id),
-        Command::AbortExecution { id } => management::abort(ctx, &id),
-        Command::ConfigGet { names } => management::config_get(&names),
-        Command::ConfigSet { pairs, dangling } => management::config_set(&pairs, dangling.as_deref()),
+        Command::AbortExecution { id } => management::abort_execution(ctx, &id),
+        Command::ConfigGet { names } => management::get_config(&names),
+        Command::ConfigSet { pairs, dangling } => management::set_config(&pairs, dangling.as_deref()),
         Command::PyStats => management::py_stats(),
         Command::TestSync { script } => pyexecute::test_sync(ctx, script),
-        Command::DumpRegistrations => registrations::dump(),
-        Command::Unregister { id, abort_pending } => registrations::unregister(ctx, &id, abort_pending),
-        Command::Pause { ids, pause } => registrations::pause(ctx, &ids, pause),
+        Command::DumpRegistrations => registrations::dump_registrations(),
+        Command::Unregister { id, abort_pending } => registrations::unregister_command(ctx, &id, abort_pending),
+        Command::Pause { ids, pause } => registrations::pause_registrations(ctx, &ids, pause),
         Command::ClearRegistrationsStats => registrations::clear_stats(),
         Command::Trigger { args } => trigger::trigger(ctx, args),
         Command::PyDumpSessions(options) => registrations::dump_sessions(&options),
@@ -86,7 +86,7 @@ fn run(ctx: &Context, command: Command) -> Result<Response, GearsError> {
         Command::Hook { record, proven, authenticated } => hook::hook(ctx, record, proven, authenticated),
         Command::InnerRegister { blob } => registrations::inner_register(ctx, &blob),
         Command::InnerUnregister { id } => registrations::inner_unregister(ctx, &id),
-        Command::Fixed(which) => management::fixed(which),
+        Command::Fixed(which) => management::fixed_reply(which),
     }
 }
 

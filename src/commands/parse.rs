@@ -135,47 +135,50 @@ pub const NAMES: &[&str] = &[
     "rg.innerhookauth",
 ];
 
-fn text(arg: &[u8]) -> String {
+fn lossy_text(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).into_owned()
 }
 
 /// Parses a whole command line, name first.
 pub fn parse(args: &[Vec<u8>]) -> Result<Command, GearsError> {
-    let name = args.first().map(|n| text(n).to_ascii_lowercase()).unwrap_or_default();
+    let name = args.first().map(|n| lossy_text(n).to_ascii_lowercase()).unwrap_or_default();
     let rest = args.get(1..).unwrap_or_default();
     let one_id = || match rest {
-        [id] => Ok(text(id)),
+        [id] => Ok(lossy_text(id)),
         _ => Err(GearsError::WrongArity),
     };
     Ok(match name.as_str() {
         "rg.pyexecute" => {
             let [script, options @ ..] = rest else { return Err(GearsError::WrongArity) };
-            let options: Vec<String> = options.iter().map(|o| text(o)).collect();
+            let options: Vec<String> = options.iter().map(|o| lossy_text(o)).collect();
             Command::PyExecute { script: script.clone(), options: ExecuteOptions::parse(&options)? }
         }
         // RedisGears ignores whatever follows the id here.
-        "rg.getresults" => Command::GetResults { id: text(rest.first().ok_or(GearsError::WrongArity)?) },
+        "rg.getresults" => Command::GetResults { id: lossy_text(rest.first().ok_or(GearsError::WrongArity)?) },
         "rg.getresultsblocking" => Command::GetResultsBlocking { id: one_id()? },
         "rg.dumpexecutions" => Command::DumpExecutions,
         "rg.dropexecution" => Command::DropExecution { id: one_id()? },
         "rg.abortexecution" => Command::AbortExecution { id: one_id()? },
-        "rg.getexecution" => get_execution(rest)?,
-        "rg.configget" if !rest.is_empty() => Command::ConfigGet { names: rest.iter().map(|n| text(n)).collect() },
-        "rg.configset" if !rest.is_empty() => config_set(rest),
+        "rg.getexecution" => get_execution_args(rest)?,
+        "rg.configget" if !rest.is_empty() => {
+            Command::ConfigGet { names: rest.iter().map(|n| lossy_text(n)).collect() }
+        }
+        "rg.configset" if !rest.is_empty() => config_set_args(rest),
         "rg.pystats" => Command::PyStats,
         "rg.testsync" => match rest {
             [script] => Command::TestSync { script: script.clone() },
             _ => return Err(GearsError::WrongArity),
         },
         "rg.dumpregistrations" => Command::DumpRegistrations,
-        "rg.unregister" => unregister(rest)?,
-        "rg.pauseregistrations" | "rg.unpauseregistrations" if !rest.is_empty() => {
-            Command::Pause { ids: rest.iter().map(|id| text(id)).collect(), pause: name == "rg.pauseregistrations" }
-        }
+        "rg.unregister" => unregister_args(rest)?,
+        "rg.pauseregistrations" | "rg.unpauseregistrations" if !rest.is_empty() => Command::Pause {
+            ids: rest.iter().map(|id| lossy_text(id)).collect(),
+            pause: name == "rg.pauseregistrations",
+        },
         "rg.clearregistrationsstats" if rest.is_empty() => Command::ClearRegistrationsStats,
         "rg.trigger" if !rest.is_empty() => Command::Trigger { args: rest.to_vec() },
         "rg.triggeronkey" if rest.len() >= 2 => Command::Trigger { args: rest.to_vec() },
-        "rg.pydumpsessions" => Command::PyDumpSessions(dump_sessions(rest)?),
+        "rg.pydumpsessions" => Command::PyDumpSessions(dump_sessions_args(rest)?),
         "rg.pyprofile" => py_profile(rest)?,
         "rg.innerhook" | "rg.innerhookauth" if rest.len() >= 2 => Command::Hook {
             record: rest[1..].to_vec(),
@@ -184,38 +187,38 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Command, GearsError> {
         },
         "rg.innerhook" | "rg.innerhookauth" => return Err(GearsError::HookInternal),
         "rg.innerregister" if rest.len() == 1 => Command::InnerRegister { blob: rest[0].clone() },
-        "rg.innerunregister" if rest.len() == 1 => Command::InnerUnregister { id: text(&rest[0]) },
-        _ => Command::Fixed(fixed(&name, rest).ok_or(GearsError::WrongArity)?),
+        "rg.innerunregister" if rest.len() == 1 => Command::InnerUnregister { id: lossy_text(&rest[0]) },
+        _ => Command::Fixed(fixed_command(&name, rest).ok_or(GearsError::WrongArity)?),
     })
 }
 
-fn get_execution(rest: &[Vec<u8>]) -> Result<Command, GearsError> {
+fn get_execution_args(rest: &[Vec<u8>]) -> Result<Command, GearsError> {
     let (id, mode) = match rest {
         [id] => (id, None),
-        [id, mode] => (id, Some(text(mode).to_ascii_uppercase())),
+        [id, mode] => (id, Some(lossy_text(mode).to_ascii_uppercase())),
         _ => return Err(GearsError::WrongArity),
     };
     match mode.as_deref() {
-        None | Some("SHARD") => Ok(Command::GetExecution { id: text(id) }),
+        None | Some("SHARD") => Ok(Command::GetExecution { id: lossy_text(id) }),
         Some("CLUSTER") => Err(GearsError::NoCluster),
         Some(_) => Err(GearsError::UnknownSubcommand),
     }
 }
 
-fn config_set(rest: &[Vec<u8>]) -> Command {
+fn config_set_args(rest: &[Vec<u8>]) -> Command {
     let mut pairs = Vec::new();
     let mut chunks = rest.chunks_exact(2);
     for pair in chunks.by_ref() {
-        pairs.push((text(&pair[0]), text(&pair[1])));
+        pairs.push((lossy_text(&pair[0]), lossy_text(&pair[1])));
     }
-    Command::ConfigSet { pairs, dangling: chunks.remainder().first().map(|n| text(n)) }
+    Command::ConfigSet { pairs, dangling: chunks.remainder().first().map(|n| lossy_text(n)) }
 }
 
-fn unregister(rest: &[Vec<u8>]) -> Result<Command, GearsError> {
+fn unregister_args(rest: &[Vec<u8>]) -> Result<Command, GearsError> {
     match rest {
-        [id] => Ok(Command::Unregister { id: text(id), abort_pending: false }),
+        [id] => Ok(Command::Unregister { id: lossy_text(id), abort_pending: false }),
         [id, flag] if flag.eq_ignore_ascii_case(b"abortpending") => {
-            Ok(Command::Unregister { id: text(id), abort_pending: true })
+            Ok(Command::Unregister { id: lossy_text(id), abort_pending: true })
         }
         _ => Err(GearsError::WrongArity),
     }
@@ -226,16 +229,16 @@ fn py_profile(rest: &[Vec<u8>]) -> Result<Command, GearsError> {
     if rest.len() > 3 {
         return Err(GearsError::WrongArity);
     }
-    match text(sub).to_ascii_uppercase().as_str() {
-        "STATS" => Ok(Command::PyProfile { reset: false, session: text(session) }),
-        "RESET" if rest.len() == 2 => Ok(Command::PyProfile { reset: true, session: text(session) }),
+    match lossy_text(sub).to_ascii_uppercase().as_str() {
+        "STATS" => Ok(Command::PyProfile { reset: false, session: lossy_text(session) }),
+        "RESET" if rest.len() == 2 => Ok(Command::PyProfile { reset: true, session: lossy_text(session) }),
         "RESET" => Err(GearsError::WrongArity),
         _ => Err(GearsError::ProfileSubcommand),
     }
 }
 
 /// The commands whose reply never changes here (cluster and requirements ones).
-fn fixed(name: &str, rest: &[Vec<u8>]) -> Option<Fixed> {
+fn fixed_command(name: &str, rest: &[Vec<u8>]) -> Option<Fixed> {
     Some(match name {
         "rg.dumpplugins" => Fixed::DumpPlugins,
         "rg.pyexecuteremote" => Fixed::PyExecuteRemote,
@@ -250,17 +253,17 @@ fn fixed(name: &str, rest: &[Vec<u8>]) -> Option<Fixed> {
 }
 
 /// RG.PYDUMPSESSIONS [VERBOSE] [DEAD] [SESSIONS <id> ...], options in any case.
-fn dump_sessions(args: &[Vec<u8>]) -> Result<DumpSessions, GearsError> {
+fn dump_sessions_args(args: &[Vec<u8>]) -> Result<DumpSessions, GearsError> {
     let mut options = DumpSessions::default();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
-        match text(arg).to_ascii_uppercase().as_str() {
+        match lossy_text(arg).to_ascii_uppercase().as_str() {
             "VERBOSE" => options.verbose = true,
             "DEAD" => options.dead = true,
             "SESSIONS" => {
-                options.sessions = Some(args.by_ref().map(|id| text(id)).collect());
+                options.sessions = Some(args.by_ref().map(|id| lossy_text(id)).collect());
             }
-            _ => return Err(GearsError::UnknownOption(text(arg))),
+            _ => return Err(GearsError::UnknownOption(lossy_text(arg))),
         }
     }
     Ok(options)

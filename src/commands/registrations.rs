@@ -55,7 +55,7 @@ fn optional(text: &Option<String>) -> Reply {
     text.as_ref().map_or(Reply::Null, |t| Reply::bulk(t.as_bytes()))
 }
 
-fn strings(list: &Option<Vec<String>>) -> Reply {
+fn string_list(list: &Option<Vec<String>>) -> Reply {
     list.as_ref().map_or(Reply::Null, |l| Reply::Array(l.iter().map(|s| Reply::bulk(s.as_bytes())).collect()))
 }
 
@@ -91,11 +91,11 @@ fn reader_args(kind: &Kind) -> Reply {
             b("regex"),
             b(prefix),
             b("eventTypes"),
-            strings(event_types),
+            string_list(event_types),
             b("keyTypes"),
-            strings(key_types),
+            string_list(key_types),
             b("hookCommands"),
-            strings(commands),
+            string_list(commands),
         ],
         Kind::Stream { prefix, batch, duration_ms, policy, retry_secs, trim } => vec![
             b("batchSize"),
@@ -178,14 +178,14 @@ fn entry(registration: &Registration, pd: Option<&str>) -> Reply {
     Reply::Array(entry)
 }
 
-pub fn dump() -> Result<Response, GearsError> {
+pub fn dump_registrations() -> Result<Response, GearsError> {
     let all = with_session_strings();
     Ok(Response::Reply(Reply::Array(all.iter().map(|(r, pd)| entry(r, Some(pd))).collect())))
 }
 
-pub fn unregister(ctx: &Context, id: &str, abort_pending: bool) -> Result<Response, GearsError> {
+pub fn unregister_command(ctx: &Context, id: &str, abort_pending: bool) -> Result<Response, GearsError> {
     if let Some(registration) = registrations::find(id) {
-        may_manage(ctx, &registration)?;
+        check_may_manage(ctx, &registration)?;
     }
     let (registration, finished) = registrations::unregister(id)?;
     persist::replicate_unregister(ctx, id);
@@ -231,19 +231,19 @@ pub fn profile(session: &str, reset: bool) -> Result<Response, GearsError> {
         crate::profile::reset(session);
         return Ok(Response::Reply(Reply::ok()));
     }
-    let report = crate::profile::report(session).ok_or_else(|| GearsError::NothingProfiled(session.to_owned()))?;
+    let report = crate::profile::summary(session).ok_or_else(|| GearsError::NothingProfiled(session.to_owned()))?;
     Ok(Response::Reply(Reply::bulk(report)))
 }
 
 /// Refuses a client that may not change `registration` (docs/sandbox.md#security-model).
-fn may_manage(ctx: &Context, registration: &registrations::Registration) -> Result<(), GearsError> {
+fn check_may_manage(ctx: &Context, registration: &registrations::Registration) -> Result<(), GearsError> {
     match crate::redis::acl::may_manage(ctx, registration.run_as.name().unwrap_or("default")) {
         true => Ok(()),
         false => Err(GearsError::NotOwner(registration.session.clone())),
     }
 }
 
-pub fn pause(ctx: &Context, ids: &[String], pause: bool) -> Result<Response, GearsError> {
+pub fn pause_registrations(ctx: &Context, ids: &[String], pause: bool) -> Result<Response, GearsError> {
     let found: Vec<_> = ids
         .iter()
         .map(|id| {
@@ -255,7 +255,7 @@ pub fn pause(ctx: &Context, ids: &[String], pause: bool) -> Result<Response, Gea
         return Err(if pause { GearsError::NoPause(reader) } else { GearsError::NoUnpause(reader) });
     }
     for registration in &found {
-        may_manage(ctx, registration)?;
+        check_may_manage(ctx, registration)?;
     }
     executions::skip_id();
     executions::next_plan_id();

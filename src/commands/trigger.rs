@@ -14,7 +14,7 @@ use crate::sessions::dispatch::{self, Caller, Input};
 /// `args`: the trigger's name and its arguments (for RG.TRIGGERONKEY the key is the first).
 pub fn trigger(ctx: &Context, args: Vec<Vec<u8>>) -> Result<Response, GearsError> {
     let name = String::from_utf8_lossy(&args[0]).into_owned();
-    let registration = registrations::triggers::find(&name).ok_or(GearsError::NoSuchTrigger)?;
+    let registration = registrations::triggers::by_name(&name).ok_or(GearsError::NoSuchTrigger)?;
     let unblockable = ctx.get_flags().intersects(ContextFlags::MULTI | ContextFlags::LUA | ContextFlags::DENY_BLOCKING);
     let sync = registration.spec.mode == Mode::Sync;
     if !notify::fires(ctx) || (!sync && unblockable) {

@@ -14,10 +14,10 @@ pub fn millis(d: Duration) -> u64 {
 
 /// The reader's implicit first step.
 pub fn reader_step() -> StepReport {
-    report("map", "RedisGearsPy_ToPyRecordMapper", String::new())
+    step_report("map", "RedisGearsPy_ToPyRecordMapper", String::new())
 }
 
-fn report(kind: &'static str, name: &'static str, arg: String) -> StepReport {
+fn step_report(kind: &'static str, name: &'static str, arg: String) -> StepReport {
     StepReport { kind, name, arg, duration_ms: 0 }
 }
 
@@ -28,56 +28,57 @@ fn callback(vm: &VirtualMachine, f: &PyObjectRef) -> String {
 /// The RedisGears steps one of our steps stands for; its measured time goes to the first.
 pub fn describe(vm: &VirtualMachine, step: &Step, duration: Duration) -> Vec<StepReport> {
     let mut steps = match step {
-        Step::Map(f) => vec![report("map", "RedisGearsPy_PyCallbackMapper", callback(vm, f))],
+        Step::Map(f) => vec![step_report("map", "RedisGearsPy_PyCallbackMapper", callback(vm, f))],
         Step::FlatMap(f) => vec![
-            report("map", "RedisGearsPy_PyCallbackFlatMapper", callback(vm, f)),
-            report("flatmap", "flatmap", String::new()),
+            step_report("map", "RedisGearsPy_PyCallbackFlatMapper", callback(vm, f)),
+            step_report("flatmap", "flatmap", String::new()),
         ],
-        Step::Filter(f) => vec![report("filter", "RedisGearsPy_PyCallbackFilter", callback(vm, f))],
-        Step::ForEach(f) => vec![report("foreach", "RedisGearsPy_PyCallbackForEach", callback(vm, f))],
-        Step::Accumulate(f) => vec![report("accumulate", "RedisGearsPy_PyCallbackAccumulate", callback(vm, f))],
+        Step::Filter(f) => vec![step_report("filter", "RedisGearsPy_PyCallbackFilter", callback(vm, f))],
+        Step::ForEach(f) => vec![step_report("foreach", "RedisGearsPy_PyCallbackForEach", callback(vm, f))],
+        Step::Accumulate(f) => vec![step_report("accumulate", "RedisGearsPy_PyCallbackAccumulate", callback(vm, f))],
         Step::LocalGroupBy { extractor, reducer, repartition } => {
-            let mut steps = vec![report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, extractor))];
+            let mut steps =
+                vec![step_report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, extractor))];
             if *repartition {
-                steps.push(report("repartition", "repartition", String::new()));
+                steps.push(step_report("repartition", "repartition", String::new()));
             }
-            steps.push(report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", callback(vm, reducer)));
-            steps.push(report("map", "RedisGearsPy_ToPyRecordMapper", String::new()));
+            steps.push(step_report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", callback(vm, reducer)));
+            steps.push(step_report("map", "RedisGearsPy_ToPyRecordMapper", String::new()));
             steps
         }
         Step::BatchGroupBy { extractor, reducer } => vec![
-            report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, extractor)),
-            report("repartition", "repartition", String::new()),
-            report("group", "group", String::new()),
-            report("reduce", "RedisGearsPy_PyCallbackReducer", callback(vm, reducer)),
-            report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
+            step_report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, extractor)),
+            step_report("repartition", "repartition", String::new()),
+            step_report("group", "group", String::new()),
+            step_report("reduce", "RedisGearsPy_PyCallbackReducer", callback(vm, reducer)),
+            step_report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
         ],
         Step::Repartition(f) => vec![
-            report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, f)),
-            report("repartition", "repartition", String::new()),
-            report("map", "GetValueMapper", String::new()),
+            step_report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, f)),
+            step_report("repartition", "repartition", String::new()),
+            step_report("map", "GetValueMapper", String::new()),
         ],
-        Step::Collect => vec![report("collect", "collect", String::new())],
-        Step::Limit { .. } => vec![report("limit", "limit", String::new())],
+        Step::Collect => vec![step_report("collect", "collect", String::new())],
+        Step::Limit { .. } => vec![step_report("limit", "limit", String::new())],
         // The steps RedisGears' sugar expands to.
         Step::Count { shown } => {
             let shown = |i: usize| shown.get(i).map(|f| callback(vm, f)).unwrap_or_default();
             vec![
-                report("accumulate", "RedisGearsPy_PyCallbackAccumulate", shown(0)),
-                report("collect", "collect", String::new()),
-                report("accumulate", "RedisGearsPy_PyCallbackAccumulate", shown(1)),
+                step_report("accumulate", "RedisGearsPy_PyCallbackAccumulate", shown(0)),
+                step_report("collect", "collect", String::new()),
+                step_report("accumulate", "RedisGearsPy_PyCallbackAccumulate", shown(1)),
             ]
         }
         Step::CountBy { extractor, shown } => {
             let shown = |i: usize| shown.get(i).map(|f| callback(vm, f)).unwrap_or_default();
             vec![
-                report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, extractor)),
-                report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", shown(0)),
-                report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
-                report("extractkey", "RedisGearsPy_PyCallbackExtractor", shown(1)),
-                report("repartition", "repartition", String::new()),
-                report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", shown(2)),
-                report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
+                step_report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, extractor)),
+                step_report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", shown(0)),
+                step_report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
+                step_report("extractkey", "RedisGearsPy_PyCallbackExtractor", shown(1)),
+                step_report("repartition", "repartition", String::new()),
+                step_report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", shown(2)),
+                step_report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
             ]
         }
     };

@@ -6,18 +6,19 @@ pub use crate::ids::{SHARD_ID, next_plan_id, plan_id_seen};
 
 pub use table::{AbortOutcome, Dump, ExecutionKey, Lookup, State, Wants};
 
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use crate::error::GearsError;
 use crate::redis::blocked::BlockedClient;
 use crate::reply::Reply;
 use crate::report::Report;
 use crate::stop::{Abort, WorkerId};
+use crate::unpoisoned::Unpoisoned;
 
 static TABLE: LazyLock<Mutex<table::Table>> = LazyLock::new(|| Mutex::new(table::Table::new()));
 
 fn table() -> MutexGuard<'static, table::Table> {
-    TABLE.lock().unwrap_or_else(PoisonError::into_inner)
+    TABLE.locked()
 }
 
 /// Uses up an execution id (applying registrations, aborts: docs/commands.md#ids).

@@ -94,7 +94,7 @@ fn physical_memory() -> Option<i64> {
 }
 
 /// Points the budget check at the running execution's flag (`None`: no execution runs).
-pub fn watch(flag: Option<Arc<AtomicBool>>) {
+pub fn point_at(flag: Option<Arc<AtomicBool>>) {
     // The flag it replaces is dropped outside the thread-local's access.
     let _previous = WATCHED.try_with(|w| w.replace(flag));
 }
@@ -102,7 +102,7 @@ pub fn watch(flag: Option<Arc<AtomicBool>>) {
 /// Whether `size` more bytes fit in the budget of this thread's interpreter.
 pub fn fits(size: usize) -> bool {
     let limit = LIMIT.load(Ordering::Relaxed);
-    limit == 0 || held().saturating_add(size as i64) <= limit
+    limit == 0 || counted_bytes().saturating_add(size as i64) <= limit
 }
 
 /// False when the allocation must fail.
@@ -130,7 +130,7 @@ fn counting() -> bool {
 }
 
 /// The counted bytes of this thread's interpreter, whoever freed them.
-fn held() -> i64 {
+fn counted_bytes() -> i64 {
     STATE
         .try_with(|s| {
             let own = s.held.get();

@@ -55,17 +55,17 @@ fn every_counted_byte_is_uncounted_when_freed_whatever_the_thread_or_mode() {
     let blocks: Vec<_> = counted(|| shapes.iter().map(|&(s, a)| alloc(s, a)).collect());
     let sum: usize = shapes.iter().map(|(s, _)| s).sum();
     assert_eq!(live() - base, sum as i64);
-    assert_eq!(held(), sum as i64);
+    assert_eq!(counted_bytes(), sum as i64);
     std::thread::spawn(move || blocks.into_iter().for_each(free)).join().unwrap();
     assert_eq!(live(), base);
-    assert_eq!(held(), 0);
+    assert_eq!(counted_bytes(), 0);
 
     // Uncounted here, freed while counting: nothing moves.
     let blocks: Vec<_> = uncounted(|| shapes.iter().map(|&(s, a)| alloc(s, a)).collect());
     assert_eq!(live(), base);
     counted(|| blocks.into_iter().for_each(free));
     assert_eq!(live(), base);
-    assert_eq!(held(), 0);
+    assert_eq!(counted_bytes(), 0);
 
     // Counted, grown and shrunk uncounted, freed counted: it stays counted by its size.
     for &(size, align) in &shapes {
@@ -74,7 +74,7 @@ fn every_counted_byte_is_uncounted_when_freed_whatever_the_thread_or_mode() {
         assert_eq!(live() - base, (size * 3) as i64);
         let block = counted(|| realloc(block, size.div_ceil(2)));
         assert_eq!(live() - base, size.div_ceil(2) as i64);
-        assert_eq!(held(), size.div_ceil(2) as i64);
+        assert_eq!(counted_bytes(), size.div_ceil(2) as i64);
         counted(|| free(block));
         assert_eq!(live(), base);
     }
@@ -92,7 +92,7 @@ fn every_counted_byte_is_uncounted_when_freed_whatever_the_thread_or_mode() {
         let block = counted(|| alloc(300, 8));
         tx.send(block).unwrap();
         done_rx.recv().unwrap();
-        held()
+        counted_bytes()
     });
     let block = rx.recv().unwrap();
     assert_eq!(live() - base, 300);
@@ -101,5 +101,5 @@ fn every_counted_byte_is_uncounted_when_freed_whatever_the_thread_or_mode() {
     done_tx.send(()).unwrap();
     assert_eq!(other.join().unwrap(), 0);
     assert_eq!(live(), base);
-    assert_eq!(held(), 0);
+    assert_eq!(counted_bytes(), 0);
 }

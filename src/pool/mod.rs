@@ -24,7 +24,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
@@ -33,6 +33,7 @@ use crate::error::GearsError;
 use crate::python::Runtime;
 use crate::redis::log;
 use crate::stop::WorkerId;
+use crate::unpoisoned::Unpoisoned;
 use home::Home;
 use worker::{serve_now, work};
 
@@ -78,7 +79,7 @@ thread_local! {
 
 /// Starts the workers. Each builds its interpreter on its own thread, so the module loads
 /// without waiting for them; visits queue until a worker is ready.
-pub fn start(threads: usize) -> Result<(), String> {
+pub fn spawn_workers(threads: usize) -> Result<(), String> {
     let homes = (0..threads).map(|_| Home::new()).collect();
     let (bodies, body_queue) = unbounded::<Visit>();
     let pool = POOL.get_or_init(|| Pool {
@@ -101,7 +102,7 @@ fn pool() -> Result<&'static Pool, GearsError> {
 
 fn spawn(pool: &'static Pool, home: usize) -> Result<(), String> {
     let retired = Arc::new(AtomicBool::new(false));
-    *pool.homes[home].retired.lock().unwrap_or_else(PoisonError::into_inner) = retired.clone();
+    *pool.homes[home].retired.locked() = retired.clone();
     let worker = WorkerId { home, generation: pool.homes[home].generation.fetch_add(1, Ordering::AcqRel) + 1 };
     pool.alive.fetch_add(1, Ordering::AcqRel);
     thread::Builder::new()
@@ -155,7 +156,7 @@ fn preempt_for_bodies(pool: &'static Pool, force: bool) {
 
 /// Sends a call on behalf of the main thread to `home`. It preempts whatever the home's worker
 /// runs: the call runs at its next bytecode instruction.
-pub fn call(home: usize, visit: Visit) -> Result<(), GearsError> {
+pub fn send_call(home: usize, visit: Visit) -> Result<(), GearsError> {
     let pool = pool()?;
     let home_ref: &'static Home = pool.homes.get(home).ok_or(GearsError::ShuttingDown)?;
     if home_ref.activity.load(Ordering::Acquire) == Activity::Lost as u8 {
@@ -184,7 +185,7 @@ fn preempt(home: &'static Home, force: bool) {
         if !force && home.preempting.load(Ordering::Acquire) >= MAX_PREEMPTING {
             return;
         }
-        let interrupter = home.interrupter.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let interrupter = home.interrupter.locked().clone();
         if let Some(interrupter) = interrupter {
             home.preempting.fetch_add(1, Ordering::AcqRel);
             interrupter.send(move |_vm| {
@@ -335,11 +336,11 @@ pub fn replace(worker: WorkerId) {
     if home_ref.generation.load(Ordering::Acquire) != worker.generation {
         return;
     }
-    let flag = home_ref.retired.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let flag = home_ref.retired.locked().clone();
     if flag.swap(true, Ordering::AcqRel) {
         return; // already retired
     }
-    home_ref.interrupter.lock().unwrap_or_else(PoisonError::into_inner).take();
+    home_ref.interrupter.locked().take();
     home_ref.preempting.store(0, Ordering::Release);
     home_ref.activity.store(Activity::Idle as u8, Ordering::Release);
     let stuck = pool.stuck.fetch_add(1, Ordering::AcqRel) + 1;

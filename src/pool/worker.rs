@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use super::{Activity, DEFERRED, NESTED_PANIC, POOL, Pool, Visit, WORKER, preempt
 use crate::python::{Runtime, event_loop, future};
 use crate::redis::log;
 use crate::stop::WorkerId;
+use crate::unpoisoned::Unpoisoned;
 
 /// Runs the visits waiting for this worker, nested in whatever it is doing. Not inside an
 /// `atomic()` block: a visit would run, and write, inside another script's atomic section, so
@@ -90,10 +91,10 @@ pub(super) fn work(pool: &'static Pool, worker: WorkerId, retired: Arc<AtomicBoo
             return;
         }
     };
-    crate::idle::install(serve);
+    crate::idle::set_hook(serve);
     loop {
         WORKER.set(Some((home, runtime.clone())));
-        *home_ref.interrupter.lock().unwrap_or_else(PoisonError::into_inner) = Some(runtime.interrupter());
+        *home_ref.interrupter.locked() = Some(runtime.interrupter());
         let Some(panicked) = turn(pool, home, &runtime) else { return };
         let panicked = panicked || NESTED_PANIC.take() || runtime.poisoned();
         if retired.load(Ordering::Acquire) && !back_from_native(pool, home, &retired) {
@@ -124,7 +125,7 @@ fn turn(pool: &'static Pool, home: usize, runtime: &Runtime) -> Option<bool> {
     Some(if let Some((visit, _)) = home_ref.next_visit(bodies, false, Some(Duration::ZERO)) {
         run_visit(pool, home, runtime, visit, false)
     } else if event_loop::is_due() {
-        executing(Box::new(event_loop::turn))
+        executing(Box::new(event_loop::run_ready))
     } else if let Some(job) = deferred() {
         executing(job)
     } else if let Ok(job) = home_ref.job_queue.try_recv() {
@@ -151,7 +152,7 @@ fn back_from_native(pool: &Pool, home: usize, retired: &Arc<AtomicBool>) -> bool
     pool.stuck.fetch_sub(1, Ordering::AcqRel);
     // Its deferred executions were answered by the watchdog; dropping them is all.
     DEFERRED.with_borrow_mut(VecDeque::clear);
-    let current = home_ref.retired.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let current = home_ref.retired.locked().clone();
     if !Arc::ptr_eq(&current, retired) {
         log::notice(&format!("rustgears: stuck worker {home} returned and exits"));
         WORKER.set(None);

@@ -42,7 +42,7 @@ const GENERIC_SYNTAX: &[&str] = &[
 pub fn error_text(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> String {
     let is_flat = with_types(|t| exc.fast_isinstance(&t.flat_error)).unwrap_or(false);
     if is_flat {
-        return text(vm, exc.as_object()).unwrap_or_default();
+        return str_of(vm, exc.as_object()).unwrap_or_default();
     }
     normalize_syntax_error(vm, exc);
     let with_traceback = crate::config::with(|c| c.python_attempt_traceback != 0);
@@ -81,7 +81,7 @@ pub fn call_callback(vm: &VirtualMachine, callback: &PyObject, args: impl IntoFu
 fn definition(vm: &VirtualMachine, callback: &PyObject) -> Option<String> {
     let code = attr(vm, callback, "__code__")?;
     let file = attr(vm, &code, "co_filename")?;
-    let file = text(vm, &file)?;
+    let file = str_of(vm, &file)?;
     let line = attr(vm, &code, "co_firstlineno")?.try_into_value::<i64>(vm).ok()?;
     (!is_shim(&file)).then(|| format!("callback defined at {file}, line {line}"))
 }
@@ -92,7 +92,7 @@ pub fn normalize_syntax_error(vm: &VirtualMachine, exc: &PyBaseExceptionRef) {
     if !exc.class().is(vm.ctx.exceptions.syntax_error) {
         return;
     }
-    let Some(msg) = attr(vm, exc.as_object(), "msg").and_then(|m| text(vm, &m)) else { return };
+    let Some(msg) = attr(vm, exc.as_object(), "msg").and_then(|m| str_of(vm, &m)) else { return };
     if GENERIC_SYNTAX.iter().any(|p| msg.starts_with(p)) || msg.ends_with(" was never closed") {
         let _ = exc.as_object().set_attr("msg", vm.ctx.new_str(format!("invalid syntax: {msg}")), vm);
     }
@@ -106,7 +106,7 @@ fn frame_code(vm: &VirtualMachine, tb: &PyObject) -> Option<(PyObjectRef, String
     let frame = attr(vm, tb, "tb_frame")?;
     let code = attr(vm, &frame, "f_code")?;
     let file = attr(vm, &code, "co_filename")?;
-    let file = text(vm, &file)?;
+    let file = str_of(vm, &file)?;
     Some((code, file))
 }
 
@@ -122,7 +122,7 @@ fn user_frames(vm: &VirtualMachine, tb: PyObjectRef) -> bool {
     false
 }
 
-fn text(vm: &VirtualMachine, obj: &PyObject) -> Option<String> {
+fn str_of(vm: &VirtualMachine, obj: &PyObject) -> Option<String> {
     obj.str(vm).ok().map(|s| s.to_string_lossy().into_owned())
 }
 
@@ -133,12 +133,12 @@ fn attr(vm: &VirtualMachine, obj: &PyObject, name: &'static str) -> Option<PyObj
 /// `str(traceback.format_exception(...))`: the repr of the list of lines.
 fn traceback_text(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> Option<String> {
     let mut lines = Vec::new();
-    chain(vm, exc, &mut lines, &mut HashSet::new())?;
+    cause_chain(vm, exc, &mut lines, &mut HashSet::new())?;
     let list = vm.ctx.new_list(lines.into_iter().map(|l| vm.ctx.new_str(l).into()).collect());
     list.as_object().repr(vm).ok().map(|s| s.to_string_lossy().into_owned())
 }
 
-fn chain(
+fn cause_chain(
     vm: &VirtualMachine,
     exc: &PyBaseExceptionRef,
     lines: &mut Vec<String>,
@@ -148,10 +148,10 @@ fn chain(
     let unseen = |e: &PyBaseExceptionRef, seen: &HashSet<usize>| !seen.contains(&e.as_object().get_id());
     let suppressed = attr(vm, exc.as_object(), "__suppress_context__").is_some_and(|v| v.is(&vm.ctx.true_value));
     if let Some(cause) = exc.__cause__().filter(|c| unseen(c, seen)) {
-        chain(vm, &cause, lines, seen)?;
+        cause_chain(vm, &cause, lines, seen)?;
         lines.push("\nThe above exception was the direct cause of the following exception:\n\n".to_owned());
     } else if let Some(context) = exc.__context__().filter(|c| !suppressed && unseen(c, seen)) {
-        chain(vm, &context, lines, seen)?;
+        cause_chain(vm, &context, lines, seen)?;
         lines.push("\nDuring handling of the above exception, another exception occurred:\n\n".to_owned());
     }
     if let Some(tb) = exc.__traceback__().filter(|tb| user_frames(vm, tb.clone().into())) {
@@ -168,7 +168,7 @@ fn notes(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> Vec<String> {
     let Some(notes) = attr(vm, exc.as_object(), "__notes__") else { return Vec::new() };
     let Some(list) = notes.downcast_ref::<rustpython_vm::builtins::PyList>() else { return Vec::new() };
     let items = list.borrow_vec().to_vec();
-    items.iter().filter(|n| n.downcast_ref::<PyStr>().is_some()).filter_map(|n| text(vm, n)).collect()
+    items.iter().filter(|n| n.downcast_ref::<PyStr>().is_some()).filter_map(|n| str_of(vm, n)).collect()
 }
 
 fn frames(vm: &VirtualMachine, tb: PyObjectRef, lines: &mut Vec<String>) -> Option<()> {
@@ -183,7 +183,7 @@ fn frames(vm: &VirtualMachine, tb: PyObjectRef, lines: &mut Vec<String>) -> Opti
         }
         let line = attr(vm, &tb, "tb_lineno")?.try_into_value::<i64>(vm).ok()?;
         let name = attr(vm, &code, "co_name")?;
-        let frame = (filename, line, text(vm, &name)?);
+        let frame = (filename, line, str_of(vm, &name)?);
         if last.as_ref() != Some(&frame) {
             repeated(count, lines);
             last = Some(frame.clone());
@@ -210,20 +210,20 @@ fn repeated(count: usize, lines: &mut Vec<String>) {
 fn exception_only(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> Option<String> {
     let class: PyObjectRef = exc.class().to_owned().into();
     let qualname = attr(vm, &class, "__qualname__")?;
-    let mut name = text(vm, &qualname)?;
+    let mut name = str_of(vm, &qualname)?;
     let module = attr(vm, &class, "__module__")
         .and_then(|m| m.downcast_ref::<PyStr>().map(|s| s.to_string_lossy().into_owned()));
     if let Some(module) = module.filter(|m| m != "builtins" && m != "__main__") {
         name = format!("{module}.{name}");
     }
-    let value = text(vm, exc.as_object())?;
+    let value = str_of(vm, exc.as_object())?;
     Some(if value.is_empty() { format!("{name}\n") } else { format!("{name}: {value}\n") })
 }
 
 /// `Error type: <class 'T'>, Value: <str(exc)>`, then ` (<note>)` for each of its notes.
 fn plain_text(vm: &VirtualMachine, exc: &PyBaseExceptionRef) -> Option<String> {
-    let class = text(vm, exc.class().as_object())?;
-    let value = text(vm, exc.as_object())?;
+    let class = str_of(vm, exc.class().as_object())?;
+    let value = str_of(vm, exc.as_object())?;
     let notes: String = notes(vm, exc).iter().map(|note| format!(" ({note})")).collect();
     Some(format!("Error type: {class}, Value: {value}{notes}"))
 }

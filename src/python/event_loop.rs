@@ -43,7 +43,7 @@ pub fn is_due() -> bool {
 }
 
 /// Runs one turn of the loop: the callbacks ready now, each in its execution's context.
-pub fn turn(runtime: &Runtime) {
+pub fn run_ready(runtime: &Runtime) {
     DUE.set(None);
     let next = runtime.enter(|vm| {
         let next = the_loop(vm).and_then(|l| vm.call_method(&l, "_run_once", ()));
@@ -65,7 +65,7 @@ pub fn turn(runtime: &Runtime) {
 
 /// Execution `owner` has ended: its callbacks are dropped (`cancel`: it was aborted) or run on
 /// in no execution's context (fire-and-forget tasks it started). False if it used no callback.
-pub fn release(vm: &VirtualMachine, owner: u64, cancel: bool) -> bool {
+pub fn release_owner(vm: &VirtualMachine, owner: u64, cancel: bool) -> bool {
     // Most executions never touch the loop: no Python call for them.
     if !USED_BY.with_borrow_mut(|u| u.remove(&owner)) {
         return false;
@@ -84,7 +84,7 @@ pub fn the_loop(vm: &VirtualMachine) -> PyResult<PyObjectRef> {
 }
 
 /// The interpreter is going: so is its loop.
-pub fn clear() {
+pub fn close_loop() {
     let _ = DUE.try_with(|d| d.set(None));
     let _ = USED_BY.try_with(|u| u.borrow_mut().clear());
 }

@@ -77,18 +77,18 @@ pub fn sweep(runtime: &super::Runtime) -> bool {
 }
 
 /// The execution whose code runs now.
-pub fn current_owner() -> Option<u64> {
+pub fn running_owner() -> Option<u64> {
     RUNNING_OWNER.get()
 }
 
 /// Makes `owner` the execution whose code runs now; returns the previous one.
-pub fn swap_owner(owner: Option<u64>) -> Option<u64> {
+pub fn replace_running_owner(owner: Option<u64>) -> Option<u64> {
     RUNNING_OWNER.replace(owner)
 }
 
 /// Makes `owner` the execution whose code runs now, until the guard is dropped.
 pub fn own(owner: Option<u64>) -> Owning {
-    Owning(swap_owner(owner))
+    Owning(replace_running_owner(owner))
 }
 
 pub struct Owning(Option<u64>);
@@ -169,7 +169,7 @@ pub enum Settled {
 }
 
 /// `gearsFuture()`: a future for the record of the callback running now; `future` is the object.
-pub fn create(future: PyObjectRef) -> Result<u64, GearsError> {
+pub fn new_future(future: PyObjectRef) -> Result<u64, GearsError> {
     CALLS.with_borrow_mut(|c| {
         let Some(call) = c.last_mut() else { return Err(GearsError::FutureOutsideStep) };
         match call.capability {
@@ -204,7 +204,7 @@ pub fn resolve(id: u64, outcome: FutureOutcome) -> Result<(), GearsError> {
     })?;
     if let Some(owner) = owner {
         RESOLVED.with_borrow_mut(|r| r.entry(owner).or_default().push((id, outcome)));
-        super::upcalls::wake(owner);
+        super::upcalls::upcalls().wake(owner);
     }
     Ok(())
 }
@@ -216,7 +216,7 @@ pub fn dropped(id: u64) {
     if entry.state == FutureState::Returned {
         let error = GearsError::FutureDropped.to_string();
         RESOLVED.with_borrow_mut(|r| r.entry(entry.owner).or_default().push((id, Err(error))));
-        super::upcalls::wake(entry.owner);
+        super::upcalls::upcalls().wake(entry.owner);
     }
 }
 
@@ -236,14 +236,14 @@ pub fn has_resolved(owner: u64) -> bool {
 }
 
 /// `owner` ended: its futures are continued to no effect from now on.
-pub fn forget(owner: u64) {
+pub fn owner_ended(owner: u64) {
     FUTURES.with_borrow_mut(|f| f.retain(|_, e| e.owner != owner));
     let outcomes = RESOLVED.with_borrow_mut(|r| r.remove(&owner));
     drop(outcomes);
 }
 
 /// The interpreter is going: what refers to its objects goes first.
-pub fn clear() {
+pub fn drop_futures() {
     let _ = FUTURES.try_with(|f| f.borrow_mut().clear());
     let calls = CALLS.try_with(|c| std::mem::take(&mut *c.borrow_mut()));
     drop(calls);

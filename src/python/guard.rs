@@ -100,7 +100,7 @@ pub fn call_checked(name: &'static str, mut args: FuncArgs, vm: &VirtualMachine)
 
 /// Swaps the builtins for the guarded versions of the native module. Called once per VM built
 /// on this thread; forgets the previous VM's originals.
-pub fn install(vm: &VirtualMachine, native: &PyObjectRef) -> PyResult<()> {
+pub fn guard_builtins(vm: &VirtualMachine, native: &PyObjectRef) -> PyResult<()> {
     UNGUARDED_BUILTINS.with_borrow_mut(Vec::clear);
     POISONED.set(false);
     for (name, guarded) in [("compile", "guarded_compile"), ("eval", "guarded_eval"), ("exec", "guarded_exec")] {

@@ -34,13 +34,13 @@ thread_local! {
 /// every worker at once (ids are reused, and a loaded session's globals start afresh).
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
-pub fn hold(id: &str, callbacks: Callbacks) {
+pub fn keep_callbacks(id: &str, callbacks: Callbacks) {
     let generation = GENERATION.load(Ordering::Acquire);
     let stale = HELD.with_borrow_mut(|held| held.insert(id.to_owned(), (generation, callbacks)));
     drop(stale);
 }
 
-pub fn get(id: &str) -> Option<Callbacks> {
+pub fn callbacks_of(id: &str) -> Option<Callbacks> {
     let generation = GENERATION.load(Ordering::Acquire);
     HELD.with_borrow(|held| held.get(id).filter(|(g, _)| *g == generation).map(|(_, c)| c.clone()))
 }
@@ -51,7 +51,7 @@ pub fn invalidate_all() {
     GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
-pub fn release(id: &str) {
+pub fn drop_callbacks(id: &str) {
     let callbacks = HELD.with_borrow_mut(|held| held.remove(id));
     drop(callbacks);
 }

@@ -40,7 +40,7 @@ thread_local! {
 }
 
 /// Builds the bounded zlib module of this VM and hands it to the frozen `zlib` stand-in.
-pub fn install(vm: &VirtualMachine, native: &PyObjectRef) -> PyResult<()> {
+pub fn install_zlib(vm: &VirtualMachine, native: &PyObjectRef) -> PyResult<()> {
     let defs = rustpython_stdlib::stdlib_module_defs(&vm.ctx);
     let Some(def) = defs.into_iter().find(|d| d.name.as_str() == "zlib") else {
         return Err(vm.new_system_error("zlib is not compiled in"));

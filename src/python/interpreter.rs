@@ -175,7 +175,7 @@ impl Runtime {
         restoring: Option<VecDeque<String>>,
     ) -> ScriptOutcome {
         session::begin(session, restoring, store.run_as());
-        session::with(|s| s.source = Some(script.into()));
+        session::with_job(|s| s.source = Some(script.into()));
         let _installed = store::install(store.clone());
         let _armed = self.arm(abort);
         let (Some(interp), Some(state)) = (&self.interp, &self.state) else {
@@ -190,7 +190,7 @@ impl Runtime {
                 // A script that left an atomic block open (it can only by not using `with`).
                 store.release();
                 flush_stdout(vm);
-                let plan = session::with(|s| {
+                let plan = session::with_job(|s| {
                     s.in_body = false;
                     s.body_run.take()
                 });
@@ -271,18 +271,18 @@ impl Runtime {
                 vm.use_tracing.set(true);
             }
         });
-        Profiled { runtime: self, _profiling: crate::profile::start(session) }
+        Profiled { runtime: self, _profiling: crate::profile::begin_profiling(session) }
     }
 
     /// The registrations the last script body recorded.
     pub fn take_registrations(&self) -> Vec<super::held::Pending> {
-        session::with(|s| std::mem::take(&mut s.registrations))
+        session::with_job(|s| std::mem::take(&mut s.registrations))
     }
 
     /// Executions that callbacks asked for with `run()` while the last job ran, and the session
     /// they belong to.
     pub fn take_nested(&self) -> (Vec<(RawPlan, Option<rustpython_vm::PyObjectRef>)>, session::Origin) {
-        session::with(|s| {
+        session::with_job(|s| {
             let origin = session::Origin {
                 session: s.session_id.clone(),
                 source: s.source.clone(),
@@ -298,11 +298,11 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         // Python objects first, then the interpreter; finalize() frees what a plain drop leaks.
         super::held::clear_all();
-        super::upcalls::abandon_waiting();
+        super::upcalls::upcalls().abandon_waiting();
         session::forget();
         self.state = None;
         if let Some(interp) = self.interp.take() {
-            interp.enter(pristine::forget);
+            interp.enter(pristine::discard_record);
             interp.finalize(None);
         }
     }
@@ -339,7 +339,7 @@ impl Prepared {
         vm.recursion_limit.set(self.recursion_limit);
         // 0 would make int <-> str conversions quadratic inside one native call.
         vm.state.int_max_str_digits.store(self.int_max_str_digits);
-        if !pristine::restore(vm) {
+        if !pristine::put_back(vm) {
             self.tainted.set(true);
         }
     }
@@ -411,10 +411,10 @@ fn scrub(vm: &VirtualMachine) -> PyResult<()> {
     let native = vm.import("_redisgears", 0)?;
     time.set_attr("sleep", native.get_attr("sleep", vm)?, vm)?;
     sys.set_attr("setrecursionlimit", native.get_attr("setrecursionlimit", vm)?, vm)?;
-    guard::install(vm, &native)?;
-    super::inflate::install(vm, &native)?;
-    super::nesting::install(vm)?;
-    super::power::install(vm);
+    guard::guard_builtins(vm, &native)?;
+    super::inflate::install_zlib(vm, &native)?;
+    super::nesting::guard_iterators(vm)?;
+    super::power::guard_power(vm);
     // Hand-made code objects crash the VM (its eval loop trusts compiler output): scripts may
     // neither build one (`types.CodeType(...)`) nor derive one (`code.replace(co_code=...)`).
     let code_type = vm.ctx.types.code_type;

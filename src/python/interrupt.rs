@@ -15,7 +15,7 @@
 //! for.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use rustpython_vm::{PyResult, VirtualMachine};
 
 use super::native::with_types;
 use crate::stop::{self, Abort, Interrupt, Reason};
+use crate::unpoisoned::Unpoisoned;
 
 /// The handle other threads hold to interrupt the VM of one worker.
 pub struct Interrupter {
@@ -87,13 +88,8 @@ impl Channel {
 
     /// Puts a relay in the channel of every other worker that has none waiting.
     fn relay_through_others(self: &Arc<Self>) {
-        let others: Vec<Arc<Channel>> = CHANNELS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter_map(Weak::upgrade)
-            .filter(|other| !Arc::ptr_eq(other, self))
-            .collect();
+        let others: Vec<Arc<Channel>> =
+            CHANNELS.locked().iter().filter_map(Weak::upgrade).filter(|other| !Arc::ptr_eq(other, self)).collect();
         for other in others {
             if other.relaying.swap(true, Ordering::AcqRel) {
                 continue;
@@ -126,7 +122,7 @@ impl Channel {
 pub fn channel() -> (Arc<Interrupter>, UserSignalReceiver) {
     let (sender, receiver) = user_signal_channel();
     let channel = Arc::new(Channel { sender, undelivered: AtomicUsize::new(0), relaying: AtomicBool::new(false) });
-    let mut all = CHANNELS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut all = CHANNELS.locked();
     all.retain(|weak| weak.strong_count() > 0);
     all.push(Arc::downgrade(&channel));
     (Arc::new(Interrupter { channel }), receiver)
@@ -146,7 +142,7 @@ const SLEEP_TICK: Duration = Duration::from_millis(10);
 
 /// `time.sleep` that a stop request can cut short, and during which the worker still serves
 /// visits (script bodies, main-thread calls: `crate::idle`).
-pub fn sleep(vm: &VirtualMachine, seconds: f64) -> PyResult<()> {
+pub fn stoppable_sleep(vm: &VirtualMachine, seconds: f64) -> PyResult<()> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(vm.new_value_error("sleep length must be non-negative"));
     }
@@ -159,6 +155,6 @@ pub fn sleep(vm: &VirtualMachine, seconds: f64) -> PyResult<()> {
         if now >= deadline {
             return Ok(());
         }
-        crate::idle::wait((deadline - now).min(SLEEP_TICK));
+        crate::idle::serve_for((deadline - now).min(SLEEP_TICK));
     }
 }

@@ -61,8 +61,8 @@ mod _redisgears {
     /// Records the execution a builder's `run()` asks for; the worker runs it when the script
     /// body is done (or, for `run()` outside the body, when the current job ends: `done`, an
     /// asyncio future, then gets its `[results, errors]`).
-    #[pyfunction]
-    fn run(
+    #[pyfunction(name = "run")]
+    fn py_run(
         reader: PyStrRef,
         arg: PyObjectRef,
         steps: PyObjectRef,
@@ -75,7 +75,7 @@ mod _redisgears {
         if session::restoring() {
             return Ok(());
         }
-        session::with(|s| {
+        session::with_job(|s| {
             if !s.in_body {
                 s.nested.push((plan, (!is_none(&done, vm)).then_some(done)));
                 return Ok(());
@@ -113,7 +113,7 @@ mod _redisgears {
             steps,
             on_registered: (!is_none(&on_registered, vm)).then_some(on_registered),
         };
-        crate::python::register::register(request, vm)
+        crate::python::register::submit(request, vm)
     }
 
     #[pyfunction]
@@ -153,11 +153,11 @@ mod _redisgears {
         use crate::python::upcalls::{self, TimerRequest, TimerStart};
         let key = key.downcast_ref::<rustpython_vm::builtins::PyStr>().map(|k| k.as_wtf8().as_bytes().to_vec());
         let (session, source, restoring) =
-            session::with(|s| (s.session_id.clone(), s.source.clone(), s.restoring.is_some()));
+            session::with_job(|s| (s.session_id.clone(), s.source.clone(), s.restoring.is_some()));
         let source = source.map(|s| s.to_string());
         let run_as = store::current().map(|s| s.run_as()).unwrap_or_default();
         let request = TimerRequest { seconds: seconds.max(0) as u64, key, session, source, run_as, restoring };
-        match upcalls::start_timer(request).map_err(|e| gears_error(vm, e))? {
+        match upcalls::upcalls().start_timer(request).map_err(|e| gears_error(vm, e))? {
             TimerStart::Started(id) => {
                 crate::python::held::hold_timer(id, callback);
                 Ok(true)
@@ -168,13 +168,13 @@ mod _redisgears {
     }
 
     /// `call_next(*args)` of a hook's execution.
-    #[pyfunction]
-    fn call_next(args: PosArgs, vm: &VirtualMachine) -> PyResult {
-        let Some(chain) = session::with(|s| s.hook.clone()) else {
+    #[pyfunction(name = "call_next")]
+    fn py_call_next(args: PosArgs, vm: &VirtualMachine) -> PyResult {
+        let Some(chain) = session::with_job(|s| s.hook.clone()) else {
             return Err(gears_error(vm, "Can not get CommandHook ctx"));
         };
         let args = args.into_vec().iter().map(|a| command_arg(a, vm)).collect::<PyResult<Vec<Vec<u8>>>>()?;
-        match crate::python::upcalls::call_next(&chain, args) {
+        match crate::python::upcalls::upcalls().call_next(&chain, args) {
             Reply::Error(text) => Err(gears_error(vm, text)),
             reply => Ok(to_python(reply, vm)),
         }
@@ -182,7 +182,7 @@ mod _redisgears {
 
     #[pyfunction]
     fn get_command(vm: &VirtualMachine) -> PyResult {
-        let Some(link) = session::with(|s| s.link.clone()) else {
+        let Some(link) = session::with_job(|s| s.link.clone()) else {
             return Err(gears_error(vm, "Can not get command ctx"));
         };
         let parts = link.command.iter().map(|a| crate::python::redis_string(a.clone(), vm)).collect();
@@ -191,11 +191,11 @@ mod _redisgears {
 
     #[pyfunction]
     fn override_reply(value: PyObjectRef, vm: &VirtualMachine) -> PyResult<()> {
-        let Some(link) = session::with(|s| s.link.clone()) else {
+        let Some(link) = session::with_job(|s| s.link.clone()) else {
             return Err(gears_error(vm, "Can not get command ctx"));
         };
         let reply = crate::python::to_reply(&value, vm);
-        let mut slot = link.reply.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = crate::unpoisoned::Unpoisoned::locked(&link.reply);
         if slot.is_some() {
             return Err(gears_error(vm, "Can only override reply once"));
         }
@@ -210,7 +210,7 @@ mod _redisgears {
             "call" => {
                 let code = frame.get_attr("f_code", vm)?;
                 let name = code.get_attr("co_qualname", vm).or_else(|_| code.get_attr("co_name", vm))?;
-                crate::profile::call(&name.str(vm)?.to_string_lossy());
+                crate::profile::called(&name.str(vm)?.to_string_lossy());
             }
             "return" => crate::profile::returned(),
             _ => {}
@@ -236,19 +236,19 @@ mod _redisgears {
     /// True inside an execution that may go asynchronous; false in a script body.
     #[pyfunction]
     fn is_async_allow() -> bool {
-        session::with(|s| !s.in_body && s.async_allowed)
+        session::with_job(|s| !s.in_body && s.async_allowed)
     }
 
     /// True in a script body (where `run()` is the script's own execution).
     #[pyfunction]
     fn in_body() -> bool {
-        session::with(|s| s.in_body)
+        session::with_job(|s| s.in_body)
     }
 
     /// `gearsFuture()`: `future` becomes the future of the record the running callback handles.
     #[pyfunction]
     fn future_create(future: PyObjectRef, vm: &VirtualMachine) -> PyResult<u64> {
-        future::create(future).map_err(|e| gears_error(vm, e.to_string()))
+        future::new_future(future).map_err(|e| gears_error(vm, e.to_string()))
     }
 
     /// `continueRun(value)` (`ok`) or `continueFailed(error)` of future `id`.
@@ -273,21 +273,21 @@ mod _redisgears {
     /// one that scheduled them.
     #[pyfunction]
     fn current_owner() -> Option<u64> {
-        future::current_owner()
+        future::running_owner()
     }
 
     /// Makes `owner` the execution whose code runs now (what the event loop's callbacks scheduled
     /// meanwhile belong to); the previous one, to put back.
     #[pyfunction]
     fn swap_owner(owner: Option<u64>) -> Option<u64> {
-        future::swap_owner(owner)
+        future::replace_running_owner(owner)
     }
 
     /// Runs `callback(*args)` for the event loop, in the context of execution `owner`.
-    #[pyfunction]
-    fn within(owner: Option<u64>, callback: PyObjectRef, args: PyObjectRef, vm: &VirtualMachine) {
+    #[pyfunction(name = "within")]
+    fn py_within(owner: Option<u64>, callback: PyObjectRef, args: PyObjectRef, vm: &VirtualMachine) {
         let args: Vec<PyObjectRef> = args.try_to_value(vm).unwrap_or_default();
-        crate::python::upcalls::within(owner, &mut || {
+        crate::python::upcalls::upcalls().within(owner, &mut || {
             let _owning = future::own(owner);
             if let Err(e) = callback.call(args.clone(), vm)
                 && !super::with_types(|t| {
@@ -349,11 +349,11 @@ mod _redisgears {
 
     #[pyfunction]
     fn sleep(seconds: rustpython_vm::function::ArgIntoFloat, vm: &VirtualMachine) -> PyResult<()> {
-        crate::python::interrupt::sleep(vm, seconds.into_float())
+        crate::python::interrupt::stoppable_sleep(vm, seconds.into_float())
     }
 
-    #[pyfunction]
-    fn log(message: PyStrRef, level: PyStrRef) {
+    #[pyfunction(name = "log")]
+    fn py_log(message: PyStrRef, level: PyStrRef) {
         let level = match level.to_string_lossy().as_ref() {
             "debug" => Level::Debug,
             "verbose" => Level::Verbose,

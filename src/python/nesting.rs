@@ -51,7 +51,7 @@ const UNNAMED_WRAPPERS: &[&str] = &[
 const GUARDED_SLOTS: usize = 32;
 static ORIGINALS: [OnceLock<IterNext>; GUARDED_SLOTS] = [const { OnceLock::new() }; GUARDED_SLOTS];
 
-fn guarded<const N: usize>(zelf: &PyObject, vm: &VirtualMachine) -> PyResult<PyIterReturn> {
+fn guarded_next<const N: usize>(zelf: &PyObject, vm: &VirtualMachine) -> PyResult<PyIterReturn> {
     match ORIGINALS[N].get() {
         Some(next) => vm.with_recursion("while iterating", || next(zelf, vm)),
         None => Err(vm.new_system_error("iterator slot not initialised")),
@@ -60,14 +60,14 @@ fn guarded<const N: usize>(zelf: &PyObject, vm: &VirtualMachine) -> PyResult<PyI
 
 const GUARDED: [IterNext; GUARDED_SLOTS] = {
     macro_rules! table {
-        ($($n:literal)*) => { [$(guarded::<$n>),*] };
+        ($($n:literal)*) => { [$(guarded_next::<$n>),*] };
     }
     table!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31)
 };
 
 /// Patches the wrapping iterator types of this thread; types already patched (by an earlier VM
 /// on this thread) are left as they are.
-pub fn install(vm: &VirtualMachine) -> PyResult<()> {
+pub fn guard_iterators(vm: &VirtualMachine) -> PyResult<()> {
     let itertools = vm.import("itertools", 0)?;
     let mut types: Vec<PyObjectRef> = Vec::new();
     for name in BUILTIN_WRAPPERS {

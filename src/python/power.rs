@@ -21,7 +21,7 @@ const MAX_POWER_BITS: u64 = 1 << 24;
 
 static UNBOUNDED_POWER: OnceLock<Power> = OnceLock::new();
 
-fn guarded(base: &PyObject, exponent: &PyObject, modulus: &PyObject, vm: &VirtualMachine) -> PyResult {
+fn guarded_pow(base: &PyObject, exponent: &PyObject, modulus: &PyObject, vm: &VirtualMachine) -> PyResult {
     if vm.is_none(modulus)
         && let (Some(b), Some(e)) = (base.downcast_ref::<PyInt>(), exponent.downcast_ref::<PyInt>())
     {
@@ -48,22 +48,22 @@ fn guarded(base: &PyObject, exponent: &PyObject, modulus: &PyObject, vm: &Virtua
 }
 
 fn pow(zelf: PyObjectRef, value: PyObjectRef, modulus: OptionalArg<PyObjectRef>, vm: &VirtualMachine) -> PyResult {
-    guarded(&zelf, &value, &modulus.unwrap_or_none(vm), vm)
+    guarded_pow(&zelf, &value, &modulus.unwrap_or_none(vm), vm)
 }
 
 fn rpow(zelf: PyObjectRef, value: PyObjectRef, modulus: OptionalArg<PyObjectRef>, vm: &VirtualMachine) -> PyResult {
-    guarded(&value, &zelf, &modulus.unwrap_or_none(vm), vm)
+    guarded_pow(&value, &zelf, &modulus.unwrap_or_none(vm), vm)
 }
 
 /// Patches this thread's `int` type (types belong to the thread's genesis context); a VM
 /// rebuilt on the same thread finds it patched already.
-pub fn install(vm: &VirtualMachine) {
+pub fn guard_power(vm: &VirtualMachine) {
     let int = vm.ctx.types.int_type;
     let slot = &int.slots.as_number.power;
     if let Some(current) = slot.load() {
         // The first thread records the original; a patched slot is not recorded again.
         UNBOUNDED_POWER.get_or_init(|| current);
-        slot.store(Some(guarded));
+        slot.store(Some(guarded_pow));
     }
     let methods = [
         ("__pow__", vm.ctx.new_method_def("__pow__", pow, PyMethodFlags::METHOD, ItemDoc::NONE)),

@@ -155,7 +155,7 @@ fn defined_in(class_dict: &rustpython_vm::Py<PyDict>, module: &str, vm: &Virtual
 
 /// Drops the record of `vm`, which is being torn down: its objects must go while it exists.
 /// A record of another interpreter (built on this thread since) is left.
-pub fn forget(vm: &VirtualMachine) {
+pub fn discard_record(vm: &VirtualMachine) {
     let mine = PRISTINE.with_borrow(|p| p.as_ref().is_some_and(|p| p.builtins.is(&vm.builtins)));
     if mine {
         drop(PRISTINE.take());
@@ -164,7 +164,7 @@ pub fn forget(vm: &VirtualMachine) {
 
 /// Puts back what the last job changed. False if something could not be put back: the
 /// interpreter must then be rebuilt.
-pub fn restore(vm: &VirtualMachine) -> bool {
+pub fn put_back(vm: &VirtualMachine) -> bool {
     // Taken out while restoring: dropping a script's object, or setting a class attribute,
     // can run Python code.
     let Some(mut p) = PRISTINE.take() else { return false };

@@ -22,12 +22,12 @@ pub struct Request {
     pub on_registered: Option<PyObjectRef>,
 }
 
-pub fn register(request: Request, vm: &VirtualMachine) -> PyResult<String> {
+pub fn submit(request: Request, vm: &VirtualMachine) -> PyResult<String> {
     let mode = Mode::parse(&request.mode).ok_or_else(|| gears_error(vm, "unknown execution mode"))?;
     let kind = kind(&request.reader, &request.args, vm)?;
     check_commands(&kind, vm)?;
     check_session(&kind, vm)?;
-    let restored = session::with(|s| s.restoring.as_mut().map(|ids| ids.pop_front()));
+    let restored = session::with_job(|s| s.restoring.as_mut().map(|ids| ids.pop_front()));
     let id = match restored {
         Some(Some(id)) => id,
         // The source registers more than it did when it was saved: the extra ones are left out.
@@ -36,19 +36,19 @@ pub fn register(request: Request, vm: &VirtualMachine) -> PyResult<String> {
     };
     let spec = Spec { id: id.clone(), desc: request.desc, mode, kind };
     let callbacks = Callbacks { steps: request.steps, on_registered: request.on_registered };
-    let in_body = session::with(|s| s.in_body);
+    let in_body = session::with_job(|s| s.in_body);
     if in_body || session::restoring() {
-        session::with(|s| s.registrations.push(Pending { spec, callbacks }));
+        session::with_job(|s| s.registrations.push(Pending { spec, callbacks }));
         return Ok(id);
     }
     // From a step callback or a time event: joins the session of the code that called it.
-    let (Some(session_id), source) = session::with(|s| (s.session_id.clone(), s.source.clone())) else {
+    let (Some(session_id), source) = session::with_job(|s| (s.session_id.clone(), s.source.clone())) else {
         return Err(gears_error(vm, "register() here belongs to no session"));
     };
-    held::hold(&id, callbacks.clone());
+    held::keep_callbacks(&id, callbacks.clone());
     let source = source.map_or_else(String::new, |s| s.to_string());
-    if let Err(text) = super::upcalls::join_session(&session_id, &source, spec, callbacks) {
-        held::release(&id);
+    if let Err(text) = super::upcalls::upcalls().join_session(&session_id, &source, spec, callbacks) {
+        held::drop_callbacks(&id);
         return Err(gears_error(vm, text));
     }
     Ok(id)
@@ -58,17 +58,17 @@ fn item(dict: &rustpython_vm::Py<PyDict>, name: &str, vm: &VirtualMachine) -> Op
     dict.get_item_opt(name, vm).ok().flatten().filter(|v| !vm.is_none(v))
 }
 
-fn text(value: Option<PyObjectRef>) -> Option<String> {
+fn str_arg(value: Option<PyObjectRef>) -> Option<String> {
     value.and_then(|v| v.downcast_ref::<PyStr>().map(|s| s.to_string_lossy().into_owned()))
 }
 
 fn texts(value: Option<PyObjectRef>, vm: &VirtualMachine) -> Option<Vec<String>> {
     let list = value?;
     let items: Vec<PyObjectRef> = list.try_to_value(vm).ok()?;
-    Some(items.into_iter().filter_map(|i| text(Some(i))).collect())
+    Some(items.into_iter().filter_map(|i| str_arg(Some(i))).collect())
 }
 
-fn number(value: Option<PyObjectRef>, default: u64, vm: &VirtualMachine) -> u64 {
+fn int_arg(value: Option<PyObjectRef>, default: u64, vm: &VirtualMachine) -> u64 {
     value.and_then(|v| v.try_to_value::<i64>(vm).ok()).map_or(default, |n| n.max(0) as u64)
 }
 
@@ -81,26 +81,26 @@ fn kind(reader: &str, args: &PyObjectRef, vm: &VirtualMachine) -> PyResult<Kind>
     let get = |name: &str| item(dict, name, vm);
     Ok(match reader {
         "KeysReader" => Kind::Keys {
-            prefix: text(get("prefix")).unwrap_or_else(|| "*".to_owned()),
+            prefix: str_arg(get("prefix")).unwrap_or_else(|| "*".to_owned()),
             event_types: texts(get("eventTypes"), vm),
             key_types: texts(get("keyTypes"), vm),
             read_value: flag(get("readValue"), true, vm),
             commands: texts(get("commands"), vm).map(|c| c.iter().map(|c| c.to_ascii_lowercase()).collect()),
         },
         "StreamReader" => Kind::Stream {
-            prefix: text(get("prefix")).unwrap_or_else(|| "*".to_owned()),
-            batch: number(get("batch"), 1, vm).max(1),
-            duration_ms: number(get("duration"), 0, vm),
-            policy: text(get("onFailedPolicy"))
+            prefix: str_arg(get("prefix")).unwrap_or_else(|| "*".to_owned()),
+            batch: int_arg(get("batch"), 1, vm).max(1),
+            duration_ms: int_arg(get("duration"), 0, vm),
+            policy: str_arg(get("onFailedPolicy"))
                 .and_then(|p| FailurePolicy::parse(&p))
                 .unwrap_or(FailurePolicy::Continue),
-            retry_secs: number(get("retryInterval"), 1, vm),
+            retry_secs: int_arg(get("retryInterval"), 1, vm),
             trim: flag(get("trimStream"), true, vm),
         },
         "CommandReader" => Kind::Command {
-            trigger: text(get("trigger")),
-            hook: text(get("hook")).map(|h| h.to_ascii_lowercase()),
-            keyprefix: text(get("keyprefix")),
+            trigger: str_arg(get("trigger")),
+            hook: str_arg(get("hook")).map(|h| h.to_ascii_lowercase()),
+            keyprefix: str_arg(get("keyprefix")),
             inorder: flag(get("inorder"), false, vm),
         },
         _ => return Err(gears_error(vm, "given reader does not exists or does not support register")),
@@ -164,7 +164,7 @@ fn check_commands(kind: &Kind, vm: &VirtualMachine) -> PyResult<()> {
 
 /// Conflicts with what the same script registered before.
 fn check_session(kind: &Kind, vm: &VirtualMachine) -> PyResult<()> {
-    session::with(|s| {
+    session::with_job(|s| {
         for pending in &s.registrations {
             if kind.trigger().is_some() && pending.spec.kind.trigger() == kind.trigger() {
                 return Err(gears_error(vm, "trigger already registered in this session"));

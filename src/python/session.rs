@@ -66,7 +66,7 @@ thread_local! {
     static JOB_STATE: RefCell<JobState> = RefCell::new(JobState::default());
 }
 
-pub fn with<R>(f: impl FnOnce(&mut JobState) -> R) -> R {
+pub fn with_job<R>(f: impl FnOnce(&mut JobState) -> R) -> R {
     JOB_STATE.with_borrow_mut(f)
 }
 
@@ -79,7 +79,7 @@ pub fn forget() {
 
 /// Sets up this thread for an execution (a plain `run()`'s has no origin).
 pub fn begin_execution(origin: Origin) {
-    with(|s| {
+    with_job(|s| {
         *s = JobState {
             session_id: origin.session,
             source: origin.source,
@@ -94,25 +94,25 @@ pub fn begin_execution(origin: Origin) {
 /// Starts a fresh session for one script; whatever the previous job left is dropped.
 /// `restoring`: the registration ids of a session rebuilt from its source.
 pub fn begin(session_id: Option<String>, restoring: Option<VecDeque<String>>, run_as: RunAs) {
-    with(|s| *s = JobState { in_body: true, session_id, restoring, run_as, ..JobState::default() });
+    with_job(|s| *s = JobState { in_body: true, session_id, restoring, run_as, ..JobState::default() });
 }
 
 /// True while a session is rebuilt from its source.
 pub fn restoring() -> bool {
-    with(|s| s.restoring.is_some())
+    with_job(|s| s.restoring.is_some())
 }
 
 /// The session of a job that a visit preempted, set aside until the visit ends.
 pub struct SavedJob(Option<JobState>);
 
 pub fn nest() -> SavedJob {
-    SavedJob(Some(with(std::mem::take)))
+    SavedJob(Some(with_job(std::mem::take)))
 }
 
 impl Drop for SavedJob {
     fn drop(&mut self) {
         if let Some(outer) = self.0.take() {
-            with(|s| *s = outer);
+            with_job(|s| *s = outer);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What native functions ask of the layers above (sessions): installed once at load, so that
 //! `python` does not depend on them. Until then (unit tests, fuzz targets) the functions say
-//! they are unavailable.
+//! they are unavailable, or do what an interpreter alone would.
 
 use std::sync::OnceLock;
 
@@ -9,21 +9,39 @@ use crate::registrations::Spec;
 use crate::registrations::hooks::Chain;
 use crate::reply::Reply;
 
-pub struct Upcalls {
+/// Each default is what the interpreter does without the layers above.
+pub trait Upcalls: Sync {
     /// A hook's `call_next(*args)`: the next hook of the chain, or the command itself.
-    pub call_next: fn(&Chain, Vec<Vec<u8>>) -> Reply,
+    fn call_next(&self, _chain: &Chain, _args: Vec<Vec<u8>>) -> Reply {
+        Reply::Error("call_next is not available here".to_owned())
+    }
+
     /// `register()` outside a script body: joins the running code's session (given its id and
     /// source) at once, and calls `onRegistered`. The error is raised to the script.
-    pub join_session: fn(&str, &str, Spec, Callbacks) -> Result<(), String>,
+    fn join_session(&self, _session: &str, _source: &str, _spec: Spec, _callbacks: Callbacks) -> Result<(), String> {
+        Err("registering outside a script is not available here".to_owned())
+    }
+
     /// `registerTE()`: starts a time event whose function this worker holds.
-    pub start_timer: fn(TimerRequest) -> Result<TimerStart, String>,
+    fn start_timer(&self, _request: TimerRequest) -> Result<TimerStart, String> {
+        Err("time events are not available here".to_owned())
+    }
+
     /// A future of execution `owner` was continued: its home resumes it.
-    pub wake: fn(u64),
+    fn wake(&self, _owner: u64) {}
+
     /// Runs `f` (a callback of the event loop) in the context of execution `owner` (`None`: of
-    /// no execution); not at all if that execution has ended.
-    pub within: fn(Option<u64>, &mut dyn FnMut()),
-    /// This worker's interpreter is going: the executions waiting on it end first.
-    pub abandon_waiting: fn(),
+    /// no execution); not at all if that execution has ended. Alone, it runs as it is.
+    fn within(&self, _owner: Option<u64>, f: &mut dyn FnMut()) {
+        f()
+    }
+
+    /// This worker's interpreter is going: the executions waiting on it end first. Alone,
+    /// nothing waits; the interpreter's own tables are cleared.
+    fn abandon_waiting(&self) {
+        super::future::drop_futures();
+        super::event_loop::close_loop();
+    }
 }
 
 /// What `registerTE()` asks for.
@@ -48,54 +66,17 @@ pub enum TimerStart {
     Skipped,
 }
 
-static UPCALLS: OnceLock<Upcalls> = OnceLock::new();
+/// The interpreter without the layers above.
+struct Alone;
 
-pub fn install(upcalls: Upcalls) {
+impl Upcalls for Alone {}
+
+static UPCALLS: OnceLock<&'static dyn Upcalls> = OnceLock::new();
+
+pub fn provide(upcalls: &'static dyn Upcalls) {
     let _ = UPCALLS.set(upcalls);
 }
 
-pub fn call_next(chain: &Chain, args: Vec<Vec<u8>>) -> Reply {
-    match UPCALLS.get() {
-        Some(u) => (u.call_next)(chain, args),
-        None => Reply::Error("call_next is not available here".to_owned()),
-    }
-}
-
-pub fn start_timer(request: TimerRequest) -> Result<TimerStart, String> {
-    match UPCALLS.get() {
-        Some(u) => (u.start_timer)(request),
-        None => Err("time events are not available here".to_owned()),
-    }
-}
-
-pub fn wake(owner: u64) {
-    if let Some(u) = UPCALLS.get() {
-        (u.wake)(owner);
-    }
-}
-
-/// Without the layers above (unit tests), a callback runs as it is.
-pub fn within(owner: Option<u64>, f: &mut dyn FnMut()) {
-    match UPCALLS.get() {
-        Some(u) => (u.within)(owner, f),
-        None => f(),
-    }
-}
-
-/// Without the layers above nothing waits; the interpreter's own tables are cleared.
-pub fn abandon_waiting() {
-    match UPCALLS.get() {
-        Some(u) => (u.abandon_waiting)(),
-        None => {
-            super::future::clear();
-            super::event_loop::clear();
-        }
-    }
-}
-
-pub fn join_session(session: &str, source: &str, spec: Spec, callbacks: Callbacks) -> Result<(), String> {
-    match UPCALLS.get() {
-        Some(u) => (u.join_session)(session, source, spec, callbacks),
-        None => Err("registering outside a script is not available here".to_owned()),
-    }
+pub fn upcalls() -> &'static dyn Upcalls {
+    UPCALLS.get().copied().unwrap_or(&Alone)
 }

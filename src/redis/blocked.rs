@@ -14,12 +14,13 @@ use std::collections::HashMap;
 use std::os::raw::{c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Once, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 use redis_module::{Context, RedisValue, raw};
 
 use crate::reply::Reply;
+use crate::unpoisoned::Unpoisoned;
 
 pub struct BlockedClient {
     bc: *mut raw::RedisModuleBlockedClient,
@@ -52,7 +53,7 @@ type OnDisconnect = Box<dyn FnOnce() + Send>;
 static ON_DISCONNECT: LazyLock<Mutex<HashMap<usize, OnDisconnect>>> = LazyLock::new(Default::default);
 
 fn on_disconnect() -> MutexGuard<'static, HashMap<usize, OnDisconnect>> {
-    ON_DISCONNECT.lock().unwrap_or_else(PoisonError::into_inner)
+    ON_DISCONNECT.locked()
 }
 
 impl BlockedClient {

@@ -23,7 +23,7 @@ thread_local! {
 /// timers do not have, from ever being taken.
 pub fn call(ctx: &Context, run_as: &RunAs, command: &str, args: &[&[u8]]) -> Reply {
     match checked(ctx, run_as, command, args) {
-        Ok(user) => run(ctx, user.as_ref(), command, args),
+        Ok(user) => call_raw(ctx, user.as_ref(), command, args),
         Err(err) => Reply::Error(err.to_string()),
     }
 }
@@ -46,7 +46,7 @@ fn checked(ctx: &Context, run_as: &RunAs, command: &str, args: &[&[u8]]) -> Resu
     Ok(Some(user))
 }
 
-fn run(ctx: &Context, user: Option<&User>, command: &str, args: &[&[u8]]) -> Reply {
+fn call_raw(ctx: &Context, user: Option<&User>, command: &str, args: &[&[u8]]) -> Reply {
     let builder = CallOptionsBuilder::new().replicate().errors_as_replies();
     let opts = match user {
         Some(_) => builder.verify_acl().build(),

@@ -29,13 +29,13 @@ pub fn subscribe(ctx: &Context, handlers: Handlers) {
     let _ = HANDLERS.set(handlers);
     for id in [EVENT_ROLE_CHANGED, EVENT_LOADING] {
         let event = raw::RedisModuleEvent { id, dataver: 1 };
-        raw::subscribe_to_server_event(ctx.ctx, event, Some(on_event));
+        raw::subscribe_to_server_event(ctx.ctx, event, Some(on_server_event));
     }
 }
 
 /// SAFETY (callback contract): Redis calls it with the lock held, a context and event data
 /// valid for the call (the data's type is the one of `event.id`).
-unsafe extern "C" fn on_event(
+unsafe extern "C" fn on_server_event(
     ctx: *mut raw::RedisModuleCtx,
     event: raw::RedisModuleEvent,
     sub: u64,

@@ -44,7 +44,7 @@ thread_local! {
     static BYPASS: Cell<bool> = const { Cell::new(false) };
 }
 
-pub fn install(ctx: &Context, intercepts: Intercepts, needs_auth: NeedsAuth) {
+pub fn intercept(ctx: &Context, intercepts: Intercepts, needs_auth: NeedsAuth) {
     let _ = INTERCEPTS.set(intercepts);
     let _ = NEEDS_AUTH.set(needs_auth);
     let mut secret = [0u8; 16];

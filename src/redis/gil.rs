@@ -14,9 +14,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::unpoisoned::Unpoisoned;
 use redis_module::{Context, raw};
 
 /// The module's own detached context, created at load: the one every worker locks.
@@ -31,7 +32,7 @@ thread_local! {
 }
 
 /// Called once from the module's init, which runs on the main thread.
-pub fn init(ctx: &Context) {
+pub fn init_main_thread(ctx: &Context) {
     DEPTH.set(1);
     // SAFETY: init runs with a valid module context; the detached context it returns is never
     // freed, so the pointer stays valid for the module's life.
@@ -67,7 +68,7 @@ impl Locked {
         // SAFETY: `ctx` is the module's detached context (`available()` was checked by the
         // callers); TryLock returns OK only when this thread now holds the lock.
         while unsafe { raw::RedisModule_ThreadSafeContextTryLock.unwrap()(ctx) } != raw::REDISMODULE_OK as i32 {
-            crate::idle::wait(pause);
+            crate::idle::serve_for(pause);
             pause = (pause * 2).min(Duration::from_millis(1));
         }
         DEPTH.set(DEPTH.get() + 1);
@@ -184,7 +185,7 @@ impl Lent {
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<SendCtx>> {
-        self.ctx.lock().unwrap_or_else(PoisonError::into_inner)
+        self.ctx.locked()
     }
 
     /// Takes the context back; waits for a call the worker is making through it to return.

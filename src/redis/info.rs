@@ -25,7 +25,7 @@ pub type Sections = fn() -> Vec<Section>;
 
 static SECTIONS: OnceLock<Sections> = OnceLock::new();
 
-pub fn register(ctx: &Context, sections: Sections) {
+pub fn add_sections(ctx: &Context, sections: Sections) {
     let _ = SECTIONS.set(sections);
     // SAFETY: called from the module's init with its context; the callback is a plain extern fn
     // that lives as long as the module.

@@ -11,7 +11,7 @@ use redis_module::{Context, raw};
 /// `<rg>` prefix), so it is safe on any thread without the lock.
 static LOG_CTX: AtomicPtr<raw::RedisModuleCtx> = AtomicPtr::new(ptr::null_mut());
 
-pub fn init(ctx: &Context) {
+pub fn init_log(ctx: &Context) {
     // SAFETY: reading the API table that RedisModule_Init filled before init ran; `ctx` is the
     // module's load context, and the detached context it gives is never freed.
     if let Some(detach) = unsafe { raw::RedisModule_GetDetachedThreadSafeContext } {

@@ -32,21 +32,21 @@ pub fn quietly<R>(f: impl FnOnce() -> R) -> R {
     result
 }
 
-pub fn subscribe(ctx: &Context, handler: Handler) {
+pub fn subscribe_keyspace(ctx: &Context, handler: Handler) {
     let _ = HANDLER.set(handler);
     let events = NotifyEvent::ALL | NotifyEvent::MISSED;
     // SAFETY: called from the module's load, on the main thread, with its own context; the
     // callbacks are plain functions that live as long as the module.
     unsafe {
         if let Some(subscribe) = raw::RedisModule_SubscribeToKeyspaceEvents {
-            subscribe(ctx.ctx, events.bits(), Some(on_event));
+            subscribe(ctx.ctx, events.bits(), Some(on_notification));
         }
     }
 }
 
 /// SAFETY (callback contract): Redis calls it with the lock held, a context valid for the call
 /// and NUL-terminated event name and key string valid for the call.
-extern "C" fn on_event(
+extern "C" fn on_notification(
     ctx: *mut raw::RedisModuleCtx,
     _type: c_int,
     event: *const c_char,

@@ -4,7 +4,7 @@ use std::sync::Once;
 
 static INSTALL: Once = Once::new();
 
-pub fn install() {
+pub fn route_panics_to_log() {
     INSTALL.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
             super::log::warning(&format!("rustgears: caught panic: {info}"));

@@ -27,7 +27,7 @@ pub struct Persisted {
 
 static PERSISTED: OnceLock<Persisted> = OnceLock::new();
 
-pub fn install(persisted: Persisted) {
+pub fn register_persisted(persisted: Persisted) {
     let _ = PERSISTED.set(persisted);
 }
 
@@ -61,16 +61,16 @@ pub static TYPE: RedisType = RedisType::new(
 /// always writes the aux field, so something is always written.
 /// SAFETY (callback contract): `rdb` is an IO handle Redis keeps valid for the call.
 unsafe extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, _when: c_int) {
-    save(rdb, true);
+    save_aux(rdb, true);
 }
 
 /// Redis 7.2+: nothing is written without registrations, so such an RDB loads without the module.
 /// SAFETY (callback contract): as `aux_save`.
 unsafe extern "C" fn aux_save_unless_empty(rdb: *mut raw::RedisModuleIO, _when: c_int) {
-    save(rdb, false);
+    save_aux(rdb, false);
 }
 
-fn save(rdb: *mut raw::RedisModuleIO, always: bool) {
+fn save_aux(rdb: *mut raw::RedisModuleIO, always: bool) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         if let Some((bytes, empty)) = PERSISTED.get().map(|p| (p.save)())
             && (always || !empty)

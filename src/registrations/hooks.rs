@@ -5,16 +5,17 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{Kind, Registration, lock, registry};
+use super::{Kind, Registration, registry};
 use crate::redis::blocked::BlockedClient;
 use crate::reply::Reply;
 use crate::store::RunAs;
+use crate::unpoisoned::Unpoisoned;
 
 /// Registrations that intercept commands: while none exists the command filter returns at once.
 static INTERCEPTING: AtomicUsize = AtomicUsize::new(0);
 
 /// Recounts the intercepting registrations (the caller holds the registry).
-pub(super) fn recount(registrations: &[Arc<Registration>]) {
+pub(super) fn recount_hooks(registrations: &[Arc<Registration>]) {
     let n = registrations.iter().filter(|r| intercepted_commands(&r.spec.kind).is_some()).count();
     INTERCEPTING.store(n, Ordering::Release);
 }
@@ -58,7 +59,7 @@ pub fn chain(command: &str, keys: &mut dyn FnMut() -> Vec<Vec<u8>>) -> Vec<Arc<R
 }
 
 /// Whether a KeysReader registration follows `command`.
-pub fn followed(command: &str) -> bool {
+pub fn any_follows(command: &str) -> bool {
     registry().registrations.iter().any(|r| match &r.spec.kind {
         Kind::Keys { commands: Some(names), .. } => names.iter().any(|n| n == command),
         _ => false,
@@ -112,7 +113,7 @@ impl CommandLink {
     /// One awaited execution ended (or the command parked its client): the last one answers.
     pub fn one_done(&self) {
         if self.waiting.fetch_sub(1, Ordering::AcqRel) == 1
-            && let Some((client, original)) = lock(&self.parked).take()
+            && let Some((client, original)) = self.parked.locked().take()
         {
             client.reply(Arc::new(self.take_reply(original)));
         }
@@ -120,12 +121,12 @@ impl CommandLink {
 
     /// The command's reply: the override if an execution set one.
     pub fn take_reply(&self, original: Reply) -> Reply {
-        lock(&self.reply).take().unwrap_or(original)
+        self.reply.locked().take().unwrap_or(original)
     }
 
     /// Leaves the blocked client to be answered when the awaited executions end.
     pub fn park(&self, client: BlockedClient, original: Reply) {
-        *lock(&self.parked) = Some((client, original));
+        *self.parked.locked() = Some((client, original));
         self.one_done();
     }
 }

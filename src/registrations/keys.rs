@@ -40,7 +40,7 @@ pub fn listeners(
 /// KeysReader and StreamReader registrations: while none exists events are not looked at.
 static LISTENING: AtomicUsize = AtomicUsize::new(0);
 
-pub(super) fn recount(registrations: &[Arc<Registration>]) {
+pub(super) fn recount_keys(registrations: &[Arc<Registration>]) {
     let n = registrations.iter().filter(|r| matches!(r.spec.kind, Kind::Keys { .. } | Kind::Stream { .. })).count();
     LISTENING.store(n, Ordering::Release);
 }

@@ -1,9 +1,10 @@
 //! What a registration does while it lives: its statistics (RG.DUMPREGISTRATIONS), its status,
 //! its stream's progress, the executions it has pending and listed.
 
+use crate::unpoisoned::Unpoisoned;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 /// Counters and durations of one registration (RG.DUMPREGISTRATIONS).
 #[derive(Debug, Default, Clone)]
@@ -91,29 +92,25 @@ pub struct Live {
     gone: AtomicBool,
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Live {
     pub fn stats(&self) -> Stats {
-        lock(&self.stats).clone()
+        self.stats.locked().clone()
     }
 
     pub fn status(&self) -> Status {
-        *lock(&self.status)
+        *self.status.locked()
     }
 
     pub fn set_status(&self, status: Status) {
-        *lock(&self.status) = status;
+        *self.status.locked() = status;
     }
 
     pub fn streams(&self) -> MutexGuard<'_, std::collections::HashMap<Vec<u8>, StreamProgress>> {
-        lock(&self.streams)
+        self.streams.locked()
     }
 
     pub fn clear_stats(&self) {
-        *lock(&self.stats) = Stats::default();
+        *self.stats.locked() = Stats::default();
     }
 
     pub fn gone(&self) -> bool {
@@ -122,7 +119,7 @@ impl Live {
 
     /// Counts an execution started.
     pub fn started(&self) {
-        lock(&self.stats).triggered += 1;
+        self.stats.locked().triggered += 1;
         self.running.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -130,7 +127,7 @@ impl Live {
     /// counters it reads afterwards include it).
     pub fn count(&self, outcome: Outcome, ms: u64) {
         {
-            let mut stats = lock(&self.stats);
+            let mut stats = self.stats.locked();
             match outcome {
                 Outcome::Success => {
                     stats.success += 1;
@@ -152,7 +149,7 @@ impl Live {
     pub fn ended(&self, id: String) -> Vec<String> {
         self.running.fetch_sub(1, Ordering::AcqRel);
         let limit = crate::config::with(|c| c.max_executions_per_registration).max(0) as usize;
-        let mut finished = lock(&self.finished);
+        let mut finished = self.finished.locked();
         finished.push_back(id);
         let mut dropped = Vec::new();
         while finished.len() > limit {
@@ -167,7 +164,7 @@ impl Live {
 
     /// A stream batch's lag: from its first entry's arrival to its completion.
     pub fn lag(&self, ms: u64) {
-        let mut stats = lock(&self.stats);
+        let mut stats = self.stats.locked();
         stats.last_lag_ms = ms;
         stats.total_lag_ms += ms;
         stats.lags += 1;
@@ -192,6 +189,6 @@ impl Live {
         if self.running.load(Ordering::Acquire) > 0 {
             return Vec::new();
         }
-        lock(&self.finished).drain(..).collect()
+        self.finished.locked().drain(..).collect()
     }
 }

@@ -24,7 +24,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 mod live;
 
-use live::lock;
+use crate::unpoisoned::Unpoisoned;
 
 pub use live::{Live, Outcome, Stats, Status, StreamProgress};
 pub use spec::{FailurePolicy, Kind, Mode, Spec};
@@ -81,7 +81,7 @@ struct Registry {
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
 
 fn registry() -> MutexGuard<'static, Registry> {
-    lock(&REGISTRY)
+    REGISTRY.locked()
 }
 
 /// What applying one script's registrations needs.
@@ -230,8 +230,8 @@ pub fn unregister(id: &str) -> Result<(Arc<Registration>, Vec<String>), GearsErr
 
 /// Keeps the counts that let events and commands pass by quickly when nothing listens.
 fn recount(registrations: &[Arc<Registration>]) {
-    hooks::recount(registrations);
-    keys::recount(registrations);
+    hooks::recount_hooks(registrations);
+    keys::recount_keys(registrations);
 }
 
 /// Every registration, in creation order.

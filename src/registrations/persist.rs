@@ -71,7 +71,8 @@ impl SavedSession {
     }
 }
 
-fn default_owner() -> String {
+/// Whom data written before owners were recorded belongs to.
+pub(super) fn default_owner() -> String {
     "default".to_owned()
 }
 
@@ -99,7 +100,7 @@ pub fn snapshot() -> Vec<u8> {
             replaces: None,
         })
         .collect();
-    serde_json::to_vec(&Saved { format: FORMAT, sessions, queued: queue::snapshot() }).unwrap_or_default()
+    serde_json::to_vec(&Saved { format: FORMAT, sessions, queued: queue::queued_snapshot() }).unwrap_or_default()
 }
 
 /// The sessions of an RDB's aux data, and the events it had queued.

@@ -9,8 +9,9 @@
 //! atomic), which never blocks a fork nor tears what the child reads.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
+use crate::unpoisoned::Unpoisoned;
 use serde::{Deserialize, Serialize};
 
 /// A keyspace event waiting for (or in) an execution of an asynchronous registration.
@@ -43,7 +44,7 @@ pub fn journal(event: QueuedEvent) -> Journaled {
     EVER.store(true, Ordering::Relaxed);
     let entry = Arc::new(QueueEntry { event, done: AtomicBool::new(false) });
     let live = LIVE.fetch_add(1, Ordering::AcqRel) + 1;
-    let mut journal = JOURNAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut journal = JOURNAL.locked();
     // Amortized: each prune at least halves what it walks.
     if journal.len() >= 2 * live + 64 {
         journal.retain(|e| !e.done.load(Ordering::Acquire));
@@ -65,21 +66,21 @@ impl Drop for Journaled {
 
 /// The events an RDB saves: queued or running, oldest first. Only with the Redis lock held
 /// (the fork child included).
-pub fn snapshot() -> Vec<QueuedEvent> {
-    let journal = JOURNAL.lock().unwrap_or_else(PoisonError::into_inner);
+pub fn queued_snapshot() -> Vec<QueuedEvent> {
+    let journal = JOURNAL.locked();
     journal.iter().filter(|e| !e.done.load(Ordering::Acquire)).map(|e| e.event.clone()).collect()
 }
 
 /// An RDB being loaded had these events queued.
 pub fn loaded(events: Vec<QueuedEvent>) {
-    LOADED_EVENTS.lock().unwrap_or_else(PoisonError::into_inner).extend(events);
+    LOADED_EVENTS.locked().extend(events);
 }
 
 /// Loading ended: the saved events to queue again. None unless the load was of an RDB file
 /// (`loading`) and nothing was queued by this process before (a start-up load; a DEBUG RELOAD
 /// or a replica's sync would run them twice).
 pub fn take_loaded() -> Vec<QueuedEvent> {
-    let events = std::mem::take(&mut *LOADED_EVENTS.lock().unwrap_or_else(PoisonError::into_inner));
+    let events = std::mem::take(&mut *LOADED_EVENTS.locked());
     let replay = REPLAYABLE.swap(false, Ordering::Relaxed) && !EVER.load(Ordering::Relaxed);
     if replay { events } else { Vec::new() }
 }
@@ -87,7 +88,7 @@ pub fn take_loaded() -> Vec<QueuedEvent> {
 /// A load starts; `snapshot`: of an RDB file (an AOF's preamble was saved before the commands
 /// that follow it, so its queue is stale).
 pub fn loading(snapshot: bool) {
-    LOADED_EVENTS.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    LOADED_EVENTS.locked().clear();
     REPLAYABLE.store(snapshot, Ordering::Relaxed);
 }
 
@@ -104,17 +105,17 @@ mod tests {
     fn an_event_is_saved_until_its_execution_ends_and_replayed_only_on_a_first_load() {
         let a = journal(event("a"));
         let b = journal(event("b"));
-        assert_eq!(snapshot(), vec![event("a"), event("b")]);
+        assert_eq!(queued_snapshot(), vec![event("a"), event("b")]);
         drop(a);
-        assert_eq!(snapshot(), vec![event("b")]);
+        assert_eq!(queued_snapshot(), vec![event("b")]);
         // Many ended executions are pruned; the live one stays.
         for i in 0..1000 {
             drop(journal(event(&i.to_string())));
         }
-        assert!(JOURNAL.lock().unwrap_or_else(PoisonError::into_inner).len() < 200);
-        assert_eq!(snapshot(), vec![event("b")]);
+        assert!(JOURNAL.locked().len() < 200);
+        assert_eq!(queued_snapshot(), vec![event("b")]);
         drop(b);
-        assert!(snapshot().is_empty());
+        assert!(queued_snapshot().is_empty());
         // This process has queued events: a load's are not replayed.
         loading(true);
         loaded(vec![event("c")]);

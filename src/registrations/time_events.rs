@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::store::RunAs;
+use crate::unpoisoned::Unpoisoned;
 
 /// A running time event.
 #[derive(Debug, Clone)]
@@ -34,12 +35,8 @@ pub struct TimerKey {
     pub seconds: u64,
     /// The ACL user whose script started it; keys written before owners were recorded belong
     /// to `default`.
-    #[serde(default = "default_owner")]
+    #[serde(default = "super::persist::default_owner")]
     pub owner: String,
-}
-
-fn default_owner() -> String {
-    "default".to_owned()
 }
 
 impl TimerKey {
@@ -58,22 +55,22 @@ static ACTIVE: LazyLock<Mutex<HashMap<u64, TimeEvent>>> = LazyLock::new(Default:
 static LOADED_TIMERS: LazyLock<Mutex<Vec<TimerKey>>> = LazyLock::new(Default::default);
 
 fn active() -> MutexGuard<'static, HashMap<u64, TimeEvent>> {
-    ACTIVE.lock().unwrap_or_else(PoisonError::into_inner)
+    ACTIVE.locked()
 }
 
-fn loaded() -> MutexGuard<'static, Vec<TimerKey>> {
-    LOADED_TIMERS.lock().unwrap_or_else(PoisonError::into_inner)
+fn loaded_timers() -> MutexGuard<'static, Vec<TimerKey>> {
+    LOADED_TIMERS.locked()
 }
 
 pub fn next_id() -> u64 {
     NEXT_TIMER_ID.fetch_add(1, Ordering::AcqRel)
 }
 
-pub fn start(event: TimeEvent) {
+pub fn add(event: TimeEvent) {
     active().insert(event.id, event);
 }
 
-pub fn get(id: u64) -> Option<TimeEvent> {
+pub fn lookup(id: u64) -> Option<TimeEvent> {
     active().get(&id).cloned()
 }
 
@@ -88,12 +85,12 @@ pub fn stop(id: u64) -> Option<TimeEvent> {
 /// A keyed time event read from an RDB: ids stay above it, and it waits to be brought back.
 pub fn loaded_key(key: TimerKey) {
     NEXT_TIMER_ID.fetch_max(key.id + 1, Ordering::AcqRel);
-    loaded().push(key);
+    loaded_timers().push(key);
 }
 
 /// The loaded keyed time events not running yet.
-pub fn take_loaded() -> Vec<TimerKey> {
-    std::mem::take(&mut *loaded()).into_iter().filter(|k| !is_active(k.id)).collect()
+pub fn take_loaded_timers() -> Vec<TimerKey> {
+    std::mem::take(&mut *loaded_timers()).into_iter().filter(|k| !is_active(k.id)).collect()
 }
 
 /// Time events of `session` that are running (they keep it referenced).

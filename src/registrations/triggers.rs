@@ -5,6 +5,6 @@ use std::sync::Arc;
 use super::{Registration, registry};
 
 /// The registration of trigger `name` (names are case-sensitive).
-pub fn find(name: &str) -> Option<Arc<Registration>> {
+pub fn by_name(name: &str) -> Option<Arc<Registration>> {
     registry().registrations.iter().find(|r| r.spec.kind.trigger() == Some(name)).cloned()
 }

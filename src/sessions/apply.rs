@@ -2,7 +2,6 @@
 //! replacing its old session), `register()` joining a session from a callback, and
 //! `onRegistered`.
 
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,6 @@ use crate::pool;
 use crate::python::Runtime;
 use crate::python::held::{self, Callbacks, Pending};
 use crate::redis::gil::with_gil;
-use crate::redis::keyspace::RedisStore;
 use crate::redis::log;
 use crate::registrations::persist;
 use crate::registrations::{self, ApplyBatch, Kind, Registration, Spec};
@@ -63,7 +61,7 @@ pub fn apply_script(
         replaces,
     };
     for p in &pending {
-        held::hold(&p.spec.id, p.callbacks.clone());
+        held::keep_callbacks(&p.spec.id, p.callbacks.clone());
     }
     let applied = with_gil(db, |ctx| {
         // An upgrade that registers nothing of a session that does not exist changes nothing.
@@ -85,7 +83,7 @@ pub fn apply_script(
             replaced
         }
         Err(text) => {
-            pending.iter().for_each(|p| held::release(&p.spec.id));
+            pending.iter().for_each(|p| held::drop_callbacks(&p.spec.id));
             return Err(text);
         }
     };
@@ -156,7 +154,7 @@ pub fn join_session(session: &str, source: &str, spec: Spec, callbacks: Callback
 pub fn release_elsewhere(gone: Vec<Arc<Registration>>) {
     for registration in gone {
         let id = registration.spec.id.clone();
-        pool::send(registration.home, Box::new(move |_| held::release(&id)));
+        pool::send(registration.home, Box::new(move |_| held::drop_callbacks(&id)));
     }
 }
 
@@ -167,7 +165,7 @@ pub fn on_registered(runtime: &Runtime, session: &str, callbacks: &Callbacks, ru
     let _profiled = crate::config::with(|c| c.profile_executions == 1).then(|| runtime.profile(session));
     let _armed = runtime.arm(Abort::with_limit(ON_REGISTERED_LIMIT));
     // It may call `execute()`, in database 0 as RedisGears does.
-    let _installed = crate::store::install(Rc::new(RedisStore::new(0, run_as.clone())));
+    let _installed = crate::store::install(crate::jobs::host::store(0, run_as.clone()));
     runtime.enter(|vm| match crate::python::call_callback(vm, function, ()) {
         Err(exc) => log::warning(&format!("onRegistered failed: {}", crate::python::error_text(vm, &exc))),
         Ok(value) if &*value.class().name() == "coroutine" => {

@@ -44,12 +44,12 @@ pub type Then = Box<dyn FnOnce(&Runtime, &Reply, &[String])>;
 /// records have been continued) it is counted, its waiters answered, and `then` called. False
 /// if it was aborted before it started (then `then` is not called). `async_allowed`: its records
 /// may wait.
-pub(crate) fn run(
+pub(crate) fn run_registration(
     runtime: &Runtime,
     registration: Arc<Registration>,
     input: Input,
     db: i32,
-    execution: super::Running,
+    execution: crate::jobs::Running,
     async_allowed: bool,
     then: Then,
 ) -> bool {
@@ -69,7 +69,7 @@ pub(crate) fn run(
     };
     let plan = callbacks(runtime, &registration).map(|callbacks| runtime.enter(|vm| raw_plan(vm, input, callbacks)));
     let key = execution.key().clone();
-    let done: super::parked::Done = Box::new(move |runtime, ended, stopped| {
+    let done: crate::jobs::parked::Done = Box::new(move |runtime, ended, stopped| {
         let outcome = match ended.report.errors.first() {
             _ if stopped => Outcome::Aborted,
             None => Outcome::Success,
@@ -79,7 +79,7 @@ pub(crate) fn run(
         registration.live.count(outcome, started.elapsed().as_millis() as u64);
         let errors = ended.report.errors.clone();
         execution.finish(ended.reply.clone(), ended.report);
-        listed(&registration, id);
+        list_started(&registration, id);
         then(runtime, &ended.reply, &errors);
     });
     let plan = match plan {
@@ -93,18 +93,18 @@ pub(crate) fn run(
         }
     };
     // Aborted before it started: ended (and counted) by the abort.
-    super::run_now(runtime, plan, db, &key, origin, async_allowed, done)
+    crate::jobs::run_now(runtime, plan, db, &key, origin, async_allowed, done)
 }
 
 /// Counts the end of an execution that has finished (an abort ended it before it started).
 pub fn ended(registration: &Registration, outcome: Outcome, ms: u64, id: String) {
     registration.live.count(outcome, ms);
-    listed(registration, id);
+    list_started(registration, id);
 }
 
 /// A finished execution joins its registration's listed ones; those beyond the listing bound
 /// are dropped.
-fn listed(registration: &Registration, id: String) {
+fn list_started(registration: &Registration, id: String) {
     for id in registration.live.ended(id) {
         let _ = executions::drop_execution(&id);
     }
@@ -140,11 +140,11 @@ fn records(vm: &VirtualMachine, items: Vec<rustpython_vm::PyObjectRef>) -> rustp
 
 /// The registration's callbacks on this worker, rebuilt from its session's source if missing.
 fn callbacks(runtime: &Runtime, registration: &Registration) -> Result<Callbacks, String> {
-    if let Some(callbacks) = held::get(&registration.spec.id) {
+    if let Some(callbacks) = held::callbacks_of(&registration.spec.id) {
         return Ok(callbacks);
     }
     super::persisted::restore(runtime, &registration.session)?;
-    held::get(&registration.spec.id).ok_or_else(|| {
+    held::callbacks_of(&registration.spec.id).ok_or_else(|| {
         format!("the source of session {} no longer registers {}", registration.session, registration.spec.id)
     })
 }
@@ -197,7 +197,7 @@ pub fn dispatch(
     let inline = matches!(caller, Caller::Inline(_))
         || registration.spec.mode == Mode::Sync
         || !registration.live.try_pend(bound);
-    if inline && let Err(err) = super::sync::may_nest() {
+    if inline && let Err(err) = crate::jobs::call::may_nest() {
         // Counted as a failed execution of the registration that would have recursed.
         registration.live.started();
         registration.live.count(Outcome::Failure(err.to_string()), 0);
@@ -216,7 +216,7 @@ pub fn dispatch(
 struct Started {
     registration: Arc<Registration>,
     abort: Arc<Abort>,
-    execution: super::Running,
+    execution: crate::jobs::Running,
     /// Set when a followed command's client waits for it.
     awaited: Option<Awaited>,
 }
@@ -230,7 +230,7 @@ impl Started {
         let abort = Abort::new();
         let worker = pool::worker_of(registration.home);
         let key = executions::create_registered(worker, keep, &registration.spec.id, abort.clone());
-        let execution = super::Running::holding(key, registrations::hold_session(&registration.session));
+        let execution = crate::jobs::Running::holding(key, registrations::hold_session(&registration.session));
         registration.live.started();
         // A followed command's client waits until the execution ends, waiting records included.
         let awaited = match caller {
@@ -270,16 +270,16 @@ fn run_inline(ctx: &Context, started: Started, input: Input, db: i32, caller: Ca
     let went_async = Arc::new(AtomicBool::new(false));
     let flag = went_async.clone();
     let on_disconnect = abort.clone();
-    let result = super::sync::call(ctx, home, abort, move |runtime, _| {
+    let result = crate::jobs::call::call_on_home(ctx, home, abort, move |runtime, _| {
         let ended = Rc::new(RefCell::new(None));
         let slot = ended.clone();
         let then: Then = Box::new(move |_, reply, _| {
             *slot.borrow_mut() = Some(reply.clone());
             drop(awaited);
         });
-        run(runtime, registration, input, db, execution, async_allowed, then);
+        run_registration(runtime, registration, input, db, execution, async_allowed, then);
         runtime.end_job();
-        super::defer_nested(runtime, db);
+        crate::jobs::defer_nested(runtime, db);
         ended.take().unwrap_or_else(|| {
             flag.store(true, Ordering::Release);
             Reply::Null
@@ -331,9 +331,9 @@ fn queue_on_home(ctx: &Context, started: Started, input: Input, db: i32, caller:
                 drop(awaited);
                 drop(journaled);
             });
-            run(runtime, registration, input, db, execution, true, then);
+            run_registration(runtime, registration, input, db, execution, true, then);
             runtime.end_job();
-            super::defer_nested(runtime, db);
+            crate::jobs::defer_nested(runtime, db);
         }),
     );
 }

@@ -3,7 +3,6 @@
 //! AOF and the replication link (saved, loaded, resumed when loading ends).
 
 use std::collections::VecDeque;
-use std::rc::Rc;
 
 use redis_module::Context;
 
@@ -14,7 +13,6 @@ use crate::pool;
 use crate::python::held::{self, Pending};
 use crate::python::{Runtime, ScriptOutcome};
 use crate::redis::gil::with_gil;
-use crate::redis::keyspace::RedisStore;
 use crate::redis::log;
 use crate::redis::notify;
 use crate::registrations::persist::{self, SavedSession};
@@ -35,7 +33,7 @@ pub fn rerun(
 ) -> Result<Vec<Pending>, String> {
     let outcome = runtime.run_script(
         source,
-        Rc::new(RedisStore::new(0, run_as)),
+        crate::jobs::host::store(0, run_as),
         Abort::with_limit(ON_REGISTERED_LIMIT),
         session,
         Some(ids),
@@ -57,7 +55,7 @@ pub fn restore(runtime: &Runtime, id: &str) -> Result<(), String> {
         return Err(format!("session {id} does not exist"));
     };
     // Already rebuilt here (an event came before the load's own job).
-    if session.registrations.iter().all(|r| held::get(r).is_some()) {
+    if session.registrations.iter().all(|r| held::callbacks_of(r).is_some()) {
         return Ok(());
     }
     let ids: VecDeque<String> = session.registrations.iter().cloned().collect();
@@ -65,11 +63,11 @@ pub fn restore(runtime: &Runtime, id: &str) -> Result<(), String> {
     let pending = rerun(runtime, Some(id.to_owned()), &session.source, ids, run_as.clone())?;
     // An event preempting the rerun may have rebuilt the session meanwhile (nested): the first
     // rebuild stays, so that every registration of the session keeps one globals dict.
-    if session.registrations.iter().any(|r| held::get(r).is_some()) {
+    if session.registrations.iter().any(|r| held::callbacks_of(r).is_some()) {
         return Ok(());
     }
     for p in pending {
-        held::hold(&p.spec.id, p.callbacks.clone());
+        held::keep_callbacks(&p.spec.id, p.callbacks.clone());
         on_registered(runtime, id, &p.callbacks, &run_as);
     }
     Ok(())
@@ -120,7 +118,7 @@ pub fn ready(ctx: &Context) {
     super::time_events::resume_loaded();
     for registration in registrations::all() {
         if matches!(registration.spec.kind, Kind::Stream { .. }) {
-            super::streams::scan(registration);
+            super::streams::scan_existing(registration);
         }
     }
 }

@@ -4,7 +4,6 @@
 //! event's key.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::rc::Rc;
 use std::time::Duration;
 
 use redis_module::Context;
@@ -15,7 +14,6 @@ use crate::python::session::Origin;
 use crate::python::upcalls::{TimerRequest, TimerStart};
 use crate::python::{Runtime, call_callback, error_text};
 use crate::redis::gil::with_gil;
-use crate::redis::keyspace::RedisStore;
 use crate::redis::{log, notify, rdb};
 use crate::registrations::time_events::{TimeEvent, TimerKey};
 use crate::registrations::{self, time_events};
@@ -25,7 +23,7 @@ use crate::store::{self, RunAs};
 use std::sync::Arc;
 
 /// `registerTE()` on this worker (its home is the time event's).
-pub fn start(request: TimerRequest) -> Result<TimerStart, String> {
+pub fn start_timer(request: TimerRequest) -> Result<TimerStart, String> {
     let Some(home) = pool::this_home() else { return Err("time events start on a worker".to_owned()) };
     let db = 0;
     with_gil(db, |ctx| {
@@ -62,7 +60,7 @@ pub fn start(request: TimerRequest) -> Result<TimerStart, String> {
             None => time_events::next_id(),
         };
         let period = Duration::from_secs(request.seconds);
-        time_events::start(TimeEvent {
+        time_events::add(TimeEvent {
             id,
             home,
             period,
@@ -79,7 +77,7 @@ pub fn start(request: TimerRequest) -> Result<TimerStart, String> {
 /// A period has passed (main thread).
 fn fire(ctx: &Context, id: u64) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        let Some(event) = time_events::get(id) else { return };
+        let Some(event) = time_events::lookup(id) else { return };
         if let Some(key) = &event.key {
             let still = matches!(rdb::read_key(ctx, key), rdb::Slot::Ours(bytes) if TimerKey::parse(&bytes).is_some_and(|k| k.id == id));
             if !still {
@@ -90,8 +88,8 @@ fn fire(ctx: &Context, id: u64) {
         if notify::fires(ctx) {
             let db = event.db;
             let (session, run_as) = (event.session.clone(), event.run_as.clone());
-            let reply = super::sync::call(ctx, event.home, Abort::new(), move |runtime, abort| {
-                call(runtime, id, session, db, run_as, abort)
+            let reply = crate::jobs::call::call_on_home(ctx, event.home, Abort::new(), move |runtime, abort| {
+                run_time_event(runtime, id, session, db, run_as, abort)
             });
             if let Ok(Reply::Error(text)) | Err(text) = reply.map_err(|e| e.to_string()) {
                 log::warning(&format!("rustgears: time event stopped: {text}"));
@@ -103,18 +101,25 @@ fn fire(ctx: &Context, id: u64) {
 }
 
 /// Calls the time event's function; an error reply if it raised (or is gone).
-fn call(runtime: &Runtime, id: u64, session: Option<String>, db: i32, run_as: RunAs, abort: Arc<Abort>) -> Reply {
+fn run_time_event(
+    runtime: &Runtime,
+    id: u64,
+    session: Option<String>,
+    db: i32,
+    run_as: RunAs,
+    abort: Arc<Abort>,
+) -> Reply {
     let Some(function) = held::timer(id) else {
         return Reply::Error("its function is gone (its worker was rebuilt)".to_owned());
     };
     runtime.begin_execution(Origin { session, run_as: run_as.clone(), ..Origin::default() });
     let _armed = runtime.arm(abort);
     let result = {
-        let _installed = store::install(Rc::new(RedisStore::new(db, run_as)));
+        let _installed = store::install(crate::jobs::host::store(db, run_as));
         runtime.enter(|vm| call_callback(vm, &function, ()).map(drop).map_err(|e| error_text(vm, &e)))
     };
     runtime.end_job();
-    super::defer_nested(runtime, db);
+    crate::jobs::defer_nested(runtime, db);
     match result {
         Ok(()) => Reply::ok(),
         Err(text) => Reply::Error(text),
@@ -130,7 +135,7 @@ fn end(event: &TimeEvent) {
 /// After a load: keyed time events whose sessions have no registrations come back by running
 /// their sources again (the others come back with their sessions).
 pub fn resume_loaded() {
-    for saved in time_events::take_loaded() {
+    for saved in time_events::take_loaded_timers() {
         let registered = saved.session.as_deref().is_some_and(|s| registrations::session(s).is_some());
         if registered {
             continue;

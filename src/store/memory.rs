@@ -15,7 +15,7 @@ const MEMORY_PAGE: usize = 100;
 const WRONG_TYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
 
-fn number<T: std::str::FromStr>(arg: &[u8]) -> Option<T> {
+fn parse_number<T: std::str::FromStr>(arg: &[u8]) -> Option<T> {
     std::str::from_utf8(arg).ok()?.parse().ok()
 }
 
@@ -116,7 +116,7 @@ type Keys = BTreeMap<Vec<u8>, KeyValue>;
 fn incr(keys: &mut Keys, key: &[u8]) -> Result<Reply, String> {
     let value = match keys.get(key) {
         None => 0,
-        Some(KeyValue::String(s)) => number::<i64>(s).ok_or(NOT_AN_INTEGER)?,
+        Some(KeyValue::String(s)) => parse_number::<i64>(s).ok_or(NOT_AN_INTEGER)?,
         Some(_) => return Err(WRONG_TYPE.to_owned()),
     };
     let value = value.checked_add(1).ok_or("ERR increment or decrement would overflow")?;
@@ -142,13 +142,13 @@ fn hset(keys: &mut Keys, key: &[u8], pairs_in: &[&[u8]]) -> Result<Reply, String
 
 /// `SCAN cursor [MATCH pattern] [COUNT n]`, the cursor being how many keys were passed.
 fn scan(keys: &Keys, args: &[&[u8]]) -> Result<Reply, String> {
-    let cursor = number::<usize>(args[0]).ok_or("ERR invalid cursor")?;
+    let cursor = parse_number::<usize>(args[0]).ok_or("ERR invalid cursor")?;
     let (mut pattern, mut count) = (b"*".as_slice(), 10);
     for option in args[1..].chunks_exact(2) {
         match option[0].to_ascii_lowercase().as_slice() {
             b"match" => pattern = option[1],
             b"count" => {
-                count = number::<usize>(option[1]).filter(|n| *n > 0).ok_or(NOT_AN_INTEGER)?;
+                count = parse_number::<usize>(option[1]).filter(|n| *n > 0).ok_or(NOT_AN_INTEGER)?;
             }
             _ => return Err("ERR syntax error".to_owned()),
         }

@@ -6,7 +6,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::rc::Rc;
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::report::Report;
 use crate::python::{Runtime, ScriptOutcome};
@@ -14,6 +14,7 @@ use crate::reply::Reply;
 use crate::stop::WorkerId;
 use crate::stop::{Abort, Reason};
 use crate::store::{KeyEntry, KeyPages, KeyValue, MemoryStore, Store};
+use crate::unpoisoned::Unpoisoned;
 
 type Job = Box<dyn FnOnce(&Runtime) + Send>;
 
@@ -43,7 +44,7 @@ fn on_runtime<R: Send + 'static>(f: impl FnOnce(&Runtime) -> R + Send + 'static)
         runtime.end_job();
         let _ = done.send(result);
     });
-    jobs.lock().unwrap_or_else(PoisonError::into_inner).send(job).expect("the interpreter thread is alive");
+    jobs.locked().send(job).expect("the interpreter thread is alive");
     match outcome.recv().expect("the interpreter thread answers") {
         Ok(value) => value,
         Err(panic) => resume_unwind(panic),

@@ -19,7 +19,7 @@ pub type Found = Vec<(Vec<u8>, u64)>;
 
 /// Looks for streams the registration should process (when it is loaded, unpaused or its
 /// server promoted): the scan happens on the home, under the lock.
-pub fn scan(registration: Arc<Registration>) {
+pub fn scan_existing(registration: Arc<Registration>) {
     let home = registration.home;
     pool::send(
         home,

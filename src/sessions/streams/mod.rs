@@ -16,7 +16,6 @@ use crate::executions;
 use crate::pool;
 use crate::python::Runtime;
 use crate::redis::gil::with_gil;
-use crate::redis::keyspace::RedisStore;
 use crate::registrations::{self, FailurePolicy, Kind, Mode, Registration, Status};
 use crate::reply::Reply;
 use crate::stop::Abort;
@@ -24,7 +23,7 @@ use crate::store::Store;
 
 mod existing;
 
-pub use existing::{Found, existing, process_existing, scan};
+pub use existing::{Found, existing, process_existing, scan_existing};
 
 const GROUP: &[u8] = b"__gears_consumer_group__";
 const CONSUMER: &[u8] = b"__gears_client__";
@@ -35,7 +34,7 @@ const PENDING: &[u8] = b"0";
 const NEW: &[u8] = b">";
 
 /// The stream registrations listening to `key`, with their batch sizes and durations.
-fn listeners(key: &[u8]) -> Vec<Arc<Registration>> {
+fn stream_listeners(key: &[u8]) -> Vec<Arc<Registration>> {
     registrations::all()
         .into_iter()
         .filter(|r| matches!(&r.spec.kind, Kind::Stream { prefix, .. } if registrations::spec::prefix_matches(prefix.as_bytes(), key)))
@@ -53,7 +52,7 @@ fn batch_of(registration: &Registration) -> (u64, u64, FailurePolicy, u64, bool)
 
 /// An entry was added to stream `key` (the `xadd` keyspace event; the writer holds the lock).
 pub fn on_xadd(ctx: &Context, key: &[u8], db: i32) {
-    for registration in listeners(key) {
+    for registration in stream_listeners(key) {
         if registration.live.status() != Status::Ok {
             continue;
         }
@@ -88,7 +87,7 @@ fn start_batch(ctx: Option<&Context>, registration: Arc<Registration>, key: Vec<
     let home = registration.home;
     match ctx {
         Some(ctx) if registration.spec.mode == Mode::Sync => {
-            let _ = super::sync::call(ctx, home, Abort::new(), move |runtime, _| {
+            let _ = crate::jobs::call::call_on_home(ctx, home, Abort::new(), move |runtime, _| {
                 process(runtime, &registration, &key, db, drain);
                 Reply::ok()
             });
@@ -160,7 +159,7 @@ fn process_from(
     resume: bool,
 ) {
     // The stream is read and acknowledged as the registration's owner, who may not read it.
-    let store = RedisStore::new(db, registration.run_as.clone());
+    let store = crate::jobs::host::store(db, registration.run_as.clone());
     let (batch, duration, policy, retry_secs, trim) = batch_of(registration);
     // Created at id 0 when missing: entries written before the registration are processed.
     let _ = store.call("XGROUP", &[b"CREATE", key, GROUP, b"0"]);
@@ -172,10 +171,10 @@ fn process_from(
         }
         // Past the drain, new entries are read only by full batches.
         if !pending_first && drain.left() == 0 && !more_batches(registration, key, batch) {
-            return finish(registration, key, duration, db);
+            return after_full_batches(registration, key, duration, db);
         }
         let want = if pending_first || drain.left() == 0 { batch } else { batch.min(drain.left()) };
-        let entries = read(&store, key, want.to_string().as_bytes(), if pending_first { PENDING } else { NEW });
+        let entries = read(&*store, key, want.to_string().as_bytes(), if pending_first { PENDING } else { NEW });
         if entries.is_empty() {
             if pending_first {
                 pending_first = false;
@@ -248,7 +247,7 @@ fn after_batch(registration: &Arc<Registration>, key: &[u8], db: i32, errors: &[
             false
         }
         _ => {
-            acknowledge(&RedisStore::new(db, registration.run_as.clone()), key, &batch.ids, batch.trim);
+            acknowledge(&*crate::jobs::host::store(db, registration.run_as.clone()), key, &batch.ids, batch.trim);
             true
         }
     }
@@ -267,7 +266,7 @@ fn more_batches(registration: &Registration, key: &[u8], batch: u64) -> bool {
 }
 
 /// After the last full batch: fewer entries wait; `duration` starts them later.
-fn finish(registration: &Arc<Registration>, key: &[u8], duration: u64, db: i32) {
+fn after_full_batches(registration: &Arc<Registration>, key: &[u8], duration: u64, db: i32) {
     let arm = {
         let mut streams = registration.live.streams();
         let progress = streams.entry(key.to_vec()).or_default();
@@ -313,11 +312,11 @@ fn run_batch(
             stop_processing(&later, &key_later);
         }
     });
-    let execution = super::Running::holding(execution, session);
-    let started = dispatch::run(runtime, registration.clone(), input, db, execution, true, then);
+    let execution = crate::jobs::Running::holding(execution, session);
+    let started = dispatch::run_registration(runtime, registration.clone(), input, db, execution, true, then);
     now.set(false);
     runtime.end_job();
-    super::defer_nested(runtime, db);
+    crate::jobs::defer_nested(runtime, db);
     // Aborted before it started: the batch counts as processed, as a batch without errors.
     if !started {
         return Some(Vec::new());
@@ -349,13 +348,13 @@ fn acknowledge(store: &dyn Store, key: &[u8], ids: &[Vec<u8>], trim: bool) {
     let mut args: Vec<&[u8]> = vec![key, GROUP];
     args.extend(ids.iter().map(Vec::as_slice));
     store.call("XACK", &args);
-    if trim && let Some(next) = ids.last().and_then(|id| next_id(id)) {
+    if trim && let Some(next) = ids.last().and_then(|id| next_stream_id(id)) {
         store.call("XTRIM", &[key, b"MINID", next.as_bytes()]);
     }
 }
 
 /// The smallest stream id after `id` (`ms-seq`).
-fn next_id(id: &[u8]) -> Option<String> {
+fn next_stream_id(id: &[u8]) -> Option<String> {
     let id = std::str::from_utf8(id).ok()?;
     let (ms, seq) = id.split_once('-')?;
     let (ms, seq): (u64, u64) = (ms.parse().ok()?, seq.parse().ok()?);
@@ -371,7 +370,7 @@ pub fn pause(registration: &Arc<Registration>, pause: bool) {
         registration.live.set_status(Status::Paused);
     } else if registration.live.status() == Status::Paused {
         registration.live.set_status(Status::Ok);
-        scan(registration.clone());
+        scan_existing(registration.clone());
     }
 }
 
@@ -381,8 +380,8 @@ mod tests {
 
     #[test]
     fn next_ids() {
-        assert_eq!(next_id(b"5-3").as_deref(), Some("5-4"));
-        assert_eq!(next_id(b"5-18446744073709551615").as_deref(), Some("6-0"));
-        assert_eq!(next_id(b"junk"), None);
+        assert_eq!(next_stream_id(b"5-3").as_deref(), Some("5-4"));
+        assert_eq!(next_stream_id(b"5-18446744073709551615").as_deref(), Some("6-0"));
+        assert_eq!(next_stream_id(b"junk"), None);
     }
 }

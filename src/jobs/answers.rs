@@ -2,12 +2,13 @@
 //! execution yet, so this is where the watchdog finds its client when the worker is stuck in
 //! native code.
 
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
-use super::sync::Handoff;
+use super::call::Handoff;
 use crate::redis::blocked::BlockedClient;
 use crate::reply::Reply;
 use crate::stop::Abort;
+use crate::unpoisoned::Unpoisoned;
 
 pub enum Answer {
     /// A blocked RG.PYEXECUTE client.
@@ -30,18 +31,18 @@ type Listing = Vec<(Arc<Abort>, Answer)>;
 
 static LISTED: LazyLock<Mutex<Listing>> = LazyLock::new(|| Mutex::new(Vec::new()));
 
-fn listed() -> MutexGuard<'static, Listing> {
-    LISTED.lock().unwrap_or_else(PoisonError::into_inner)
+fn listing() -> MutexGuard<'static, Listing> {
+    LISTED.locked()
 }
 
 fn take(abort: &Arc<Abort>) -> Option<Answer> {
-    let mut listed = listed();
+    let mut listed = listing();
     let at = listed.iter().position(|(a, _)| Arc::ptr_eq(a, abort))?;
     Some(listed.swap_remove(at).1)
 }
 
 /// Answers what `abort` stops with `error`; false if nothing was listed for it.
-pub fn abandon(abort: &Arc<Abort>, error: &str) -> bool {
+pub fn answer_stopped(abort: &Arc<Abort>, error: &str) -> bool {
     match take(abort) {
         Some(answer) => {
             answer.send(Reply::Error(error.to_owned()));
@@ -57,7 +58,7 @@ pub struct Listed(Arc<Abort>);
 
 impl Listed {
     pub fn enter(abort: Arc<Abort>, answer: Answer) -> Listed {
-        listed().push((abort.clone(), answer));
+        listing().push((abort.clone(), answer));
         Listed(abort)
     }
 

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustpython_vm::VirtualMachine;
@@ -19,9 +19,9 @@ use crate::executions::{self, ExecutionKey};
 use crate::pool;
 use crate::python::session::{self, Origin};
 use crate::python::{RawPlan, Runtime, event_loop, future};
-use crate::redis::keyspace::RedisStore;
 use crate::stop::{Abort, Reason};
 use crate::store::{self, Store};
+use crate::unpoisoned::Unpoisoned;
 
 /// What an execution's code runs with, whenever it runs: its database, its stop request, where
 /// it comes from, and whether it may go asynchronous.
@@ -68,7 +68,7 @@ static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
 static WAITING: Mutex<Vec<ResumeWaiter>> = Mutex::new(Vec::new());
 
 fn waiting() -> MutexGuard<'static, Vec<ResumeWaiter>> {
-    WAITING.lock().unwrap_or_else(PoisonError::into_inner)
+    WAITING.locked()
 }
 
 thread_local! {
@@ -91,9 +91,9 @@ fn freed_by(run_as: &store::RunAs) {
 
 /// Runs an execution of `plan` on this worker as far as it goes; `done` ends it, now or when
 /// its last waiting record has been continued.
-pub fn run(runtime: &Runtime, plan: RawPlan, context: ExecutionContext, done: Done) {
+pub fn run_parked(runtime: &Runtime, plan: RawPlan, context: ExecutionContext, done: Done) {
     let owner = NEXT_OWNER.fetch_add(1, Ordering::AcqRel);
-    let store: Rc<dyn Store> = Rc::new(RedisStore::new(context.db, context.origin.run_as.clone()));
+    let store: Rc<dyn Store> = super::host::store(context.db, context.origin.run_as.clone());
     let this = Rc::new(Owner { context, store, started: Instant::now() });
     OWNERS.with_borrow_mut(|o| o.insert(owner, this.clone()));
     let profile = crate::config::with(|c| c.profile_executions != 0);
@@ -129,8 +129,8 @@ fn settle(runtime: &Runtime, owner: u64, this: &Rc<Owner>, execution: Execution,
     // Its Python objects are freed in the interpreter, counted as its memory.
     runtime.enter(|vm| {
         drop(execution);
-        future::forget(owner);
-        if event_loop::release(vm, owner, stopped) && !stopped {
+        future::owner_ended(owner);
+        if event_loop::release_owner(vm, owner, stopped) && !stopped {
             freed_by(&this.context.origin.run_as);
         }
     });
@@ -182,7 +182,7 @@ impl InContext {
     fn enter(runtime: &Runtime, this: &Owner) -> InContext {
         let context = &this.context;
         runtime.begin_execution(context.origin.clone());
-        session::with(|s| s.async_allowed = context.async_allowed);
+        session::with_job(|s| s.async_allowed = context.async_allowed);
         InContext { _installed: store::install(this.store.clone()), _armed: runtime.arm(context.abort.clone()) }
     }
 }
@@ -204,7 +204,7 @@ pub fn within(owner: Option<u64>, f: &mut dyn FnMut()) {
                 origin: Origin { run_as: FREED_BY.with_borrow(Clone::clone).unwrap_or_default(), ..Origin::default() },
                 async_allowed: true,
             },
-            store: Rc::new(RedisStore::new(0, FREED_BY.with_borrow(Clone::clone).unwrap_or_default())),
+            store: super::host::store(0, FREED_BY.with_borrow(Clone::clone).unwrap_or_default()),
             started: Instant::now(),
         }),
     };
@@ -221,7 +221,7 @@ pub fn within(owner: Option<u64>, f: &mut dyn FnMut()) {
 
 /// The watchdog's pass over waiting executions: applies the time limit (counted from the
 /// execution's start) and asks the home of each one that must stop to end it.
-pub fn watch(time_limit: Option<Duration>) {
+pub fn enforce_limits(time_limit: Option<Duration>) {
     let mut waiting = waiting();
     for waiter in waiting.iter_mut() {
         if waiter.abort.own_limit().or(time_limit).is_some_and(|limit| waiter.started.elapsed() > limit) {
@@ -244,6 +244,6 @@ pub fn abandon_all() {
     drop(parked);
     let _ = OWNERS.try_with(|o| o.borrow_mut().clear());
     let _ = FREED_BY.try_with(|f| f.take());
-    future::clear();
-    event_loop::clear();
+    future::drop_futures();
+    event_loop::close_loop();
 }

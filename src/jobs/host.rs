@@ -1,0 +1,43 @@
+//! What jobs need of the server they run in: the store a job reads and writes. Redis's is
+//! provided at load (`RedisStore`, through the lock the job holds or is lent); without a server
+//! (unit tests, fuzz targets) every job of a thread sees that thread's one `MemoryStore`, so the
+//! paths that start and end jobs run under `cargo test`.
+
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+use crate::store::{MemoryStore, RunAs, Store};
+
+pub trait Host: Sync {
+    /// The store of a job running as `run_as` on database `db`.
+    fn store(&self, db: i32, run_as: RunAs) -> Rc<dyn Store>;
+}
+
+/// No server: one `MemoryStore` per thread, whatever the database or the user.
+struct Alone;
+
+thread_local! {
+    static MEMORY: Rc<MemoryStore> = Rc::new(MemoryStore::default());
+}
+
+impl Host for Alone {
+    fn store(&self, _db: i32, _run_as: RunAs) -> Rc<dyn Store> {
+        MEMORY.with(Rc::clone)
+    }
+}
+
+static HOST: OnceLock<&'static dyn Host> = OnceLock::new();
+
+pub fn provide(host: &'static dyn Host) {
+    let _ = HOST.set(host);
+}
+
+/// The store of a job running as `run_as` on database `db`.
+pub fn store(db: i32, run_as: RunAs) -> Rc<dyn Store> {
+    HOST.get().copied().unwrap_or(&Alone).store(db, run_as)
+}
+
+/// This thread's store when there is no server.
+pub fn memory() -> Rc<MemoryStore> {
+    MEMORY.with(Rc::clone)
+}

@@ -1,0 +1,172 @@
+"""rustgears on a Redis Cluster (tests/cluster.py): 3 masters with a replica each, one cluster for
+the whole file.
+
+Today the engine runs local-only on a cluster-enabled server: the module loads on every node, and
+an execution on a master sees that master's keys. The xfail tests state what cluster mode (issue 19)
+must add, as RedisGears 1.2 does it; they turn into failures (strict) once it works, and then lose
+their mark.
+
+The failover test kills a master, so it comes last."""
+
+import pytest
+
+from cluster import HASH_SLOTS, cluster_fixture
+from conftest import Status, pyexecute, wait_until
+
+cluster = cluster_fixture(masters=3, replicas=1)
+
+N_KEYS = 60
+ISSUE = "cluster mode: issue 19"
+INFO_NODE_KEYS = ["id", "ip", "port", "unixSocket", "runid", "minHslot", "maxHslot", "pendingMessages"]
+
+
+@pytest.fixture(scope="module")
+def keys(cluster):
+    """N_KEYS keys written through a cluster-aware client: {key: port of the master that owns it}."""
+    c = cluster.client()
+    written = {}
+    for i in range(N_KEYS):
+        key = f"key:{i}"
+        c.set(key, f"value {i}")
+        written[key] = cluster.owner(key).port
+    assert len(set(written.values())) == 3, written  # every master got some
+    for m in cluster.masters:  # on the replicas too (the failover test relies on it)
+        assert m.call("WAIT", 1, 120000) == 1, m
+    return written
+
+
+def value(key):
+    return f"value {key.split(':')[1]}"
+
+
+def local_keys(node):
+    return set(node.client().scan_iter(count=1000))
+
+
+def test_the_cluster_has_three_masters_with_a_replica_each(cluster):
+    assert len(cluster.masters) == 3 and len(cluster.replicas) == 3
+    assert sorted(s for m in cluster.masters for s in m.slots) == [
+        (0, 5460), (5461, 10922), (10923, HASH_SLOTS - 1)]
+    for m in cluster.masters:
+        assert len(cluster.replicas_of(m)) == 1
+    for n in cluster.nodes:
+        assert n.info("CLUSTER", "INFO")["cluster_state"] == "ok"
+
+
+def test_the_module_loads_on_every_node(cluster):
+    for n in cluster.nodes:
+        mods = {m["name"]: m["ver"] for m in n.client().module_list()}
+        assert mods.get("rg") == 10213, (n, mods)
+        assert n.client().execute_command("RG.DUMPPLUGINS") == [["GearsPythonPlugin", 10000]], n
+
+
+def test_today_an_execution_on_a_master_sees_that_masters_keys_only(cluster, keys):
+    # Local-only, as every shard runs today. Cluster mode (issue 19) changes it: then a master's
+    # execution reads every shard (test_count_on_any_master_counts_every_key_of_the_cluster), and
+    # this test goes.
+    seen = set()
+    for m in cluster.masters:
+        own = {k for k, port in keys.items() if port == m.port}
+        assert own and local_keys(m) == own, m
+        res = pyexecute(m.client(), "GB().map(lambda r: r['key']).run()")
+        assert len(res) == 2 and res[1] == [], res
+        assert sorted(res[0]) == sorted(own), m
+        seen |= own
+    assert seen == set(keys)
+
+
+def test_an_execution_reads_and_writes_a_key_of_its_master(cluster, keys):
+    m = cluster.masters[0]
+    key = next(k for k, port in keys.items() if port == m.port)
+    c = m.client()
+    assert pyexecute(c, "GB().map(lambda r: r['value']).run(%r)" % key) == [[value(key)], []]
+    script = "GB().foreach(lambda r: execute('SET', r['key'], 'rewritten')).map(lambda r: r['key']).run(%r)" % key
+    assert pyexecute(c, script) == [[key], []]
+    # the write lands on the owner and reaches its replica
+    assert cluster.client().get(key) == "rewritten"
+    replica = cluster.replicas_of(m)[0]
+    rc = replica.client()
+    rc.execute_command("READONLY")
+    wait_until(lambda: rc.get(key) == "rewritten", what=f"{key} on the replica {replica.addr}")
+    c.set(key, value(key))
+    assert m.call("WAIT", 1, 120000) == 1
+
+
+def test_refreshcluster_replies_ok_on_every_master(cluster):
+    for m in cluster.masters:
+        assert m.call("RG.REFRESHCLUSTER") == Status("OK"), m
+
+
+# --------------------------------------------------------------------------------------------
+# Cluster mode (issue 19): RedisGears 1.2 behaviour, not there yet
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=ISSUE)
+def test_infocluster_lists_the_three_masters(cluster):
+    masters = {m.node_id: m for m in cluster.masters}
+    for m in cluster.masters:
+        reply = m.client().execute_command("RG.INFOCLUSTER")
+        assert isinstance(reply, list) and len(reply) == 6, reply
+        assert reply[0] == "MyId" and reply[2] == "MyRunId" and reply[4] == "NodesInfo", reply
+        assert reply[1] == m.node_id
+        assert isinstance(reply[3], str) and reply[3]
+        infos = reply[5]
+        assert len(infos) == 3, infos
+        ids = set()
+        for info in infos:
+            assert info[0::2] == INFO_NODE_KEYS, info
+            fields = dict(zip(info[0::2], info[1::2]))
+            node = masters[fields["id"]]
+            ids.add(fields["id"])
+            assert fields["ip"] == node.host
+            assert int(fields["port"]) == node.port
+            assert [(int(fields["minHslot"]), int(fields["maxHslot"]))] == node.slots
+            assert int(fields["pendingMessages"]) >= 0
+            assert isinstance(fields["runid"], str) and fields["runid"]
+        assert ids == set(masters)
+
+
+@pytest.mark.xfail(strict=True, reason=ISSUE)
+def test_shardsidreader_yields_one_id_per_shard(cluster):
+    ids = {m.node_id for m in cluster.masters}
+    for m in cluster.masters:
+        res = pyexecute(m.client(), "GB('ShardsIDReader').run()")
+        assert res[1] == [], res
+        assert len(res[0]) == 3 and set(res[0]) == ids, res
+
+
+@pytest.mark.xfail(strict=True, reason=ISSUE)
+def test_count_on_any_master_counts_every_key_of_the_cluster(cluster, keys):
+    for m in cluster.masters:
+        assert pyexecute(m.client(), "GB().count().run()") == [[str(N_KEYS)], []], m
+
+
+@pytest.mark.xfail(strict=True, reason=ISSUE)
+def test_execution_ids_start_with_the_node_id(cluster):
+    m = cluster.masters[0]
+    c = m.client()
+    eid = pyexecute(c, "GB('ShardsIDReader').run()", "UNBLOCKING")
+    try:
+        assert eid.rpartition("-")[0] == m.node_id, eid
+    finally:
+        c.execute_command("RG.GETRESULTSBLOCKING", eid)
+        c.execute_command("RG.DROPEXECUTION", eid)
+
+
+# --------------------------------------------------------------------------------------------
+# Last: kills a master
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_killed_masters_replica_takes_over_with_the_module(cluster, keys):
+    killed = cluster.kill_master()
+    own = {k for k, port in keys.items() if port == killed.port}
+    new = cluster.wait_failover(killed)
+    assert new.node_id != killed.node_id and new.slots == killed.slots
+    assert len(cluster.masters) == 3
+    res = pyexecute(new.client(), "GB().map(lambda r: r['key']).run()")
+    assert res[1] == [] and sorted(res[0]) == sorted(own)
+    c = cluster.client()
+    for k in own:
+        assert c.get(k) == value(k)
