@@ -39,6 +39,10 @@ mod entry {
         fn store(&self, db: i32, run_as: crate::store::RunAs) -> std::rc::Rc<dyn crate::store::Store> {
             std::rc::Rc::new(redis::keyspace::RedisStore::new(db, run_as))
         }
+
+        fn locked(&self, f: &mut dyn FnMut()) {
+            redis::gil::with_gil(0, |_| f())
+        }
     }
 
     fn init(ctx: &Context, args: &[RedisString]) -> Status {

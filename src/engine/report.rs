@@ -17,6 +17,11 @@ pub fn reader_step() -> StepReport {
     step_report("map", "RedisGearsPy_ToPyRecordMapper", String::new())
 }
 
+/// A step that calls no Python: its name is its kind.
+fn plain(kind: &'static str) -> StepReport {
+    step_report(kind, kind, String::new())
+}
+
 fn step_report(kind: &'static str, name: &'static str, arg: String) -> StepReport {
     StepReport { kind, name, arg, duration_ms: 0 }
 }
@@ -29,10 +34,9 @@ fn callback(vm: &VirtualMachine, f: &PyObjectRef) -> String {
 pub fn describe(vm: &VirtualMachine, step: &Step, duration: Duration) -> Vec<StepReport> {
     let mut steps = match step {
         Step::Map(f) => vec![step_report("map", "RedisGearsPy_PyCallbackMapper", callback(vm, f))],
-        Step::FlatMap(f) => vec![
-            step_report("map", "RedisGearsPy_PyCallbackFlatMapper", callback(vm, f)),
-            step_report("flatmap", "flatmap", String::new()),
-        ],
+        Step::FlatMap(f) => {
+            vec![step_report("map", "RedisGearsPy_PyCallbackFlatMapper", callback(vm, f)), plain("flatmap")]
+        }
         Step::Filter(f) => vec![step_report("filter", "RedisGearsPy_PyCallbackFilter", callback(vm, f))],
         Step::ForEach(f) => vec![step_report("foreach", "RedisGearsPy_PyCallbackForEach", callback(vm, f))],
         Step::Accumulate(f) => vec![step_report("accumulate", "RedisGearsPy_PyCallbackAccumulate", callback(vm, f))],
@@ -40,7 +44,7 @@ pub fn describe(vm: &VirtualMachine, step: &Step, duration: Duration) -> Vec<Ste
             let mut steps =
                 vec![step_report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, extractor))];
             if *repartition {
-                steps.push(step_report("repartition", "repartition", String::new()));
+                steps.push(plain("repartition"));
             }
             steps.push(step_report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", callback(vm, reducer)));
             steps.push(step_report("map", "RedisGearsPy_ToPyRecordMapper", String::new()));
@@ -48,24 +52,24 @@ pub fn describe(vm: &VirtualMachine, step: &Step, duration: Duration) -> Vec<Ste
         }
         Step::BatchGroupBy { extractor, reducer } => vec![
             step_report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, extractor)),
-            step_report("repartition", "repartition", String::new()),
-            step_report("group", "group", String::new()),
+            plain("repartition"),
+            plain("group"),
             step_report("reduce", "RedisGearsPy_PyCallbackReducer", callback(vm, reducer)),
             step_report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
         ],
         Step::Repartition(f) => vec![
             step_report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, f)),
-            step_report("repartition", "repartition", String::new()),
+            plain("repartition"),
             step_report("map", "GetValueMapper", String::new()),
         ],
-        Step::Collect => vec![step_report("collect", "collect", String::new())],
-        Step::Limit { .. } => vec![step_report("limit", "limit", String::new())],
+        Step::Collect => vec![plain("collect")],
+        Step::Limit { .. } => vec![plain("limit")],
         // The steps RedisGears' sugar expands to.
         Step::Count { shown } => {
             let shown = |i: usize| shown.get(i).map(|f| callback(vm, f)).unwrap_or_default();
             vec![
                 step_report("accumulate", "RedisGearsPy_PyCallbackAccumulate", shown(0)),
-                step_report("collect", "collect", String::new()),
+                plain("collect"),
                 step_report("accumulate", "RedisGearsPy_PyCallbackAccumulate", shown(1)),
             ]
         }
@@ -76,7 +80,7 @@ pub fn describe(vm: &VirtualMachine, step: &Step, duration: Duration) -> Vec<Ste
                 step_report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", shown(0)),
                 step_report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
                 step_report("extractkey", "RedisGearsPy_PyCallbackExtractor", shown(1)),
-                step_report("repartition", "repartition", String::new()),
+                plain("repartition"),
                 step_report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", shown(2)),
                 step_report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
             ]

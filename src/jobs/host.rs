@@ -11,6 +11,12 @@ use crate::store::{MemoryStore, RunAs, Store};
 pub trait Host: Sync {
     /// The store of a job running as `run_as` on database `db`.
     fn store(&self, db: i32, run_as: RunAs) -> Rc<dyn Store>;
+
+    /// Runs `f` with the server locked (what the registry requires of its readers off the main
+    /// thread). Without a server there is nothing to lock.
+    fn locked(&self, f: &mut dyn FnMut()) {
+        f()
+    }
 }
 
 /// No server: one `MemoryStore` per thread, whatever the database or the user.
@@ -34,7 +40,23 @@ pub fn provide(host: &'static dyn Host) {
 
 /// The store of a job running as `run_as` on database `db`.
 pub fn store(db: i32, run_as: RunAs) -> Rc<dyn Store> {
-    HOST.get().copied().unwrap_or(&Alone).store(db, run_as)
+    host().store(db, run_as)
+}
+
+/// Runs `f` with the server locked, from a worker (see `Host::locked`).
+pub fn locked<R>(f: impl FnOnce() -> R) -> R {
+    let (mut f, mut out) = (Some(f), None);
+    host().locked(&mut || out = f.take().map(|f| f()));
+    // A host that did not call `f` gets it run here, unlocked, rather than no answer.
+    match (out, f) {
+        (Some(out), _) => out,
+        (None, Some(f)) => f(),
+        (None, None) => unreachable!("`f` ran, so it answered"),
+    }
+}
+
+fn host() -> &'static dyn Host {
+    HOST.get().copied().unwrap_or(&Alone)
 }
 
 /// This thread's store when there is no server.

@@ -16,6 +16,8 @@ mod power;
 mod pristine;
 mod register;
 pub mod session;
+#[cfg(test)]
+pub mod testing;
 pub mod upcalls;
 
 /// The highest recursion limit a script may set (`sys.setrecursionlimit` lowers larger ones):

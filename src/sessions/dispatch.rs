@@ -194,9 +194,7 @@ pub fn dispatch(
     caller: Caller,
 ) -> Option<Reply> {
     let bound = crate::config::with(|c| c.max_pending_events_per_registration).max(1) as usize;
-    let inline = matches!(caller, Caller::Inline(_))
-        || registration.spec.mode == Mode::Sync
-        || !registration.live.try_pend(bound);
+    let inline = runs_inline(&registration.spec.mode, &caller, || registration.live.try_pend(bound));
     if inline && let Err(err) = crate::jobs::call::may_nest() {
         // Counted as a failed execution of the registration that would have recursed.
         registration.live.started();
@@ -210,6 +208,12 @@ pub fn dispatch(
         queue_on_home(ctx, started, input, db, caller);
         None
     }
+}
+
+/// Whether `dispatch` runs the execution on the thread that holds the lock: a caller that waits
+/// inline, mode `sync`, or no pending slot left (`pend` takes one otherwise).
+fn runs_inline(mode: &Mode, caller: &Caller, pend: impl FnOnce() -> bool) -> bool {
+    matches!(caller, Caller::Inline(_)) || *mode == Mode::Sync || !pend()
 }
 
 /// An execution `dispatch` created, not yet run.
@@ -337,3 +341,6 @@ fn queue_on_home(ctx: &Context, started: Started, input: Input, db: i32, caller:
         }),
     );
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,7 +12,6 @@ use crate::executions;
 use crate::pool;
 use crate::python::held::{self, Pending};
 use crate::python::{Runtime, ScriptOutcome};
-use crate::redis::gil::with_gil;
 use crate::redis::log;
 use crate::redis::notify;
 use crate::registrations::persist::{self, SavedSession};
@@ -51,7 +50,7 @@ pub fn rerun(
 /// `onRegistered` of each.
 pub fn restore(runtime: &Runtime, id: &str) -> Result<(), String> {
     // The registry is read with the Redis lock held (see `registrations`).
-    let Some((session, _)) = with_gil(0, |_| registrations::session(id)) else {
+    let Some((session, _)) = crate::jobs::host::locked(|| registrations::session(id)) else {
         return Err(format!("session {id} does not exist"));
     };
     // Already rebuilt here (an event came before the load's own job).

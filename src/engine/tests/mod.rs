@@ -3,53 +3,15 @@
 //! Expected replies are those of tests/test_tier2_operations.py, which runs the same scripts
 //! against Redis.
 
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::rc::Rc;
-use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use super::report::Report;
-use crate::python::{Runtime, ScriptOutcome};
+use crate::python::ScriptOutcome;
+use crate::python::testing::on_runtime;
 use crate::reply::Reply;
-use crate::stop::WorkerId;
 use crate::stop::{Abort, Reason};
 use crate::store::{KeyEntry, KeyPages, KeyValue, MemoryStore, Store};
-use crate::unpoisoned::Unpoisoned;
-
-type Job = Box<dyn FnOnce(&Runtime) + Send>;
-
-/// Runs `f` on the one interpreter the tests share. It lives on a thread with a worker's stack
-/// (deep recursion must end in RecursionError, not overflow), and one interpreter is built
-/// once instead of once per test; tests take turns on it.
-fn on_runtime<R: Send + 'static>(f: impl FnOnce(&Runtime) -> R + Send + 'static) -> R {
-    static JOBS: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
-    let jobs = JOBS.get_or_init(|| {
-        let (jobs, queue) = channel::<Job>();
-        std::thread::Builder::new()
-            .name("engine-tests".to_owned())
-            .stack_size(256 << 20)
-            .spawn(move || {
-                let runtime =
-                    Runtime::new(WorkerId::default()).unwrap_or_else(|e| panic!("cannot build an interpreter: {e}"));
-                for job in queue {
-                    job(&runtime);
-                }
-            })
-            .expect("the tests' interpreter thread starts");
-        Mutex::new(jobs)
-    });
-    let (done, outcome) = channel();
-    let job: Job = Box::new(move |runtime| {
-        let result = catch_unwind(AssertUnwindSafe(|| f(runtime)));
-        runtime.end_job();
-        let _ = done.send(result);
-    });
-    jobs.locked().send(job).expect("the interpreter thread is alive");
-    match outcome.recv().expect("the interpreter thread answers") {
-        Ok(value) => value,
-        Err(panic) => resume_unwind(panic),
-    }
-}
 
 /// What a script left: its reply (the body's error or `OK`, or its execution's `[results,
 /// errors]`), the execution's report, and the store.
