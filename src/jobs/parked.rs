@@ -17,7 +17,8 @@ use rustpython_vm::VirtualMachine;
 use crate::engine::{Ended, Execution, Waiting};
 use crate::executions::{self, ExecutionKey};
 use crate::pool;
-use crate::python::session::{self, Origin};
+use crate::python::job::JobContext;
+use crate::python::session::{self, JobState, Origin};
 use crate::python::{RawPlan, Runtime, event_loop, future};
 use crate::stop::{Abort, Reason};
 use crate::store::{self, Store};
@@ -166,24 +167,20 @@ fn entered<R>(runtime: &Runtime, owner: u64, this: &Owner, f: impl FnOnce(&Virtu
     let profiled =
         this.context.origin.session.as_deref().filter(|_| crate::config::with(|c| c.profile_executions == 1));
     let _profiling = profiled.map(|session| runtime.profile(session));
-    let _context = InContext::enter(runtime, this);
-    let _owning = future::own(Some(owner));
+    let _job = runtime.enter_job(this.job(Some(owner)));
     runtime.enter(f)
 }
 
-/// An execution's code may run on this thread: its session state set, its stop request armed,
-/// its store installed, until dropped.
-struct InContext {
-    _installed: store::Installed,
-    _armed: crate::stop::Armed,
-}
-
-impl InContext {
-    fn enter(runtime: &Runtime, this: &Owner) -> InContext {
-        let context = &this.context;
-        runtime.begin_execution(context.origin.clone());
-        session::with_job(|s| s.async_allowed = context.async_allowed);
-        InContext { _installed: store::install(this.store.clone()), _armed: runtime.arm(context.abort.clone()) }
+impl Owner {
+    /// The job its code runs in: its session state, its stop request, its store.
+    fn job(&self, owner: Option<u64>) -> JobContext {
+        let context = &self.context;
+        JobContext {
+            state: Some(JobState::execution(context.origin.clone(), context.async_allowed)),
+            store: self.store.clone(),
+            abort: context.abort.clone(),
+            owner,
+        }
     }
 }
 
@@ -213,9 +210,9 @@ pub fn within(owner: Option<u64>, f: &mut dyn FnMut()) {
     }
     // The turn of the loop runs callbacks of different executions, one after the other.
     let _turn = session::nest();
-    let in_context = InContext::enter(&runtime, &this);
+    let job = runtime.enter_job(this.job(None));
     f();
-    drop(in_context);
+    drop(job);
     super::defer_nested(&runtime, this.context.db);
 }
 

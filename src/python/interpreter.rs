@@ -14,11 +14,12 @@ use rustpython_vm::{AsObject, Interpreter, PyPayload, PyRef, PyResult, Settings,
 use super::errors::error_text;
 use super::guard;
 use super::interrupt::{self, Interrupter};
+use super::job::JobContext;
 use super::pristine;
-use super::session::{self, RawPlan};
+use super::session::{self, JobState, RawPlan};
 use crate::memory;
 use crate::stop::{self, Abort, Armed, WorkerId};
-use crate::store::{self, Store};
+use crate::store::Store;
 
 /// Native modules of rustpython-stdlib that scripts may import. Left out on purpose (see
 /// docs/sandbox.md): _bz2, _lzma, pyexpat, _elementtree (decompression and entity bombs run
@@ -174,10 +175,8 @@ impl Runtime {
         session: Option<String>,
         restoring: Option<VecDeque<String>>,
     ) -> ScriptOutcome {
-        session::begin(session, restoring, store.run_as());
-        session::with_job(|s| s.source = Some(script.into()));
-        let _installed = store::install(store.clone());
-        let _armed = self.arm(abort);
+        let state = JobState::body(session, restoring, store.run_as(), script);
+        let _job = self.enter_job(JobContext { state: Some(state), store: store.clone(), abort, owner: None });
         let (Some(interp), Some(state)) = (&self.interp, &self.state) else {
             return ScriptOutcome::Failed(crate::error::GearsError::ScriptFailed.to_string());
         };
@@ -255,11 +254,6 @@ impl Runtime {
             (depth, exception)
         });
         Nested { runtime: self, depth, exception, _session: session::nest() }
-    }
-
-    /// Prepares this thread to run an execution.
-    pub fn begin_execution(&self, origin: session::Origin) {
-        session::begin_execution(origin);
     }
 
     /// Profiles the calls of Python functions for `session` until the guard is dropped.

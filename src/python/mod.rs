@@ -10,6 +10,7 @@ pub mod held;
 mod inflate;
 mod interpreter;
 pub mod interrupt;
+pub mod job;
 mod native;
 mod nesting;
 mod power;

@@ -62,6 +62,32 @@ pub struct Origin {
     pub run_as: RunAs,
 }
 
+impl JobState {
+    /// A script body's: a fresh session (whatever the previous job left is dropped).
+    /// `restoring`: the registration ids of a session rebuilt from its source.
+    pub fn body(
+        session_id: Option<String>,
+        restoring: Option<VecDeque<String>>,
+        run_as: RunAs,
+        source: &str,
+    ) -> JobState {
+        JobState { in_body: true, session_id, restoring, run_as, source: Some(source.into()), ..JobState::default() }
+    }
+
+    /// An execution's (a plain `run()`'s has no origin).
+    pub fn execution(origin: Origin, async_allowed: bool) -> JobState {
+        JobState {
+            session_id: origin.session,
+            source: origin.source,
+            hook: origin.hook,
+            link: origin.link,
+            run_as: origin.run_as,
+            async_allowed,
+            ..JobState::default()
+        }
+    }
+}
+
 thread_local! {
     static JOB_STATE: RefCell<JobState> = RefCell::new(JobState::default());
 }
@@ -75,26 +101,6 @@ pub fn with_job<R>(f: impl FnOnce(&mut JobState) -> R) -> R {
 pub fn forget() {
     let left = JOB_STATE.try_with(|s| s.take());
     drop(left);
-}
-
-/// Sets up this thread for an execution (a plain `run()`'s has no origin).
-pub fn begin_execution(origin: Origin) {
-    with_job(|s| {
-        *s = JobState {
-            session_id: origin.session,
-            source: origin.source,
-            hook: origin.hook,
-            link: origin.link,
-            run_as: origin.run_as,
-            ..JobState::default()
-        }
-    });
-}
-
-/// Starts a fresh session for one script; whatever the previous job left is dropped.
-/// `restoring`: the registration ids of a session rebuilt from its source.
-pub fn begin(session_id: Option<String>, restoring: Option<VecDeque<String>>, run_as: RunAs) {
-    with_job(|s| *s = JobState { in_body: true, session_id, restoring, run_as, ..JobState::default() });
 }
 
 /// True while a session is rebuilt from its source.

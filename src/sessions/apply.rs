@@ -163,9 +163,10 @@ pub fn release_elsewhere(gone: Vec<Arc<Registration>>) {
 pub fn on_registered(runtime: &Runtime, session: &str, callbacks: &Callbacks, run_as: &RunAs) {
     let Some(function) = &callbacks.on_registered else { return };
     let _profiled = crate::config::with(|c| c.profile_executions == 1).then(|| runtime.profile(session));
-    let _armed = runtime.arm(Abort::with_limit(ON_REGISTERED_LIMIT));
     // It may call `execute()`, in database 0 as RedisGears does.
-    let _installed = crate::store::install(crate::jobs::host::store(0, run_as.clone()));
+    let store = crate::jobs::host::store(0, run_as.clone());
+    let abort = Abort::with_limit(ON_REGISTERED_LIMIT);
+    let _job = runtime.enter_job(crate::python::job::JobContext { state: None, store, abort, owner: None });
     runtime.enter(|vm| match crate::python::call_callback(vm, function, ()) {
         Err(exc) => log::warning(&format!("onRegistered failed: {}", crate::python::error_text(vm, &exc))),
         Ok(value) if &*value.class().name() == "coroutine" => {

@@ -10,7 +10,8 @@ use redis_module::Context;
 
 use crate::pool;
 use crate::python::held;
-use crate::python::session::Origin;
+use crate::python::job::JobContext;
+use crate::python::session::{JobState, Origin};
 use crate::python::upcalls::{TimerRequest, TimerStart};
 use crate::python::{Runtime, call_callback, error_text};
 use crate::redis::gil::with_gil;
@@ -19,7 +20,7 @@ use crate::registrations::time_events::{TimeEvent, TimerKey};
 use crate::registrations::{self, time_events};
 use crate::reply::Reply;
 use crate::stop::Abort;
-use crate::store::{self, RunAs};
+use crate::store::RunAs;
 use std::sync::Arc;
 
 /// `registerTE()` on this worker (its home is the time event's).
@@ -112,10 +113,10 @@ fn run_time_event(
     let Some(function) = held::timer(id) else {
         return Reply::Error("its function is gone (its worker was rebuilt)".to_owned());
     };
-    runtime.begin_execution(Origin { session, run_as: run_as.clone(), ..Origin::default() });
-    let _armed = runtime.arm(abort);
     let result = {
-        let _installed = store::install(crate::jobs::host::store(db, run_as));
+        let state = JobState::execution(Origin { session, run_as: run_as.clone(), ..Origin::default() }, false);
+        let store = crate::jobs::host::store(db, run_as);
+        let _job = runtime.enter_job(JobContext { state: Some(state), store, abort, owner: None });
         runtime.enter(|vm| call_callback(vm, &function, ()).map(drop).map_err(|e| error_text(vm, &e)))
     };
     runtime.end_job();

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use super::report::Report;
 use crate::python::ScriptOutcome;
+use crate::python::job::JobContext;
+use crate::python::session::JobState;
 use crate::python::testing::on_runtime;
 use crate::reply::Reply;
 use crate::stop::{Abort, Reason};
@@ -63,8 +65,8 @@ fn run_armed<S: Store + Send + 'static>(store: S, abort: Arc<Abort>, script: &st
             ScriptOutcome::Failed(text) => (Reply::Error(text), Report::default()),
             ScriptOutcome::Done => (Reply::ok(), Report::default()),
             ScriptOutcome::Run(plan) => {
-                runtime.begin_execution(Default::default());
-                let _armed = runtime.arm(abort);
+                let state = Some(JobState::execution(Default::default(), false));
+                let _job = runtime.enter_job(JobContext { state, store: store.clone(), abort, owner: None });
                 super::run(runtime, plan, store.clone())
             }
         };
