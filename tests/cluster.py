@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import REDIS_SERVER, SOCKET_TIMEOUT, RawConnection, ServerStartError, _answers_ping, _read, module_path
+from harness import REDIS_SERVER, SOCKET_TIMEOUT, Clients, RawConnection, ServerStartError, _answers_ping, module_path
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
@@ -101,7 +101,7 @@ def free_cluster_port(taken=()):
 # --------------------------------------------------------------------------------------------
 
 
-class Node:
+class Node(Clients):
     """One redis-server of the cluster. `role` ('master' or 'replica'), `node_id`, `master_id`
     (a replica's master) and `slots` ([(first, last), ...]) are what the node says of itself at the
     last `Cluster.refresh()`."""
@@ -117,7 +117,6 @@ class Node:
         self.master_id = None
         self.slots = []
         self.killed = False  # stopped on purpose (kill()), not a crash
-        self._clients = []
 
     def __repr__(self):
         return f"Node({self.host}:{self.port} {self.role} {self.node_id})"
@@ -150,35 +149,6 @@ class Node:
                 k, _, v = line.partition(":")
                 out[k.strip()] = v.strip()
         return out
-
-    def client(self, decode=True, **kw):
-        """A redis-py client of this node alone (no redirects followed)."""
-        import redis
-
-        kw.setdefault("socket_timeout", SOCKET_TIMEOUT)
-        kw.setdefault("protocol", 2)
-        c = redis.Redis(host=self.host, port=self.port, decode_responses=decode, **kw)
-        self._clients.append(c)
-        return c
-
-    def raw(self):
-        c = RawConnection(self.port)
-        self._clients.append(c)
-        return c
-
-    def log(self):
-        return _read(self.logfile)
-
-    def log_tail(self, n=40):
-        return "\n".join(self.log().splitlines()[-n:])
-
-    def close_clients(self):
-        for c in self._clients:
-            try:
-                c.close()
-            except Exception:
-                pass
-        self._clients = []
 
 
 def parse_cluster_nodes(text):

@@ -25,7 +25,7 @@ import pytest
 import redis
 
 # Error, RawConnection and Status are re-exported: the tests import them from here.
-from harness import SOCKET_TIMEOUT, Error, RawConnection, ServerStartError, Status, launch, module_path  # noqa: F401
+from harness import SOCKET_TIMEOUT, Clients, Error, RawConnection, ServerStartError, Status, launch, module_path  # noqa: F401
 
 SHARD0 = "0" * 40
 BLOCK_ERR = "Can not run gears inside a multi exec, lua, or when blocking is not allowed"
@@ -65,7 +65,7 @@ def wait_until(pred, timeout=WAIT_DEADLINE, interval=0.05, what="condition"):
 # --------------------------------------------------------------------------------------------
 
 
-class Server:
+class Server(Clients):
     def __init__(self, so, module_args, workdir, expect_exit=False):
         self.so = so
         self.module_args = [str(a) for a in module_args]
@@ -74,7 +74,6 @@ class Server:
         self.expect_exit = expect_exit
         self.proc = None
         self.port = None
-        self._clients = []
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self):
@@ -115,12 +114,7 @@ class Server:
             return None
 
     def kill(self):
-        for c in self._clients:
-            try:
-                c.close()
-            except Exception:
-                pass
-        self._clients = []
+        self.close_clients()
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
@@ -129,30 +123,6 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
-
-    # -- clients ---------------------------------------------------------------------------
-    def client(self, decode=True, **kw):
-        kw.setdefault("socket_timeout", SOCKET_TIMEOUT)
-        kw.setdefault("protocol", 2)
-        c = redis.Redis(host="127.0.0.1", port=self.port, decode_responses=decode, **kw)
-        self._clients.append(c)
-        return c
-
-    def raw(self):
-        c = RawConnection(self.port)
-        self._clients.append(c)
-        return c
-
-    # -- log -------------------------------------------------------------------------------
-    def log(self):
-        try:
-            with open(self.logfile, "r", encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, n=80):
-        return "\n".join(self.log().splitlines()[-n:])
 
     def wait_log(self, text, timeout=WAIT_DEADLINE):
         return wait_until(lambda: text in self.log(), timeout=timeout, what=f"{text!r} in the server log")

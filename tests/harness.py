@@ -197,6 +197,47 @@ def _answers_ping(proc, port, start_deadline=START_DEADLINE, poll=0.05):
     return False
 
 
+class Clients:
+    """What a test holds of one server process (`host`, `port`, `logfile`): the clients it opened,
+    closed together, and the server's log. Shared by conftest's Server and cluster's Node."""
+
+    host = "127.0.0.1"
+
+    def client(self, decode=True, **kw):
+        """A redis-py client of this server alone (a cluster's redirects are not followed)."""
+        import redis  # not at the top: bench and soak use the rest without redis-py
+
+        kw.setdefault("socket_timeout", SOCKET_TIMEOUT)
+        kw.setdefault("protocol", 2)
+        c = redis.Redis(host=self.host, port=self.port, decode_responses=decode, **kw)
+        self._opened().append(c)
+        return c
+
+    def raw(self):
+        c = RawConnection(self.port)
+        self._opened().append(c)
+        return c
+
+    def close_clients(self):
+        for c in self._opened():
+            try:
+                c.close()
+            except Exception:
+                pass
+        self._clients = []
+
+    def _opened(self):
+        if not hasattr(self, "_clients"):
+            self._clients = []
+        return self._clients
+
+    def log(self):
+        return _read(self.logfile)
+
+    def log_tail(self, n=80):
+        return "\n".join(self.log().splitlines()[-n:])
+
+
 def _read(path):
     try:
         with open(path, "r", encoding="utf-8", errors="replace") as f:
