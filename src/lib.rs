@@ -2,6 +2,7 @@
 //!
 //! This file only wires the module into Redis: the command table, load arguments and start-up.
 
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod engine;
@@ -30,7 +31,7 @@ mod entry {
     use redis_module::{Context, RedisString, Status, redis_module};
 
     use crate::redis::rdb::TYPE as RG_TYPE;
-    use crate::{commands, config, jobs, memory, pool, python, redis, registrations, sessions, watchdog};
+    use crate::{cluster, commands, config, jobs, memory, pool, python, redis, registrations, sessions, watchdog};
 
     /// Jobs read and write Redis.
     struct RedisHost;
@@ -74,6 +75,7 @@ mod entry {
         );
         redis::filter::intercept(ctx, registrations::hooks::intercepts, redis::acl::default_user_needs_auth);
         python::upcalls::provide(&sessions::SessionUpcalls);
+        cluster::watch(ctx);
         jobs::host::provide(&RedisHost);
         redis::rdb::register_persisted(redis::rdb::Persisted {
             save: sessions::persisted::save,

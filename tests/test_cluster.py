@@ -1,10 +1,10 @@
 """rustgears on a Redis Cluster (tests/cluster.py): 3 masters with a replica each, one cluster for
 the whole file.
 
-Today the engine runs local-only on a cluster-enabled server: the module loads on every node, and
-an execution on a master sees that master's keys. The xfail tests state what cluster mode (issue 19)
-must add, as RedisGears 1.2 does it; they turn into failures (strict) once it works, and then lose
-their mark.
+The module reads the cluster's topology from Redis (RG.INFOCLUSTER, execution ids, `hashtag()`),
+but executions still run on the shard they start on: an execution on a master sees that master's
+keys. The xfail tests state what distributed executions must add, as RedisGears 1.2 does it; they
+turn into failures (strict) once it works, and then lose their mark.
 
 The failover test kills a master, so it comes last."""
 
@@ -16,7 +16,7 @@ from conftest import Status, pyexecute, wait_until
 cluster = cluster_fixture(masters=3, replicas=1)
 
 N_KEYS = 60
-ISSUE = "cluster mode: issue 19"
+ISSUE = "distributed executions: issue 19"
 INFO_NODE_KEYS = ["id", "ip", "port", "unixSocket", "runid", "minHslot", "maxHslot", "pendingMessages"]
 
 
@@ -98,33 +98,61 @@ def test_refreshcluster_replies_ok_on_every_master(cluster):
 
 
 # --------------------------------------------------------------------------------------------
-# Cluster mode (issue 19): RedisGears 1.2 behaviour, not there yet
+# The topology, as RedisGears 1.2 shows it
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=ISSUE)
 def test_infocluster_lists_the_three_masters(cluster):
     masters = {m.node_id: m for m in cluster.masters}
     for m in cluster.masters:
         reply = m.client().execute_command("RG.INFOCLUSTER")
-        assert isinstance(reply, list) and len(reply) == 6, reply
-        assert reply[0] == "MyId" and reply[2] == "MyRunId" and reply[4] == "NodesInfo", reply
+        assert isinstance(reply, list) and len(reply) == 5, reply
+        assert reply[0] == "MyId" and reply[2] == "MyRunId", reply
         assert reply[1] == m.node_id
-        assert isinstance(reply[3], str) and reply[3]
-        infos = reply[5]
+        assert reply[3] == m.client().info("server")["run_id"]
+        infos = reply[4]
         assert len(infos) == 3, infos
-        ids = set()
         for info in infos:
             assert info[0::2] == INFO_NODE_KEYS, info
             fields = dict(zip(info[0::2], info[1::2]))
             node = masters[fields["id"]]
-            ids.add(fields["id"])
             assert fields["ip"] == node.host
             assert int(fields["port"]) == node.port
+            assert fields["unixSocket"] == "None"
             assert [(int(fields["minHslot"]), int(fields["maxHslot"]))] == node.slots
-            assert int(fields["pendingMessages"]) >= 0
-            assert isinstance(fields["runid"], str) and fields["runid"]
-        assert ids == set(masters)
+            assert int(fields["pendingMessages"]) == 0
+            # A peer's run id comes with its messages, which the shards do not exchange yet.
+            assert fields["runid"] == (reply[3] if node is m else None)
+        assert {dict(zip(i[0::2], i[1::2]))["id"] for i in infos} == set(masters)
+
+
+def test_on_a_replica_and_stand_alone_there_is_no_cluster_mode(cluster, start_server):
+    assert cluster.replicas[0].client().execute_command("RG.INFOCLUSTER") == "no cluster mode"
+    alone = start_server().client()
+    assert alone.execute_command("RG.INFOCLUSTER") == "no cluster mode"
+    assert alone.execute_command("RG.REFRESHCLUSTER") == "OK"
+
+
+def test_execution_ids_and_the_shards_id_reader_carry_the_node_id(cluster):
+    for m in cluster.masters:
+        c = m.client()
+        eid = pyexecute(c, "GB('ShardsIDReader').run()", "UNBLOCKING")
+        assert eid.rpartition("-")[0] == m.node_id, eid
+        assert c.execute_command("RG.GETRESULTSBLOCKING", eid) == [[m.node_id], []]
+        c.execute_command("RG.DROPEXECUTION", eid)
+
+
+def test_hashtag_keeps_keys_on_the_shard_that_made_them(cluster):
+    for m in cluster.masters:
+        tag = pyexecute(m.client(), "GB('ShardsIDReader').map(lambda x: hashtag()).run()")[0][0]
+        assert m.client().execute_command("CLUSTER", "KEYSLOT", "k{%s}" % tag) == m.slots[0][0], (m, tag)
+        key = "cache:{%s}:1" % tag
+        assert cluster.owner(key).port == m.port
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed executions (issue 19): RedisGears 1.2 behaviour, not there yet
+# --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.xfail(strict=True, reason=ISSUE)
@@ -140,18 +168,6 @@ def test_shardsidreader_yields_one_id_per_shard(cluster):
 def test_count_on_any_master_counts_every_key_of_the_cluster(cluster, keys):
     for m in cluster.masters:
         assert pyexecute(m.client(), "GB().count().run()") == [[str(N_KEYS)], []], m
-
-
-@pytest.mark.xfail(strict=True, reason=ISSUE)
-def test_execution_ids_start_with_the_node_id(cluster):
-    m = cluster.masters[0]
-    c = m.client()
-    eid = pyexecute(c, "GB('ShardsIDReader').run()", "UNBLOCKING")
-    try:
-        assert eid.rpartition("-")[0] == m.node_id, eid
-    finally:
-        c.execute_command("RG.GETRESULTSBLOCKING", eid)
-        c.execute_command("RG.DROPEXECUTION", eid)
 
 
 # --------------------------------------------------------------------------------------------

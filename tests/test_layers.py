@@ -17,7 +17,7 @@ RANK = {
     "pool": 7, "executions": 7,
     "engine": 6,
     "python": 5,
-    "registrations": 4,
+    "registrations": 4, "cluster": 4,
     "redis": 3,
     "store": 1,
     "config": 0, "error": 0, "idle": 0, "ids": 0, "memory": 0, "profile": 0, "reply": 0,

@@ -4,7 +4,7 @@ use redis_module::Context;
 
 use super::{Response, refuse_unblockable};
 use crate::error::GearsError;
-use crate::executions::{self, SHARD_ID, State};
+use crate::executions::{self, State, shard_id};
 use crate::redis::blocked::BlockedClient;
 use crate::reply::Reply;
 
@@ -87,6 +87,7 @@ pub fn get_execution(id: &str) -> Result<Response, GearsError> {
         Reply::bulk("steps"),
         Reply::Array(steps),
     ]);
-    let shard = Reply::Array(vec![Reply::bulk("shard_id"), Reply::bulk(SHARD_ID), Reply::bulk("execution_plan"), plan]);
+    let shard =
+        Reply::Array(vec![Reply::bulk("shard_id"), Reply::bulk(shard_id()), Reply::bulk("execution_plan"), plan]);
     Ok(Response::Reply(Reply::Array(vec![shard])))
 }

@@ -76,7 +76,7 @@ pub fn py_stats() -> Result<Response, GearsError> {
     ])))
 }
 
-/// Fixed outside cluster mode, or by what an embedded interpreter cannot do (docs/commands.md#other-commands).
+/// Fixed by what an embedded interpreter cannot do (docs/commands.md#other-commands).
 pub fn fixed_reply(which: Fixed) -> Result<Response, GearsError> {
     Ok(Response::Reply(match which {
         Fixed::DumpPlugins => {
@@ -84,8 +84,6 @@ pub fn fixed_reply(which: Fixed) -> Result<Response, GearsError> {
         }
         Fixed::PyExecuteRemote => Reply::bulk("Execute remote is not longer supported"),
         Fixed::PyFreeInterpreter => Reply::bulk("Free interpreter is not longer supported"),
-        Fixed::InfoCluster => Reply::bulk("no cluster mode"),
-        Fixed::RefreshCluster => Reply::ok(),
         Fixed::PyDumpReqs => Reply::Array(Vec::new()),
         Fixed::PyExportReq => return Err(GearsError::NoSuchRequirement),
         Fixed::PyImportReq => return Err(GearsError::RequirementsNotSupported),

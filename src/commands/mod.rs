@@ -86,6 +86,14 @@ fn answer(ctx: &Context, command: Command) -> Result<Response, GearsError> {
         Command::Hook { record, proven, authenticated } => hook::hook(ctx, record, proven, authenticated),
         Command::InnerRegister { blob } => registrations::inner_register(ctx, &blob),
         Command::InnerUnregister { id } => registrations::inner_unregister(ctx, &id),
+        Command::InfoCluster => {
+            crate::cluster::refresh(ctx);
+            Ok(Response::Reply(crate::cluster::info()))
+        }
+        Command::RefreshCluster => {
+            crate::cluster::refresh(ctx);
+            Ok(Response::Reply(Reply::ok()))
+        }
         Command::Fixed(which) => management::fixed_reply(which),
     }
 }

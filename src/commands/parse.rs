@@ -73,6 +73,9 @@ pub enum Command {
     InnerUnregister {
         id: String,
     },
+    /// The cluster as the module sees it, read again first.
+    InfoCluster,
+    RefreshCluster,
     /// Commands whose reply never depends on state (docs/commands.md#other-commands).
     Fixed(Fixed),
 }
@@ -82,8 +85,6 @@ pub enum Fixed {
     DumpPlugins,
     PyExecuteRemote,
     PyFreeInterpreter,
-    InfoCluster,
-    RefreshCluster,
     PyDumpReqs,
     PyExportReq,
     PyImportReq,
@@ -170,6 +171,8 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Command, GearsError> {
             _ => return Err(GearsError::WrongArity),
         },
         "rg.dumpregistrations" => Command::DumpRegistrations,
+        "rg.infocluster" => Command::InfoCluster,
+        "rg.refreshcluster" => Command::RefreshCluster,
         "rg.unregister" => unregister_args(rest)?,
         "rg.pauseregistrations" | "rg.unpauseregistrations" if !rest.is_empty() => Command::Pause {
             ids: rest.iter().map(|id| lossy_text(id)).collect(),
@@ -237,14 +240,12 @@ fn py_profile(rest: &[Vec<u8>]) -> Result<Command, GearsError> {
     }
 }
 
-/// The commands whose reply never changes here (cluster and requirements ones).
+/// The commands whose reply never changes here (requirements and retired ones).
 fn fixed_command(name: &str, rest: &[Vec<u8>]) -> Option<Fixed> {
     Some(match name {
         "rg.dumpplugins" => Fixed::DumpPlugins,
         "rg.pyexecuteremote" => Fixed::PyExecuteRemote,
         "rg.pyfreeinterpreter" => Fixed::PyFreeInterpreter,
-        "rg.infocluster" => Fixed::InfoCluster,
-        "rg.refreshcluster" => Fixed::RefreshCluster,
         "rg.pydumpreqs" => Fixed::PyDumpReqs,
         "rg.pyexportreq" if rest.len() == 1 => Fixed::PyExportReq,
         "rg.pyimportreq" if !rest.is_empty() => Fixed::PyImportReq,

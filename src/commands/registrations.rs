@@ -5,7 +5,7 @@ use redis_module::{Context, ContextFlags};
 
 use super::Response;
 use crate::error::GearsError;
-use crate::executions::{self, SHARD_ID};
+use crate::executions::{self, shard_id};
 use crate::registrations::{self, Kind, Outcome, Registration, SessionRecord, persist};
 use crate::reply::Reply;
 
@@ -247,7 +247,7 @@ pub fn pause_registrations(ctx: &Context, ids: &[String], pause: bool) -> Result
     let found: Vec<_> = ids
         .iter()
         .map(|id| {
-            registrations::find(id).ok_or_else(|| GearsError::NoRegistrationOnShard(id.clone(), SHARD_ID.to_owned()))
+            registrations::find(id).ok_or_else(|| GearsError::NoRegistrationOnShard(id.clone(), shard_id().to_owned()))
         })
         .collect::<Result<_, _>>()?;
     if let Some(other) = found.iter().find(|r| !matches!(r.spec.kind, Kind::Stream { .. })) {

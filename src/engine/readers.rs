@@ -204,7 +204,7 @@ impl Reader for ShardsIdReader {
         if std::mem::replace(&mut self.done, true) {
             return Ok(None);
         }
-        Ok(Some(vm.ctx.new_str("1").into()))
+        Ok(Some(vm.ctx.new_str(crate::ids::reader_id()).into()))
     }
 }
 

@@ -2,7 +2,7 @@
 
 mod table;
 
-pub use crate::ids::{SHARD_ID, next_plan_id, plan_id_seen};
+pub use crate::ids::{next_plan_id, plan_id_seen, shard_id};
 
 pub use table::{AbortOutcome, Dump, ExecutionKey, Lookup, State, Wants};
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use slab::Slab;
 
-use super::SHARD_ID;
+use super::shard_id;
 use crate::error::GearsError;
 use crate::redis::blocked::BlockedClient;
 use crate::reply::Reply;
@@ -122,7 +122,7 @@ impl Table {
         limit: i64,
         abort: Arc<Abort>,
     ) -> ExecutionKey {
-        let id = format!("{SHARD_ID}-{}", self.counter);
+        let id = format!("{}-{}", shard_id(), self.counter);
         self.counter += 1;
         if limit > 0 {
             while self.order.len() as i64 >= limit {
@@ -320,11 +320,11 @@ mod tests {
         let mut t = Table::new();
         let a = create(&mut t, true, 0);
         let b = create(&mut t, false, 0);
-        assert_eq!(a.id, format!("{SHARD_ID}-0"));
-        assert_eq!(b.id, format!("{SHARD_ID}-1"));
+        assert_eq!(a.id, format!("{}-0", shard_id()));
+        assert_eq!(b.id, format!("{}-1", shard_id()));
         done(&mut t, &b); // blocking run: dropped when done
         let c = create(&mut t, true, 0);
-        assert_eq!(c.id, format!("{SHARD_ID}-2"));
+        assert_eq!(c.id, format!("{}-2", shard_id()));
         assert!(matches!(t.lookup(&b.id), Lookup::Missing));
     }
 
@@ -365,6 +365,6 @@ mod tests {
         assert_eq!(t.dump()[0].state, State::Aborted);
         assert_eq!(t.abort(&k.id), Ok(AbortOutcome::Ended));
         assert_eq!(t.abort("nope"), Err(GearsError::NoSuchAbortTarget));
-        assert_eq!(create(&mut t, true, 0).id, format!("{SHARD_ID}-4"));
+        assert_eq!(create(&mut t, true, 0).id, format!("{}-4", shard_id()));
     }
 }

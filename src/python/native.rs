@@ -234,6 +234,18 @@ mod _redisgears {
     }
 
     /// True inside an execution that may go asynchronous; false in a script body.
+    /// What ShardsIDReader yields on this shard (`shardReaderCallback`).
+    #[pyfunction]
+    fn shard_reader_id() -> &'static str {
+        crate::ids::reader_id()
+    }
+
+    /// `hashtag()`: a tag of this shard's first slot.
+    #[pyfunction]
+    fn hashtag() -> &'static str {
+        crate::cluster::my_hashtag()
+    }
+
     #[pyfunction]
     fn is_async_allow() -> bool {
         session::with_job(|s| !s.in_body && s.async_allowed)

@@ -3,6 +3,7 @@
 pub mod acl;
 pub mod blocked;
 pub mod call;
+pub mod cluster;
 pub mod command_keys;
 pub mod events;
 pub mod filter;

@@ -142,6 +142,6 @@ fn body_and_registrations(
         return (outcome, Ok(false));
     }
     let registered = apply::apply_script(runtime, session, script, db, pending)
-        .map_err(|text| format!("{}: {text}", executions::SHARD_ID));
+        .map_err(|text| format!("{}: {text}", executions::shard_id()));
     (outcome, registered)
 }

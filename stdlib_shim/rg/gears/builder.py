@@ -213,8 +213,7 @@ def createKeysOnlyReader(pattern='*', count=1000, noScan=False, patternGenerator
 
 
 def shardReaderCallback():
-    """RedisGears' ShardsIDReader function, a generator of this shard's id: RedisGears yields
-    '1' where `RG.INFOCLUSTER` says `no cluster mode`, which is always the case here (the
-    ShardsIDReader yields the same '1')."""
-    yield '1'
+    """RedisGears' ShardsIDReader function, a generator of this shard's id: its node id in
+    cluster mode, '1' where `RG.INFOCLUSTER` says `no cluster mode` (as the ShardsIDReader)."""
+    yield _redisgears.shard_reader_id()
 GB = GearsBuilder

@@ -146,7 +146,7 @@ def registerTE(*args, **kwargs):
 
 
 def hashtag():
-    return '06S'
+    return _redisgears.hashtag()
 
 
 def call_next(*args):
