@@ -11,7 +11,7 @@ The failover test kills a master, so it comes last."""
 import pytest
 
 from cluster import HASH_SLOTS, cluster_fixture
-from conftest import Status, pyexecute, wait_until
+from conftest import Error, Status, pyexecute, wait_until
 
 cluster = cluster_fixture(masters=3, replicas=1)
 
@@ -148,6 +148,24 @@ def test_hashtag_keeps_keys_on_the_shard_that_made_them(cluster):
         assert m.client().execute_command("CLUSTER", "KEYSLOT", "k{%s}" % tag) == m.slots[0][0], (m, tag)
         key = "cache:{%s}:1" % tag
         assert cluster.owner(key).port == m.port
+
+
+def test_commands_for_a_key_of_another_shard_get_moved(cluster):
+    m = cluster.masters[0]
+    c = m.client()
+    key = next(f"elsewhere:{i}" for i in range(1000) if cluster.owner(f"elsewhere:{i}").port != m.port)
+    slot = c.execute_command("CLUSTER", "KEYSLOT", key)
+    c.execute_command("RG.PYEXECUTE", "GB('CommandReader').register(trigger='t', mode='sync')", "ID", "moved-t")
+    hook = "GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='hset', mode='sync')"
+    c.execute_command("RG.PYEXECUTE", hook, "ID", "moved-h")
+    try:
+        for command in (("RG.TRIGGERONKEY", "t", key), ("HSET", key, "f", "v")):
+            reply = m.call(*command)
+            assert isinstance(reply, Error) and reply.startswith(f"MOVED {slot} "), (command, reply)
+        assert cluster.client().exists(key) == 0  # the trigger and the hook ran nowhere
+    finally:
+        for reg in c.execute_command("RG.DUMPREGISTRATIONS"):
+            c.execute_command("RG.UNREGISTER", reg[1])
 
 
 # --------------------------------------------------------------------------------------------
