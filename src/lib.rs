@@ -74,9 +74,9 @@ mod entry {
             },
         );
         redis::filter::intercept(ctx, registrations::hooks::intercepts, redis::acl::default_user_needs_auth);
-        python::upcalls::provide(&sessions::SessionUpcalls);
+        python::upcalls::provide_upcalls(&sessions::SessionUpcalls);
         cluster::watch(ctx);
-        jobs::host::provide(&RedisHost);
+        jobs::host::provide_host(&RedisHost);
         redis::rdb::register_persisted(redis::rdb::Persisted {
             save: sessions::persisted::save,
             load: sessions::persisted::load_snapshot,

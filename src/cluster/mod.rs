@@ -43,7 +43,7 @@ static RUN_ID: OnceLock<String> = OnceLock::new();
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
 /// The cluster, if this node is one of its masters' peers in cluster mode; `None` stand-alone.
-pub fn current() -> Option<Arc<Topology>> {
+pub fn topology() -> Option<Arc<Topology>> {
     TOPOLOGY.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
 }
 
@@ -75,13 +75,13 @@ pub fn refresh(ctx: &Context) {
 /// Keeps the topology current while cluster mode is enabled (from the module's load).
 pub fn watch(ctx: &Context) {
     if ctx.get_flags().contains(ContextFlags::CLUSTER) {
-        tick(ctx, ());
+        refresh_and_rearm(ctx, ());
     }
 }
 
-fn tick(ctx: &Context, (): ()) {
+fn refresh_and_rearm(ctx: &Context, (): ()) {
     refresh(ctx);
-    ctx.create_timer(REFRESH_EVERY, tick, ());
+    ctx.create_timer(REFRESH_EVERY, refresh_and_rearm, ());
 }
 
 fn run_id(ctx: &Context) -> String {
@@ -129,8 +129,8 @@ pub fn parse_slots(my_id: String, reply: &Reply) -> Option<Topology> {
 
 /// RG.INFOCLUSTER (docs/commands.md#rginfocluster). Peers' run ids are not known yet: they
 /// come with the messages between shards.
-pub fn info() -> Reply {
-    let Some(topology) = current() else { return Reply::bulk("no cluster mode") };
+pub fn info_reply() -> Reply {
+    let Some(topology) = topology() else { return Reply::bulk("no cluster mode") };
     let run_id = RUN_ID.get().cloned().unwrap_or_default();
     let node = |n: &Node| {
         let runid = if n.id == topology.my_id { Reply::bulk(run_id.as_str()) } else { Reply::Null };
@@ -164,8 +164,8 @@ pub fn info() -> Reply {
 
 /// `hashtag()`: a tag of this shard's first slot (`06S`, slot 0's, stand-alone).
 pub fn my_hashtag() -> &'static str {
-    let first = current().and_then(|t| t.nodes.iter().find(|n| n.id == t.my_id).map(|n| n.min_slot));
-    slots::tag_of(first.unwrap_or(0))
+    let first = topology().and_then(|t| t.nodes.iter().find(|n| n.id == t.my_id).map(|n| n.min_slot));
+    slots::hashtag_of(first.unwrap_or(0))
 }
 
 #[cfg(test)]

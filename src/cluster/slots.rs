@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 pub const SLOTS: u16 = 16384;
 
 /// CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with, a byte at a time.
-const TABLE: [u16; 256] = {
+const CRC16_TABLE: [u16; 256] = {
     let mut table = [0u16; 256];
     let mut byte = 0;
     while byte < 256 {
@@ -23,7 +23,7 @@ const TABLE: [u16; 256] = {
 };
 
 pub fn crc16(bytes: &[u8]) -> u16 {
-    bytes.iter().fold(0u16, |crc, &b| (crc << 8) ^ TABLE[usize::from((crc >> 8) as u8 ^ b)])
+    bytes.iter().fold(0u16, |crc, &b| (crc << 8) ^ CRC16_TABLE[usize::from((crc >> 8) as u8 ^ b)])
 }
 
 /// The slot of `key`: only what is inside its first `{...}` counts, if that is not empty.
@@ -77,7 +77,7 @@ fn tags() -> &'static [String] {
 }
 
 /// A short string whose slot is `slot` (`'{%s}' % tag` keeps keys there).
-pub fn tag_of(slot: u16) -> &'static str {
+pub fn hashtag_of(slot: u16) -> &'static str {
     tags().get(usize::from(slot % SLOTS)).map_or("06S", String::as_str)
 }
 
@@ -100,9 +100,9 @@ mod tests {
 
     #[test]
     fn every_slot_has_a_short_tag_that_hashes_to_it() {
-        assert_eq!(tag_of(0), "06S");
+        assert_eq!(hashtag_of(0), "06S");
         for slot in 0..SLOTS {
-            let tag = tag_of(slot);
+            let tag = hashtag_of(slot);
             assert!((1..=3).contains(&tag.len()), "{slot}: {tag}");
             assert_eq!(key_slot(format!("x{{{tag}}}y").as_bytes()), slot);
         }

@@ -88,7 +88,7 @@ fn answer(ctx: &Context, command: Command) -> Result<Response, GearsError> {
         Command::InnerUnregister { id } => registrations::inner_unregister(ctx, &id),
         Command::InfoCluster => {
             crate::cluster::refresh(ctx);
-            Ok(Response::Reply(crate::cluster::info()))
+            Ok(Response::Reply(crate::cluster::info_reply()))
         }
         Command::RefreshCluster => {
             crate::cluster::refresh(ctx);

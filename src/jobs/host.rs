@@ -20,13 +20,13 @@ pub trait Host: Sync {
 }
 
 /// No server: one `MemoryStore` per thread, whatever the database or the user.
-struct Alone;
+struct NoServer;
 
 thread_local! {
     static MEMORY: Rc<MemoryStore> = Rc::new(MemoryStore::default());
 }
 
-impl Host for Alone {
+impl Host for NoServer {
     fn store(&self, _db: i32, _run_as: RunAs) -> Rc<dyn Store> {
         MEMORY.with(Rc::clone)
     }
@@ -34,7 +34,7 @@ impl Host for Alone {
 
 static HOST: OnceLock<&'static dyn Host> = OnceLock::new();
 
-pub fn provide(host: &'static dyn Host) {
+pub fn provide_host(host: &'static dyn Host) {
     let _ = HOST.set(host);
 }
 
@@ -56,7 +56,7 @@ pub fn locked<R>(f: impl FnOnce() -> R) -> R {
 }
 
 fn host() -> &'static dyn Host {
-    HOST.get().copied().unwrap_or(&Alone)
+    HOST.get().copied().unwrap_or(&NoServer)
 }
 
 /// This thread's store when there is no server.

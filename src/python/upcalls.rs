@@ -73,7 +73,7 @@ impl Upcalls for Alone {}
 
 static UPCALLS: OnceLock<&'static dyn Upcalls> = OnceLock::new();
 
-pub fn provide(upcalls: &'static dyn Upcalls) {
+pub fn provide_upcalls(upcalls: &'static dyn Upcalls) {
     let _ = UPCALLS.set(upcalls);
 }
 
