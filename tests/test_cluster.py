@@ -168,6 +168,67 @@ def test_commands_for_a_key_of_another_shard_get_moved(cluster):
             c.execute_command("RG.UNREGISTER", reg[1])
 
 
+def registration_ids(node):
+    return sorted(r[1] for r in node.client().execute_command("RG.DUMPREGISTRATIONS"))
+
+
+def registration_data(node, rid):
+    """The RegistrationData fields of registration `rid` on `node`."""
+    for r in node.client().execute_command("RG.DUMPREGISTRATIONS"):
+        fields = dict(zip(r[0::2], r[1::2]))
+        if fields["id"] == rid:
+            data = fields["RegistrationData"]
+            return dict(zip(data[0::2], data[1::2]))
+    raise AssertionError(f"{rid} is not registered on {node.addr}")
+
+
+def test_a_stream_registration_is_paused_and_unpaused_on_every_master(cluster):
+    a = cluster.masters[0]
+    assert a.client().execute_command("RG.PYEXECUTE", "GB('StreamReader').register(prefix='st:*')", "ID", "streams") == "OK"
+    [rid] = registration_ids(a)
+    for n in cluster.nodes:
+        wait_until(lambda: registration_ids(n) == [rid], what=f"{rid} on {n.addr}")
+    try:
+        for pause, status in (("RG.PAUSEREGISTRATIONS", "PAUSED"), ("RG.UNPAUSEREGISTRATIONS", "OK")):
+            assert a.client().execute_command(pause, rid) == "OK"
+            for m in cluster.masters:
+                wait_until(lambda: registration_data(m, rid)["status"] == status, what=f"{rid} {status} on {m.addr}")
+    finally:
+        assert a.client().execute_command("RG.UNREGISTER", rid) == "OK"
+    for n in cluster.nodes:
+        wait_until(lambda: registration_ids(n) == [], what=f"{rid} gone from {n.addr}")
+
+
+def test_a_registration_made_on_one_master_fires_on_every_master(cluster):
+    a = cluster.masters[0]
+    script = ("GB().foreach(lambda r: execute('SET', 'seen:{%s}' % hashtag(), r['key']))"
+              ".register(prefix='fire:*', mode='sync')")
+    assert a.client().execute_command("RG.PYEXECUTE", script, "ID", "everywhere") == "OK"
+    [rid] = registration_ids(a)
+    for n in cluster.nodes:
+        wait_until(lambda: registration_ids(n) == [rid], what=f"{rid} on {n.addr}")
+    c = cluster.client()
+    written = []
+    try:
+        for m in cluster.masters:
+            key = next(f"fire:{i}" for i in range(1000) if cluster.owner(f"fire:{i}").port == m.port)
+            c.set(key, "x")
+            tag = pyexecute(m.client(), "GB('ShardsIDReader').map(lambda x: hashtag()).run()")[0][0]
+            written += [key, "seen:{%s}" % tag]
+            assert m.client().get("seen:{%s}" % tag) == key, m
+        for m in cluster.masters:
+            assert registration_data(m, rid)["numSuccess"] == 1, m
+        assert a.client().execute_command("RG.CLEARREGISTRATIONSSTATS") == "OK"
+        for m in cluster.masters:
+            wait_until(lambda: registration_data(m, rid)["numTriggered"] == 0, what=f"stats cleared on {m.addr}")
+    finally:
+        assert a.client().execute_command("RG.UNREGISTER", rid) == "OK"
+        for key in written:
+            c.delete(key)
+    for n in cluster.nodes:
+        wait_until(lambda: registration_ids(n) == [], what=f"{rid} gone from {n.addr}")
+
+
 # --------------------------------------------------------------------------------------------
 # Distributed executions (issue 19): RedisGears 1.2 behaviour, not there yet
 # --------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 //! Executions still run on the shard they start on: the distributed engine (plans started on
 //! every master, records repartitioned over the cluster bus) is not built yet.
 
+pub mod message;
 pub mod slots;
 
 use std::sync::{Arc, OnceLock, RwLock};
@@ -160,6 +161,18 @@ pub fn info_reply() -> Reply {
         Reply::bulk(run_id.as_str()),
         Reply::Array(topology.nodes.iter().map(node).collect()),
     ])
+}
+
+/// Sends `message` to every other master (not their replicas: each master passes what it applies
+/// on to its own). Best effort: a master whose link is down misses it.
+pub fn send_to_peers(ctx: &Context, message: &message::Message) {
+    let Some(topology) = topology() else { return };
+    let bytes = message.encode();
+    for node in topology.nodes.iter().filter(|n| n.id != topology.my_id) {
+        if !cluster::send_message(ctx, &node.id, &bytes) {
+            log::warning(&format!("rustgears: could not send a registration change to {}:{}", node.ip, node.port));
+        }
+    }
 }
 
 /// `hashtag()`: a tag of this shard's first slot (`06S`, slot 0's, stand-alone).

@@ -79,7 +79,7 @@ fn answer(ctx: &Context, command: Command) -> Result<Response, GearsError> {
         Command::DumpRegistrations => registrations::dump_registrations(),
         Command::Unregister { id, abort_pending } => registrations::unregister_command(ctx, &id, abort_pending),
         Command::Pause { ids, pause } => registrations::pause_registrations(ctx, &ids, pause),
-        Command::ClearRegistrationsStats => registrations::clear_stats(),
+        Command::ClearRegistrationsStats => registrations::clear_stats(ctx),
         Command::Trigger { args } => trigger::trigger(ctx, args),
         Command::PyDumpSessions(options) => registrations::dump_sessions(&options),
         Command::PyProfile { reset, session } => registrations::profile(&session, reset),

@@ -4,6 +4,7 @@
 use redis_module::{Context, ContextFlags};
 
 use super::Response;
+use crate::cluster::message::Message;
 use crate::error::GearsError;
 use crate::executions::{self, shard_id};
 use crate::registrations::{self, Kind, Outcome, Registration, SessionRecord, persist};
@@ -188,7 +189,7 @@ pub fn unregister_command(ctx: &Context, id: &str, abort_pending: bool) -> Resul
         check_may_manage(ctx, &registration)?;
     }
     let (registration, finished) = registrations::unregister(id)?;
-    persist::replicate_unregister(ctx, id);
+    persist::share_unregister(ctx, id);
     for execution in finished {
         let _ = executions::drop_execution(&execution);
     }
@@ -219,9 +220,7 @@ pub fn inner_register(ctx: &Context, blob: &[u8]) -> Result<Response, GearsError
 
 pub fn inner_unregister(ctx: &Context, id: &str) -> Result<Response, GearsError> {
     internal(ctx, persist::UNREGISTER_COMMAND)?;
-    if let Ok((registration, _)) = registrations::unregister(id) {
-        crate::sessions::apply::release_elsewhere(vec![registration]);
-    }
+    crate::sessions::persisted::unregister_here(id);
     Ok(Response::Reply(Reply::ok()))
 }
 
@@ -259,18 +258,17 @@ pub fn pause_registrations(ctx: &Context, ids: &[String], pause: bool) -> Result
     }
     executions::skip_id();
     executions::next_plan_id();
-    for registration in found {
-        crate::sessions::streams::pause(&registration, pause);
-    }
+    let ids: Vec<String> = found.iter().map(|r| r.spec.id.clone()).collect();
+    crate::sessions::streams::pause_here(&ids, pause);
+    crate::cluster::send_to_peers(ctx, &Message::Pause { pause, ids });
     Ok(Response::Reply(Reply::ok()))
 }
 
-pub fn clear_stats() -> Result<Response, GearsError> {
+pub fn clear_stats(ctx: &Context) -> Result<Response, GearsError> {
     executions::skip_id();
     executions::next_plan_id();
-    for registration in registrations::all() {
-        registration.live.clear_stats();
-    }
+    registrations::clear_all_stats();
+    crate::cluster::send_to_peers(ctx, &Message::ClearStats);
     Ok(Response::Reply(Reply::ok()))
 }
 

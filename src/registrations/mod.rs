@@ -239,6 +239,13 @@ pub fn all() -> Vec<Arc<Registration>> {
     registry().registrations.clone()
 }
 
+/// RG.CLEARREGISTRATIONSSTATS: every registration's counters start again.
+pub fn clear_all_stats() {
+    for registration in all() {
+        registration.live.clear_stats();
+    }
+}
+
 pub fn find(id: &str) -> Option<Arc<Registration>> {
     registry().registrations.iter().find(|r| r.spec.id == id).cloned()
 }

@@ -8,6 +8,8 @@
 //! RedisGears RDB) fails to parse and is refused with a log line.
 
 use redis_module::Context;
+
+use crate::cluster::{self, message::Message};
 use serde::{Deserialize, Serialize};
 
 use super::queue::{self, QueuedEvent};
@@ -116,11 +118,22 @@ pub fn parse_session(bytes: &[u8]) -> Result<SavedSession, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("not a rustgears registration: {e}"))
 }
 
-/// Sends an applied batch to replicas and the AOF.
-pub fn replicate_batch(ctx: &Context, batch: &ApplyBatch) {
+/// Sends an applied batch to replicas, the AOF and the cluster's other masters.
+pub fn share_batch(ctx: &Context, batch: &ApplyBatch) {
     if let Ok(blob) = serde_json::to_vec(&SavedSession::of(batch)) {
-        ctx.replicate(REGISTER_COMMAND, &[blob.as_slice()][..]);
+        replicate_register(ctx, &blob);
+        cluster::send_to_peers(ctx, &Message::Register(blob));
     }
+}
+
+/// Sends a session's registrations (`share_batch`'s blob) to replicas and the AOF.
+pub fn replicate_register(ctx: &Context, blob: &[u8]) {
+    ctx.replicate(REGISTER_COMMAND, &[blob][..]);
+}
+
+pub fn share_unregister(ctx: &Context, id: &str) {
+    replicate_unregister(ctx, id);
+    cluster::send_to_peers(ctx, &Message::Unregister(id.to_owned()));
 }
 
 pub fn replicate_unregister(ctx: &Context, id: &str) {

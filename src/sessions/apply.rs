@@ -72,7 +72,7 @@ pub fn apply_script(
         executions::skip_id();
         executions::next_plan_id();
         let replaced = registrations::apply(&batch)?;
-        persist::replicate_batch(ctx, &batch);
+        persist::share_batch(ctx, &batch);
         Ok((replaced, new_streams(ctx, &batch)))
     });
     let replaced = match applied {
@@ -141,7 +141,7 @@ pub fn join_session(session: &str, source: &str, spec: Spec, callbacks: Callback
             },
         };
         registrations::apply(&batch)?;
-        persist::replicate_batch(ctx, &batch);
+        persist::share_batch(ctx, &batch);
         Ok::<String, String>(batch.owner)
     })?;
     if let Some(runtime) = pool::this_runtime() {

@@ -8,6 +8,7 @@ use redis_module::Context;
 
 use super::apply::{ON_REGISTERED_LIMIT, on_registered, release_elsewhere};
 use super::dispatch::{Caller, Input, dispatch};
+use crate::cluster::message::Message;
 use crate::executions;
 use crate::pool;
 use crate::python::held::{self, Pending};
@@ -94,6 +95,38 @@ pub fn load(saved: SavedSession) {
                 }),
             );
         }
+    }
+}
+
+/// A change another master made (docs/commands.md#cluster-mode), applied as its replicas apply
+/// it, and passed on to this master's replicas and AOF. Not shared on: only the master where it
+/// was made sends it.
+pub fn on_peer_message(ctx: &Context, sender: &str, bytes: &[u8]) {
+    match Message::decode(bytes) {
+        Err(why) => {
+            log::log(log::Level::Verbose, &format!("rustgears: dropped a cluster message from {sender}: {why}"))
+        }
+        Ok(Message::Register(blob)) => match persist::parse_session(&blob) {
+            Err(text) => log::warning(&format!("rustgears: a registration from {sender} was refused: {text}")),
+            Ok(session) => {
+                load(session);
+                persist::replicate_register(ctx, &blob);
+            }
+        },
+        Ok(Message::Unregister(id)) => {
+            unregister_here(&id);
+            persist::replicate_unregister(ctx, &id);
+        }
+        Ok(Message::Pause { pause, ids }) => super::streams::pause_here(&ids, pause),
+        Ok(Message::ClearStats) => registrations::clear_all_stats(),
+    }
+}
+
+/// Unregisters `id` as a replica does (RG.INNERUNREGISTER, a peer's message): its executions
+/// are left to end.
+pub fn unregister_here(id: &str) {
+    if let Ok((registration, _)) = registrations::unregister(id) {
+        release_elsewhere(vec![registration]);
     }
 }
 

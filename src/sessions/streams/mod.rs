@@ -364,8 +364,15 @@ fn next_stream_id(id: &[u8]) -> Option<String> {
     })
 }
 
+/// RG.PAUSEREGISTRATIONS / RG.UNPAUSEREGISTRATIONS of the registrations `ids` that are here.
+pub fn pause_here(ids: &[String], pause: bool) {
+    for registration in ids.iter().filter_map(|id| crate::registrations::find(id)) {
+        pause_one(&registration, pause);
+    }
+}
+
 /// RG.PAUSEREGISTRATIONS / RG.UNPAUSEREGISTRATIONS of one stream registration.
-pub fn pause(registration: &Arc<Registration>, pause: bool) {
+fn pause_one(registration: &Arc<Registration>, pause: bool) {
     if pause {
         registration.live.set_status(Status::Paused);
     } else if registration.live.status() == Status::Paused {
