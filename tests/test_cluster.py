@@ -104,12 +104,19 @@ def test_refreshcluster_replies_ok_on_every_master(cluster):
 
 def test_infocluster_lists_the_three_masters(cluster):
     masters = {m.node_id: m for m in cluster.masters}
+    run_ids = {m.node_id: m.client().info("server")["run_id"] for m in cluster.masters}
     for m in cluster.masters:
-        reply = m.client().execute_command("RG.INFOCLUSTER")
+        # Peers' run ids are known once they have spoken (each tells the ones it does not know).
+        def info():
+            reply = m.client().execute_command("RG.INFOCLUSTER")
+            runids = [dict(zip(i[0::2], i[1::2]))["runid"] for i in reply[4]]
+            return reply if None not in runids else None
+
+        reply = wait_until(info, what=f"every run id known to {m.addr}")
         assert isinstance(reply, list) and len(reply) == 5, reply
         assert reply[0] == "MyId" and reply[2] == "MyRunId", reply
         assert reply[1] == m.node_id
-        assert reply[3] == m.client().info("server")["run_id"]
+        assert reply[3] == run_ids[m.node_id]
         infos = reply[4]
         assert len(infos) == 3, infos
         for info in infos:
@@ -121,8 +128,7 @@ def test_infocluster_lists_the_three_masters(cluster):
             assert fields["unixSocket"] == "None"
             assert [(int(fields["minHslot"]), int(fields["maxHslot"]))] == node.slots
             assert int(fields["pendingMessages"]) == 0
-            # A peer's run id comes with its messages, which the shards do not exchange yet.
-            assert fields["runid"] == (reply[3] if node is m else None)
+            assert fields["runid"] == run_ids[node.node_id]
         assert {dict(zip(i[0::2], i[1::2]))["id"] for i in infos} == set(masters)
 
 

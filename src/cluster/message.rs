@@ -4,7 +4,8 @@
 //!
 //! Registrations (upgrades included), unregistrations, pauses and stats clearing made on one
 //! master reach the others this way; each applies them as its replicas do, and passes
-//! registrations and unregistrations on to its own replicas.
+//! registrations and unregistrations on to its own replicas. Masters also tell each other their
+//! run ids (`Hello`).
 
 /// `RGRS` and the format version.
 const MAGIC: &[u8; 4] = b"RGRS";
@@ -20,6 +21,8 @@ pub enum Message {
     Pause { pause: bool, ids: Vec<String> },
     /// RG.CLEARREGISTRATIONSSTATS.
     ClearStats,
+    /// The sender's run id: a peer that restarted has a new one (RG.INFOCLUSTER shows them).
+    Hello { run_id: String },
 }
 
 /// Between the ids of a `Pause` (registration ids never hold one).
@@ -36,6 +39,7 @@ impl Message {
                 (if *pause { 3 } else { 4 }, joined.as_bytes())
             }
             Message::ClearStats => (5, &[]),
+            Message::Hello { run_id } => (6, run_id.as_bytes()),
         };
         let mut bytes = Vec::with_capacity(MAGIC.len() + 2 + body.len());
         bytes.extend_from_slice(MAGIC);
@@ -61,6 +65,7 @@ impl Message {
                 ids: body.split(|&b| b == SEPARATOR).map(text).collect::<Result<_, _>>()?,
             }),
             5 => Ok(Message::ClearStats),
+            6 => text(body).map(|run_id| Message::Hello { run_id }),
             other => Err(format!("a message of unknown kind {other}")),
         }
     }
@@ -83,6 +88,7 @@ mod tests {
             Message::Pause { pause: true, ids: ids.clone() },
             Message::Pause { pause: false, ids },
             Message::ClearStats,
+            Message::Hello { run_id: "a1b2".to_owned() },
         ] {
             assert_eq!(Message::decode(&message.encode()), Ok(message));
         }

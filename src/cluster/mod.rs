@@ -9,7 +9,8 @@
 pub mod message;
 pub mod slots;
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use redis_module::{Context, ContextFlags};
@@ -17,6 +18,7 @@ use redis_module::{Context, ContextFlags};
 use crate::redis::{call, cluster, log};
 use crate::reply::Reply;
 use crate::store::RunAs;
+use crate::unpoisoned::Unpoisoned;
 
 /// A master owning slots.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +41,9 @@ static TOPOLOGY: RwLock<Option<Arc<Topology>>> = RwLock::new(None);
 
 /// This process's run id (Redis's own): a node that restarted has a new one.
 static RUN_ID: OnceLock<String> = OnceLock::new();
+
+/// The run ids peers told (`Hello`), by node id. Main thread.
+static PEER_RUN_IDS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
 
 /// How often the topology is read again while cluster mode is enabled.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
@@ -70,7 +75,38 @@ pub fn refresh(ctx: &Context) {
             None => log::notice("rustgears: one master owns every slot: stand-alone"),
         }
     }
-    *current = topology.map(Arc::new);
+    *current = topology.clone().map(Arc::new);
+    drop(current);
+    if let Some(topology) = topology {
+        greet_strangers(ctx, &topology);
+    }
+}
+
+/// Sends this node's run id to the peers whose run id it does not know: they answer in kind.
+fn greet_strangers(ctx: &Context, topology: &Topology) {
+    let known = PEER_RUN_IDS.locked();
+    let strangers: Vec<&Node> =
+        topology.nodes.iter().filter(|n| n.id != topology.my_id && !known.contains_key(&n.id)).collect();
+    drop(known);
+    for node in strangers {
+        hello(ctx, &node.id);
+    }
+}
+
+fn hello(ctx: &Context, to: &str) {
+    let run_id = RUN_ID.get().cloned().unwrap_or_default();
+    cluster::send_message(ctx, to, &message::Message::Hello { run_id }.encode());
+}
+
+/// A peer told its run id: recorded, and answered if it was new (the peer may not know ours).
+pub fn on_hello(ctx: &Context, sender: &str, run_id: String) {
+    let previous = PEER_RUN_IDS.locked().insert(sender.to_owned(), run_id.clone());
+    if previous.as_deref() != Some(run_id.as_str()) {
+        if previous.is_some() {
+            log::notice(&format!("rustgears: cluster node {sender} restarted (run id {run_id})"));
+        }
+        hello(ctx, sender);
+    }
 }
 
 /// Keeps the topology current while cluster mode is enabled (from the module's load).
@@ -128,13 +164,17 @@ pub fn parse_slots(my_id: String, reply: &Reply) -> Option<Topology> {
     (nodes.len() > 1 && nodes.iter().any(|n| n.id == my_id)).then_some(Topology { my_id, nodes })
 }
 
-/// RG.INFOCLUSTER (docs/commands.md#rginfocluster). Peers' run ids are not known yet: they
-/// come with the messages between shards.
+/// RG.INFOCLUSTER (docs/commands.md#cluster-mode). A peer's run id is nil until it has said it.
 pub fn info_reply() -> Reply {
     let Some(topology) = topology() else { return Reply::bulk("no cluster mode") };
     let run_id = RUN_ID.get().cloned().unwrap_or_default();
+    let peers = PEER_RUN_IDS.locked().clone();
     let node = |n: &Node| {
-        let runid = if n.id == topology.my_id { Reply::bulk(run_id.as_str()) } else { Reply::Null };
+        let runid = match (n.id == topology.my_id, peers.get(&n.id)) {
+            (true, _) => Reply::bulk(run_id.as_str()),
+            (false, Some(peer)) => Reply::bulk(peer.as_str()),
+            (false, None) => Reply::Null,
+        };
         Reply::Array(vec![
             Reply::bulk("id"),
             Reply::bulk(n.id.as_str()),

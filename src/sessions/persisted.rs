@@ -98,9 +98,9 @@ pub fn load(saved: SavedSession) {
     }
 }
 
-/// A change another master made (docs/commands.md#cluster-mode), applied as its replicas apply
-/// it, and passed on to this master's replicas and AOF. Not shared on: only the master where it
-/// was made sends it.
+/// A message from another master (docs/commands.md#cluster-mode). A registration change is
+/// applied as its replicas apply it, and passed on to this master's replicas and AOF (not to
+/// other masters: only the master where it was made sends it); a run id goes to the topology.
 pub fn on_peer_message(ctx: &Context, sender: &str, bytes: &[u8]) {
     match Message::decode(bytes) {
         Err(why) => {
@@ -119,6 +119,7 @@ pub fn on_peer_message(ctx: &Context, sender: &str, bytes: &[u8]) {
         }
         Ok(Message::Pause { pause, ids }) => super::streams::pause_here(&ids, pause),
         Ok(Message::ClearStats) => registrations::clear_all_stats(),
+        Ok(Message::Hello { run_id }) => crate::cluster::on_hello(ctx, sender, run_id),
     }
 }
 
