@@ -2,9 +2,10 @@
 //! Built-in names match case-insensitively; anything else lands in the extra configuration,
 //! which scripts read with `configGet`.
 
-use std::sync::{PoisonError, RwLock};
+use std::sync::RwLock;
 
 use crate::error::ConfigError;
+use crate::unpoisoned::UnpoisonedRw;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -278,16 +279,16 @@ static CONFIG: RwLock<Option<Config>> = RwLock::new(None);
 
 pub fn adopt(config: Config) {
     crate::memory::set_limit(config.python_memory_limit);
-    *CONFIG.write().unwrap_or_else(PoisonError::into_inner) = Some(config);
+    *CONFIG.write_locked() = Some(config);
 }
 
 /// A copy of the current configuration (the defaults before the module is loaded).
 pub fn get() -> Config {
-    CONFIG.read().unwrap_or_else(PoisonError::into_inner).clone().unwrap_or_default()
+    CONFIG.read_locked().clone().unwrap_or_default()
 }
 
 pub fn update<R>(f: impl FnOnce(&mut Config) -> R) -> R {
-    let mut guard = CONFIG.write().unwrap_or_else(PoisonError::into_inner);
+    let mut guard = CONFIG.write_locked();
     let config = guard.get_or_insert_with(Config::default);
     let r = f(config);
     crate::memory::set_limit(config.python_memory_limit);
@@ -296,7 +297,7 @@ pub fn update<R>(f: impl FnOnce(&mut Config) -> R) -> R {
 
 /// Reads one value without copying the whole configuration.
 pub fn with<R>(f: impl FnOnce(&Config) -> R) -> R {
-    let guard = CONFIG.read().unwrap_or_else(PoisonError::into_inner);
+    let guard = CONFIG.read_locked();
     match guard.as_ref() {
         Some(config) => f(config),
         None => f(&Config::default()),

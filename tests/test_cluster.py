@@ -188,6 +188,26 @@ def registration_data(node, rid):
     raise AssertionError(f"{rid} is not registered on {node.addr}")
 
 
+def test_an_upgrade_on_one_master_replaces_the_session_on_every_master(cluster):
+    a = cluster.masters[0]
+    first = "GB('CommandReader').register(trigger='v1')"
+    assert a.client().execute_command("RG.PYEXECUTE", first, "ID", "upgraded") == "OK"
+    [old] = registration_ids(a)
+    for n in cluster.nodes:
+        wait_until(lambda: registration_ids(n) == [old], what=f"{old} on {n.addr}")
+    second = "GB('CommandReader').map(lambda x: 'v2').register(trigger='v2')"
+    assert a.client().execute_command("RG.PYEXECUTE", second, "ID", "upgraded", "UPGRADE") == "OK"
+    [new] = registration_ids(a)
+    assert new != old
+    for n in cluster.nodes:
+        wait_until(lambda: registration_ids(n) == [new], what=f"{new} in place of {old} on {n.addr}")
+    for m in cluster.masters:
+        assert m.client().execute_command("RG.TRIGGER", "v2") == ["v2"], m
+    assert a.client().execute_command("RG.UNREGISTER", new) == "OK"
+    for n in cluster.nodes:
+        wait_until(lambda: registration_ids(n) == [], what=f"{new} gone from {n.addr}")
+
+
 def test_a_stream_registration_is_paused_and_unpaused_on_every_master(cluster):
     a = cluster.masters[0]
     assert a.client().execute_command("RG.PYEXECUTE", "GB('StreamReader').register(prefix='st:*')", "ID", "streams") == "OK"

@@ -22,7 +22,8 @@ pub enum Message {
     /// RG.CLEARREGISTRATIONSSTATS.
     ClearStats,
     /// The sender's run id: a peer that restarted has a new one (RG.INFOCLUSTER shows them).
-    Hello { run_id: String },
+    /// `answer` is false in a greeting, which the receiver answers with its own.
+    Hello { run_id: String, answer: bool },
 }
 
 /// Between the ids of a `Pause` (registration ids never hold one).
@@ -39,7 +40,7 @@ impl Message {
                 (if *pause { 3 } else { 4 }, joined.as_bytes())
             }
             Message::ClearStats => (5, &[]),
-            Message::Hello { run_id } => (6, run_id.as_bytes()),
+            Message::Hello { run_id, answer } => (if *answer { 7 } else { 6 }, run_id.as_bytes()),
         };
         let mut bytes = Vec::with_capacity(MAGIC.len() + 2 + body.len());
         bytes.extend_from_slice(MAGIC);
@@ -65,7 +66,7 @@ impl Message {
                 ids: body.split(|&b| b == SEPARATOR).map(text).collect::<Result<_, _>>()?,
             }),
             5 => Ok(Message::ClearStats),
-            6 => text(body).map(|run_id| Message::Hello { run_id }),
+            6 | 7 => text(body).map(|run_id| Message::Hello { run_id, answer: kind == 7 }),
             other => Err(format!("a message of unknown kind {other}")),
         }
     }
@@ -88,7 +89,8 @@ mod tests {
             Message::Pause { pause: true, ids: ids.clone() },
             Message::Pause { pause: false, ids },
             Message::ClearStats,
-            Message::Hello { run_id: "a1b2".to_owned() },
+            Message::Hello { run_id: "a1b2".to_owned(), answer: false },
+            Message::Hello { run_id: "a1b2".to_owned(), answer: true },
         ] {
             assert_eq!(Message::decode(&message.encode()), Ok(message));
         }

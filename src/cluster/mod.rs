@@ -18,7 +18,7 @@ use redis_module::{Context, ContextFlags};
 use crate::redis::{call, cluster, log};
 use crate::reply::Reply;
 use crate::store::RunAs;
-use crate::unpoisoned::Unpoisoned;
+use crate::unpoisoned::{Unpoisoned, UnpoisonedRw};
 
 /// A master owning slots.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +50,7 @@ const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
 /// The cluster, if this node is one of its masters' peers in cluster mode; `None` stand-alone.
 pub fn topology() -> Option<Arc<Topology>> {
-    TOPOLOGY.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    TOPOLOGY.read_locked().clone()
 }
 
 /// Reads the topology again (main thread).
@@ -60,52 +60,51 @@ pub fn refresh(ctx: &Context) {
     }
     RUN_ID.get_or_init(|| run_id(ctx));
     let slots = call::call(ctx, &RunAs::Module, "CLUSTER", &[b"SLOTS"]);
-    let topology = cluster::my_node_id().and_then(|id| parse_slots(id, &slots));
+    let topology = cluster::my_node_id().and_then(|id| parse_slots(id, &slots)).map(Arc::new);
     if let Some(topology) = &topology {
         crate::ids::enter_cluster(&topology.my_id);
     }
-    let mut current = TOPOLOGY.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     let masters = |t: &Option<Arc<Topology>>| t.as_ref().map_or(1, |t| t.nodes.len());
-    if masters(&current) != topology.as_ref().map_or(1, |t| t.nodes.len()) {
-        match &topology {
-            Some(t) => log::notice(&format!(
-                "rustgears: cluster mode, {} masters; executions run on the shard they start on",
-                t.nodes.len()
-            )),
-            None => log::notice("rustgears: one master owns every slot: stand-alone"),
-        }
+    let before = masters(&std::mem::replace(&mut *TOPOLOGY.write_locked(), topology.clone()));
+    match &topology {
+        Some(t) if t.nodes.len() != before => log::notice(&format!(
+            "rustgears: cluster mode, {} masters; executions run on the shard they start on",
+            t.nodes.len()
+        )),
+        None if before != 1 => log::notice("rustgears: one master owns every slot: stand-alone"),
+        _ => {}
     }
-    *current = topology.clone().map(Arc::new);
-    drop(current);
     if let Some(topology) = topology {
         greet_strangers(ctx, &topology);
     }
 }
 
-/// Sends this node's run id to the peers whose run id it does not know: they answer in kind.
+/// Greets the peers whose run id this node does not know, every refresh until they answer (a
+/// greeting or its answer may be lost while a link comes up).
 fn greet_strangers(ctx: &Context, topology: &Topology) {
     let known = PEER_RUN_IDS.locked();
     let strangers: Vec<&Node> =
         topology.nodes.iter().filter(|n| n.id != topology.my_id && !known.contains_key(&n.id)).collect();
     drop(known);
     for node in strangers {
-        hello(ctx, &node.id);
+        hello(ctx, &node.id, false);
     }
 }
 
-fn hello(ctx: &Context, to: &str) {
+fn hello(ctx: &Context, to: &str, answer: bool) {
     let run_id = RUN_ID.get().cloned().unwrap_or_default();
-    cluster::send_message(ctx, to, &message::Message::Hello { run_id }.encode());
+    cluster::send_message(ctx, to, &message::Message::Hello { run_id, answer }.encode());
 }
 
-/// A peer told its run id: recorded, and answered if it was new (the peer may not know ours).
-pub fn on_hello(ctx: &Context, sender: &str, run_id: String) {
+/// A peer told its run id: recorded (a new one for a known peer means it restarted), and a
+/// greeting answered.
+pub fn on_hello(ctx: &Context, sender: &str, run_id: String, answer: bool) {
     let previous = PEER_RUN_IDS.locked().insert(sender.to_owned(), run_id.clone());
-    if previous.as_deref() != Some(run_id.as_str()) {
-        if previous.is_some() {
-            log::notice(&format!("rustgears: cluster node {sender} restarted (run id {run_id})"));
-        }
-        hello(ctx, sender);
+    if previous.is_some_and(|previous| previous != run_id) {
+        log::notice(&format!("rustgears: cluster node {sender} restarted (run id {run_id})"));
+    }
+    if !answer {
+        hello(ctx, sender, true);
     }
 }
 

@@ -119,7 +119,7 @@ pub fn on_peer_message(ctx: &Context, sender: &str, bytes: &[u8]) {
         }
         Ok(Message::Pause { pause, ids }) => super::streams::pause_here(&ids, pause),
         Ok(Message::ClearStats) => registrations::clear_all_stats(),
-        Ok(Message::Hello { run_id }) => crate::cluster::on_hello(ctx, sender, run_id),
+        Ok(Message::Hello { run_id, answer }) => crate::cluster::on_hello(ctx, sender, run_id, answer),
     }
 }
 
