@@ -199,13 +199,16 @@ def curr_allocated(r):
 
 
 def settled(r, baseline, what):
-    """CurrAllocated once it is back within DRIFT of `baseline` (what is freed on the workers is
-    freed shortly after the reply); fails with the last figure if it never is."""
+    """CurrAllocated once it is back within DRIFT above `baseline` (what is freed on the workers is
+    freed shortly after the reply); fails with the last figure if it never is. Under the baseline
+    is no leak: the warm-up can leave a worker holding objects it drops during the cycles (seen:
+    320 KB below), and the counter cannot go under what is live, each free subtracting exactly
+    what its allocation added."""
     last = {}
 
     def near():
         last["v"] = curr_allocated(r)
-        return abs(last["v"] - baseline) <= DRIFT
+        return last["v"] - baseline <= DRIFT
 
     deadline = time.monotonic() + 60
     while not near():
