@@ -133,6 +133,18 @@ pub enum GearsError {
     CoroutineOnExtractor,
     #[error("coroutine are not allow on reduce")]
     CoroutineOnReduce,
+    /// A record that cannot cross to another shard (RedisGears: it failed to pickle).
+    #[error("Failed serializing a record for another shard: {0} can not be sent")]
+    NotSerializable(String),
+    /// No shard said anything about a distributed execution for ExecutionMaxIdleTime.
+    #[error("Execution max idle reached")]
+    ExecutionMaxIdle,
+    /// A shard could not take part in a distributed execution.
+    #[error("shard {0} could not run its part: {1}")]
+    ShardFailed(String, String),
+    /// A peer restarted (a new run id) while a distributed execution counted on it.
+    #[error("shard {0} restarted during the execution")]
+    ShardRestarted(String),
     #[error("the test hooks are off: load the module with TestHooks 1")]
     TestHooksOff,
     #[error("rustgears internal error: {0}")]

@@ -408,6 +408,18 @@ class Cluster:
             rep = n.info("INFO", "replication")
             if rep.get("master_link_status") != "up":
                 return f"replica {n.addr}: master_link_status:{rep.get('master_link_status')}"
+        return self._module_settled()
+
+    def _module_settled(self):
+        """None once the module on every master sees every master (it reads the topology every
+        second): an execution started earlier would run on the masters its initiator knew of."""
+        if self.module is None or len(self.masters) < 2:
+            return None
+        for n in self.masters:
+            info = n.call("RG.INFOCLUSTER")
+            seen = len(info[4]) if isinstance(info, list) and len(info) > 4 else 0
+            if seen != len(self.masters):
+                return f"{n.addr}: the module sees {seen} of {len(self.masters)} masters"
         return None
 
     def wait_ok(self, timeout=None):

@@ -5,7 +5,9 @@
 //! Registrations (upgrades included), unregistrations, pauses and stats clearing made on one
 //! master reach the others this way; each applies them as its replicas do, and passes
 //! registrations and unregistrations on to its own replicas. Masters also tell each other their
-//! run ids (`Hello`).
+//! run ids (`Hello`), and carry distributed executions (`Execution`, see `exchange`).
+
+use super::wire::{Reader, Writer};
 
 /// `RGRS` and the format version.
 const MAGIC: &[u8; 4] = b"RGRS";
@@ -24,6 +26,43 @@ pub enum Message {
     /// The sender's run id: a peer that restarted has a new one (RG.INFOCLUSTER shows them).
     /// `answer` is false in a greeting, which the receiver answers with its own.
     Hello { run_id: String, answer: bool },
+    /// Something about distributed execution `id`.
+    Execution { id: String, event: Event },
+}
+
+/// What shards of a distributed execution tell each other (`exchange` says when).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// From the initiator: run the plan of `source` over your data.
+    Start(Start),
+    /// Records of phase `phase` for the receiver, the `seq`th frame the sender sent it there.
+    Frame { phase: u32, seq: u32, records: Vec<u8> },
+    /// The receiver acknowledges a frame: the sender may send one more (the credit window).
+    Ack { phase: u32, seq: u32 },
+    /// The sender has sent all of phase `phase` to the receiver: `frames` frames.
+    PhaseDone { phase: u32, frames: u32 },
+    /// To the initiator: the sender ran its last phase; its errors.
+    Finished { errors: Vec<String> },
+    /// The execution ends everywhere, with this error.
+    Abort { error: String },
+    /// The sender is still running its part (so that peers waiting for it do not give up).
+    Alive,
+}
+
+/// How a distributed execution is started on a remote shard: the script to rebuild its plan
+/// from, and whom it runs as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Start {
+    /// The participants' node ids, the initiator first: every shard routes by the same list.
+    pub participants: Vec<String>,
+    /// The slot ranges of each participant (by index), as the initiator saw them: every shard
+    /// routes records by the same map.
+    pub ranges: Vec<(u16, u16, u32)>,
+    pub db: u32,
+    /// The ACL user the execution runs as; `None` for the module itself.
+    pub user: Option<String>,
+    pub session: String,
+    pub source: String,
 }
 
 /// Between the ids of a `Pause` (registration ids never hold one).
@@ -32,6 +71,7 @@ const SEPARATOR: u8 = b'\n';
 impl Message {
     pub fn encode(&self) -> Vec<u8> {
         let joined;
+        let joined_bytes;
         let (kind, body): (u8, &[u8]) = match self {
             Message::Register(blob) => (1, blob),
             Message::Unregister(id) => (2, id.as_bytes()),
@@ -41,6 +81,10 @@ impl Message {
             }
             Message::ClearStats => (5, &[]),
             Message::Hello { run_id, answer } => (if *answer { 7 } else { 6 }, run_id.as_bytes()),
+            Message::Execution { id, event } => {
+                joined_bytes = encode_event(id, event);
+                (8, &joined_bytes)
+            }
         };
         let mut bytes = Vec::with_capacity(MAGIC.len() + 2 + body.len());
         bytes.extend_from_slice(MAGIC);
@@ -67,9 +111,78 @@ impl Message {
             }),
             5 => Ok(Message::ClearStats),
             6 | 7 => text(body).map(|run_id| Message::Hello { run_id, answer: kind == 7 }),
+            8 => decode_event(body),
             other => Err(format!("a message of unknown kind {other}")),
         }
     }
+}
+
+fn encode_event(id: &str, event: &Event) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.text(id);
+    match event {
+        Event::Start(start) => {
+            w.u8(1).texts(&start.participants).len(start.ranges.len());
+            for &(first, last, owner) in &start.ranges {
+                w.u32(u32::from(first)).u32(u32::from(last)).u32(owner);
+            }
+            w.u32(start.db);
+            match &start.user {
+                Some(user) => w.u8(1).text(user),
+                None => w.u8(0),
+            };
+            w.text(&start.session).text(&start.source);
+        }
+        Event::Frame { phase, seq, records } => {
+            w.u8(2).u32(*phase).u32(*seq).blob(records);
+        }
+        Event::Ack { phase, seq } => {
+            w.u8(3).u32(*phase).u32(*seq);
+        }
+        Event::PhaseDone { phase, frames } => {
+            w.u8(4).u32(*phase).u32(*frames);
+        }
+        Event::Finished { errors } => {
+            w.u8(5).texts(errors);
+        }
+        Event::Abort { error } => {
+            w.u8(6).text(error);
+        }
+        Event::Alive => {
+            w.u8(7);
+        }
+    }
+    w.bytes
+}
+
+fn decode_event(body: &[u8]) -> Result<Message, String> {
+    let mut r = Reader::new(body);
+    let id = r.text()?;
+    let event = match r.u8()? {
+        1 => {
+            let participants = r.texts()?;
+            let n = r.count(12)?;
+            let slot = |r: &mut Reader| u16::try_from(r.u32()?).map_err(|_| "a slot out of range".to_owned());
+            let ranges = (0..n).map(|_| Ok((slot(&mut r)?, slot(&mut r)?, r.u32()?))).collect::<Result<_, String>>()?;
+            let db = r.u32()?;
+            let user = match r.u8()? {
+                0 => None,
+                _ => Some(r.text()?),
+            };
+            Event::Start(Start { participants, ranges, db, user, session: r.text()?, source: r.text()? })
+        }
+        2 => Event::Frame { phase: r.u32()?, seq: r.u32()?, records: r.blob()?.to_vec() },
+        3 => Event::Ack { phase: r.u32()?, seq: r.u32()? },
+        4 => Event::PhaseDone { phase: r.u32()?, frames: r.u32()? },
+        5 => Event::Finished { errors: r.texts()? },
+        6 => Event::Abort { error: r.text()? },
+        7 => Event::Alive,
+        other => return Err(format!("an execution message of unknown kind {other}")),
+    };
+    if !r.is_empty() {
+        return Err("an execution message with trailing bytes".to_owned());
+    }
+    Ok(Message::Execution { id, event })
 }
 
 fn text(bytes: &[u8]) -> Result<String, String> {
@@ -91,8 +204,44 @@ mod tests {
             Message::ClearStats,
             Message::Hello { run_id: "a1b2".to_owned(), answer: false },
             Message::Hello { run_id: "a1b2".to_owned(), answer: true },
-        ] {
+        ]
+        .into_iter()
+        .chain(events().into_iter().map(|event| Message::Execution { id: "n-1".to_owned(), event }))
+        {
             assert_eq!(Message::decode(&message.encode()), Ok(message));
+        }
+    }
+
+    fn events() -> Vec<Event> {
+        let start = |user: Option<&str>| {
+            Event::Start(Start {
+                participants: vec!["a".to_owned(), "b".to_owned()],
+                ranges: vec![(0, 8000, 0), (8001, 16383, 1)],
+                db: 3,
+                user: user.map(str::to_owned),
+                session: "s".to_owned(),
+                source: "GB().run()".to_owned(),
+            })
+        };
+        vec![
+            start(Some("alice")),
+            start(None),
+            Event::Frame { phase: 1, seq: 2, records: vec![0, 1, 2] },
+            Event::Ack { phase: 1, seq: 2 },
+            Event::PhaseDone { phase: 1, frames: 3 },
+            Event::Finished { errors: vec!["boom".to_owned()] },
+            Event::Abort { error: "Execution max idle reached".to_owned() },
+            Event::Alive,
+        ]
+    }
+
+    #[test]
+    fn truncated_execution_messages_are_refused() {
+        for event in events() {
+            let bytes = Message::Execution { id: "n-1".to_owned(), event }.encode();
+            for cut in 6..bytes.len() {
+                assert!(Message::decode(&bytes[..cut]).is_err(), "{cut} of {bytes:?}");
+            }
         }
     }
 

@@ -3,11 +3,14 @@
 //! cluster id and `CLUSTER SLOTS`) on the main thread: at load, every second while cluster mode
 //! is enabled, and on RG.REFRESHCLUSTER. A cluster of one master is stand-alone.
 //!
-//! Executions still run on the shard they start on: the distributed engine (plans started on
-//! every master, records repartitioned over the cluster bus) is not built yet.
+//! Batch executions run on every master (`exchange`, over the bus: `bus`); `jobs::distributed`
+//! drives them.
 
+pub mod bus;
+pub mod exchange;
 pub mod message;
 pub mod slots;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -28,6 +31,8 @@ pub struct Node {
     pub port: i64,
     pub min_slot: u16,
     pub max_slot: u16,
+    /// Its slot ranges, first and last slot of each.
+    pub ranges: Vec<(u16, u16)>,
 }
 
 /// The masters of a cluster of more than one, by their first slot.
@@ -67,10 +72,9 @@ pub fn refresh(ctx: &Context) {
     let masters = |t: &Option<Arc<Topology>>| t.as_ref().map_or(1, |t| t.nodes.len());
     let before = masters(&std::mem::replace(&mut *TOPOLOGY.write_locked(), topology.clone()));
     match &topology {
-        Some(t) if t.nodes.len() != before => log::notice(&format!(
-            "rustgears: cluster mode, {} masters; executions run on the shard they start on",
-            t.nodes.len()
-        )),
+        Some(t) if t.nodes.len() != before => {
+            log::notice(&format!("rustgears: cluster mode, {} masters", t.nodes.len()))
+        }
         None if before != 1 => log::notice("rustgears: one master owns every slot: stand-alone"),
         _ => {}
     }
@@ -96,16 +100,18 @@ fn hello(ctx: &Context, to: &str, answer: bool) {
     cluster::send_message(ctx, to, &message::Message::Hello { run_id, answer }.encode());
 }
 
-/// A peer told its run id: recorded (a new one for a known peer means it restarted), and a
-/// greeting answered.
-pub fn on_hello(ctx: &Context, sender: &str, run_id: String, answer: bool) {
+/// A peer told its run id: recorded, and a greeting answered. True if it restarted (a known
+/// peer with a new run id).
+pub fn on_hello(ctx: &Context, sender: &str, run_id: String, answer: bool) -> bool {
     let previous = PEER_RUN_IDS.locked().insert(sender.to_owned(), run_id.clone());
-    if previous.is_some_and(|previous| previous != run_id) {
+    let restarted = previous.is_some_and(|previous| previous != run_id);
+    if restarted {
         log::notice(&format!("rustgears: cluster node {sender} restarted (run id {run_id})"));
     }
     if !answer {
         hello(ctx, sender, true);
     }
+    restarted
 }
 
 /// Keeps the topology current while cluster mode is enabled (from the module's load).
@@ -149,6 +155,7 @@ pub fn parse_slots(my_id: String, reply: &Reply) -> Option<Topology> {
             Some(node) => {
                 node.min_slot = node.min_slot.min(first);
                 node.max_slot = node.max_slot.max(last);
+                node.ranges.push((first, last));
             }
             None => nodes.push(Node {
                 id,
@@ -156,6 +163,7 @@ pub fn parse_slots(my_id: String, reply: &Reply) -> Option<Topology> {
                 port: *port,
                 min_slot: first,
                 max_slot: last,
+                ranges: vec![(first, last)],
             }),
         }
     }
@@ -243,6 +251,7 @@ mod tests {
         assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!((topology.nodes[0].min_slot, topology.nodes[0].max_slot), (0, 16000));
         assert_eq!(topology.nodes[1].port, 7001);
+        assert_eq!(topology.nodes[0].ranges, [(0, 5460), (16000, 16000)]);
     }
 
     #[test]

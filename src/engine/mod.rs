@@ -4,6 +4,7 @@
 mod plan;
 mod readers;
 pub mod report;
+pub mod stages;
 mod steps;
 #[cfg(test)]
 mod tests;
@@ -11,7 +12,7 @@ mod tests;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use rustpython_vm::{PyObjectRef, VirtualMachine};
+use rustpython_vm::{AsObject, PyObjectRef, VirtualMachine};
 
 pub use plan::Plan;
 pub use readers::stream_record;
@@ -35,6 +36,11 @@ pub fn run(runtime: &Runtime, raw: RawPlan, store: Rc<dyn Store>) -> (Reply, Rep
         execution.drive(vm).unwrap_or_else(|| execution.end(vm))
     });
     (ended.reply, ended.report)
+}
+
+/// The argument of a plan whose records are given (reader `Records`): an iterator over them.
+pub fn records_arg(vm: &VirtualMachine, items: Vec<PyObjectRef>) -> PyObjectRef {
+    vm.ctx.new_list(items).as_object().get_iter(vm).map_or_else(|_| vm.ctx.none(), Into::into)
 }
 
 /// An execution that has ended: its reply, its report and its results as Python objects (what
@@ -74,6 +80,9 @@ pub struct Execution {
     reading: Duration,
     /// The plan could not be parsed: this is the execution's error.
     failed: Option<String>,
+    /// Its results go on to another stage of a distributed execution, as Python objects: no
+    /// reply is made of them.
+    unreplied: bool,
 }
 
 impl Execution {
@@ -95,6 +104,7 @@ impl Execution {
                     started,
                     reading: Duration::ZERO,
                     failed: Some(text),
+                    unreplied: false,
                 };
             }
         };
@@ -111,7 +121,13 @@ impl Execution {
             }
             reading += read_started.elapsed();
         }
-        Execution { reader: Some(reader), pipeline, flushed: 0, started, reading, failed: None }
+        Execution { reader: Some(reader), pipeline, flushed: 0, started, reading, failed: None, unreplied: false }
+    }
+
+    /// Its results are not replied (see `unreplied`).
+    pub fn unreplied(mut self) -> Execution {
+        self.unreplied = true;
+        self
     }
 
     /// Runs the execution as far as it can: `Some` once it has ended, `None` while records wait
@@ -171,9 +187,12 @@ impl Execution {
         // What leaves the worker is freed on the main thread: not the interpreter's memory.
         memory::uncounted(|| {
             let pipeline = &mut self.pipeline;
-            let results: Vec<Reply> = pipeline.results.iter().map(|r| to_reply(r, vm)).collect();
+            let results: Vec<Reply> = match self.unreplied {
+                true => Vec::new(),
+                false => pipeline.results.iter().map(|r| to_reply(r, vm)).collect(),
+            };
             let report = Report {
-                results: results.len(),
+                results: pipeline.results.len(),
                 errors: pipeline.errors.clone(),
                 total_ms: report::millis(self.started.elapsed()),
                 read_ms: report::millis(self.reading),

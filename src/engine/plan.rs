@@ -55,6 +55,10 @@ pub enum Step {
         extractor: PyObjectRef,
         shown: Vec<PyObjectRef>,
     },
+    /// Where the shards' `count()`s meet: the sum of the counts it is given.
+    MergeCount,
+    /// Where the shards' `countby()`s meet: the sum per key of the `{'key', 'value'}` counts.
+    MergeCountBy,
 }
 
 pub struct Plan {
@@ -141,6 +145,8 @@ fn step(vm: &VirtualMachine, obj: &PyObjectRef) -> Result<Step, String> {
         "limit" => Step::Limit { length: count(1)?, offset: count(2)? },
         "count" => Step::Count { shown: parts[1..].to_vec() },
         "countby" => Step::CountBy { extractor: arg(1)?, shown: parts[2..].to_vec() },
+        "mergecount" => Step::MergeCount,
+        "mergecountby" => Step::MergeCountBy,
         other => return Err(format!("unknown step {other}")),
     })
 }

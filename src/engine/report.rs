@@ -63,6 +63,8 @@ pub fn describe(vm: &VirtualMachine, step: &Step, duration: Duration) -> Vec<Ste
             step_report("map", "GetValueMapper", String::new()),
         ],
         Step::Collect => vec![plain("collect")],
+        // The second half of count() and countby(), shown with their first.
+        Step::MergeCount | Step::MergeCountBy => vec![],
         Step::Limit { .. } => vec![plain("limit")],
         // The steps RedisGears' sugar expands to.
         Step::Count { shown } => {

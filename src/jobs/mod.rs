@@ -6,6 +6,7 @@
 
 pub mod answers;
 pub mod call;
+pub mod distributed;
 pub mod host;
 pub mod parked;
 
@@ -77,7 +78,8 @@ pub(crate) fn run_now(
     done: parked::Done,
 ) -> bool {
     let Some(abort) = executions::start(key) else { return false };
-    let context = parked::ExecutionContext { key: Some(key.clone()), db, abort, origin, async_allowed };
+    let context =
+        parked::ExecutionContext { key: Some(key.clone()), db, abort, origin, async_allowed, unreplied: false };
     parked::run_parked(runtime, plan, context, done);
     true
 }

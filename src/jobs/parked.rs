@@ -33,6 +33,8 @@ pub struct ExecutionContext {
     pub abort: Arc<Abort>,
     pub origin: Origin,
     pub async_allowed: bool,
+    /// A stage of a distributed execution whose records go on as Python objects.
+    pub unreplied: bool,
 }
 
 /// What ends an execution, on its home: given its outcome and whether it was stopped.
@@ -101,6 +103,9 @@ pub fn run_parked(runtime: &Runtime, plan: RawPlan, context: ExecutionContext, d
     let waiting = Waiting { owner, allowed: this.context.async_allowed };
     let (execution, ended) = entered(runtime, owner, &this, |vm| {
         let mut execution = Execution::start(vm, plan, this.store.clone(), profile, waiting);
+        if this.context.unreplied {
+            execution = execution.unreplied();
+        }
         let ended = execution.drive(vm);
         (execution, ended)
     });
@@ -200,6 +205,7 @@ pub fn within(owner: Option<u64>, f: &mut dyn FnMut()) {
                 abort: Abort::with_limit(FREE_CALLBACK_LIMIT),
                 origin: Origin { run_as: FREED_BY.with_borrow(Clone::clone).unwrap_or_default(), ..Origin::default() },
                 async_allowed: true,
+                unreplied: false,
             },
             store: super::host::store(0, FREED_BY.with_borrow(Clone::clone).unwrap_or_default()),
             started: Instant::now(),

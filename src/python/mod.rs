@@ -19,6 +19,7 @@ mod register;
 pub mod session;
 #[cfg(test)]
 pub mod testing;
+pub mod transfer;
 pub mod upcalls;
 
 /// The highest recursion limit a script may set (`sys.setrecursionlimit` lowers larger ones):

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use rustpython_vm::{AsObject, VirtualMachine};
+use rustpython_vm::VirtualMachine;
 
 use redis_module::{Context, ContextFlags};
 
@@ -120,24 +120,20 @@ fn raw_plan(vm: &VirtualMachine, input: Input, callbacks: Callbacks) -> RawPlan 
         }
         Input::Command(args) | Input::Hook { record: args, .. } => {
             let record = vm.ctx.new_list(args.into_iter().map(|a| crate::python::redis_string(a, vm)).collect());
-            ("Records", records(vm, vec![record.into()]))
+            ("Records", crate::engine::records_arg(vm, vec![record.into()]))
         }
         Input::Stream { key, entries } => {
             let batch = entries
                 .into_iter()
                 .filter_map(|(id, fields)| crate::engine::stream_record(vm, &key, id, fields).ok())
                 .collect();
-            ("Records", records(vm, batch))
+            ("Records", crate::engine::records_arg(vm, batch))
         }
     };
     RawPlan { reader: reader.to_owned(), arg, steps: callbacks.steps, options: options.into() }
 }
 
 /// An iterator over `items`, for the `Records` reader.
-fn records(vm: &VirtualMachine, items: Vec<rustpython_vm::PyObjectRef>) -> rustpython_vm::PyObjectRef {
-    vm.ctx.new_list(items).as_object().get_iter(vm).map_or_else(|_| vm.ctx.none(), Into::into)
-}
-
 /// The registration's callbacks on this worker, rebuilt from its session's source if missing.
 fn callbacks(runtime: &Runtime, registration: &Registration) -> Result<Callbacks, String> {
     if let Some(callbacks) = held::callbacks_of(&registration.spec.id) {

@@ -121,7 +121,10 @@ fn run_body(
                 run_as: session.run_as.clone(),
                 ..Origin::default()
             };
-            jobs::defer_plan(plan, db, key, origin, None);
+            match runtime.enter(|vm| jobs::distributed::distributes(vm, &plan)) {
+                true => jobs::distributed::defer_distributed(plan, db, key, origin),
+                false => jobs::defer_plan(plan, db, key, origin, None),
+            }
         }
     }
 }

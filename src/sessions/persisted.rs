@@ -119,7 +119,12 @@ pub fn on_peer_message(ctx: &Context, sender: &str, bytes: &[u8]) {
         }
         Ok(Message::Pause { pause, ids }) => super::streams::pause_here(&ids, pause),
         Ok(Message::ClearStats) => registrations::clear_all_stats(),
-        Ok(Message::Hello { run_id, answer }) => crate::cluster::on_hello(ctx, sender, run_id, answer),
+        Ok(Message::Hello { run_id, answer }) => {
+            if crate::cluster::on_hello(ctx, sender, run_id, answer) {
+                crate::jobs::distributed::peer_restarted(sender);
+            }
+        }
+        Ok(Message::Execution { id, event }) => crate::jobs::distributed::on_message(ctx, sender, id, event),
     }
 }
 

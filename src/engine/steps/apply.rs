@@ -1,7 +1,7 @@
 //! One step applied to one record: the callbacks' calls (where their records may wait), and
 //! what stateful steps keep of what they see.
 
-use rustpython_vm::builtins::{PyList, PyStr};
+use rustpython_vm::builtins::{PyInt, PyList, PyStr};
 use rustpython_vm::function::IntoFuncArgs;
 use rustpython_vm::{PyObjectRef, PyResult, VirtualMachine};
 
@@ -94,6 +94,19 @@ impl Pipeline {
                 let e = e.clone();
                 if let Err(text) = self.count_by(vm, i, &e, record) {
                     self.errors.push(text);
+                }
+                return Applied::Stop;
+            }
+            Step::MergeCount => {
+                let n = record.downcast_ref::<PyInt>().and_then(|n| n.try_to_primitive::<usize>(vm).ok());
+                if let (StepState::Counted(count), Some(n)) = (&mut self.states[i], n) {
+                    *count += n;
+                }
+                return Applied::Stop;
+            }
+            Step::MergeCountBy => {
+                if let Err(e) = self.merge_count_by(vm, i, record) {
+                    self.errors.push(error_text(vm, &e));
                 }
                 return Applied::Stop;
             }
@@ -196,15 +209,29 @@ impl Pipeline {
         record: PyObjectRef,
     ) -> Result<(), String> {
         let (key, id) = self.key_of(vm, extractor, record)?;
+        self.add_to_group_count(i, key, id, 1);
+        Ok(())
+    }
+
+    /// One shard's count of a key (`{'key': k, 'value': n}`), added to the others'.
+    pub(super) fn merge_count_by(&mut self, vm: &VirtualMachine, i: usize, record: PyObjectRef) -> PyResult<()> {
+        let names = fields(vm);
+        let key = record.get_item(names.key, vm)?;
+        let n = record.get_item(names.value, vm)?.try_into_value::<i64>(vm)?;
+        let (key, id) = group_key(vm, key)?;
+        self.add_to_group_count(i, key, id, n);
+        Ok(())
+    }
+
+    fn add_to_group_count(&mut self, i: usize, key: PyObjectRef, id: Vec<u8>, n: i64) {
         if let StepState::CountedBy { index, counts } = &mut self.states[i] {
             let next = counts.len();
             let slot = *index.entry(id).or_insert(next);
             if slot == next {
                 counts.push((key, 0));
             }
-            counts[slot].1 += 1;
+            counts[slot].1 += n;
         }
-        Ok(())
     }
 
     /// Records counted by the reader itself, for a plan that starts with `count()`.
@@ -242,7 +269,7 @@ pub(super) fn flattened(value: PyObjectRef) -> Vec<PyObjectRef> {
 }
 
 /// A group key is the extractor's `str` as is, anything else its `repr()`.
-pub(super) fn group_key(vm: &VirtualMachine, key: PyObjectRef) -> PyResult<(PyObjectRef, Vec<u8>)> {
+pub(in crate::engine) fn group_key(vm: &VirtualMachine, key: PyObjectRef) -> PyResult<(PyObjectRef, Vec<u8>)> {
     let key = match key.downcast_ref::<PyStr>() {
         Some(_) => key,
         None => key.repr(vm)?.into(),

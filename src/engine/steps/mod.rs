@@ -21,6 +21,7 @@ use crate::python::future::{Capability, FutureOutcome};
 
 mod apply;
 
+pub(super) use apply::group_key;
 use apply::{flattened, group_records};
 
 /// Groups in first-seen order. A group whose reducer failed is discarded (`None`) until another
@@ -139,8 +140,10 @@ impl Pipeline {
                 Step::LocalGroupBy { .. } => StepState::Reduced(Groups::default()),
                 Step::BatchGroupBy { .. } => StepState::Batched(Groups::default()),
                 Step::Limit { .. } => StepState::Seen(0),
-                Step::Count { .. } => StepState::Counted(0),
-                Step::CountBy { .. } => StepState::CountedBy { index: HashMap::new(), counts: Vec::new() },
+                Step::Count { .. } | Step::MergeCount => StepState::Counted(0),
+                Step::CountBy { .. } | Step::MergeCountBy => {
+                    StepState::CountedBy { index: HashMap::new(), counts: Vec::new() }
+                }
                 _ => StepState::None,
             })
             .collect();

@@ -161,10 +161,12 @@ class GearsBuilder:
             raise error('execution mode must be a string')
         if mode not in ('async', 'async_local'):
             raise error('unknown execution mode')
+        # The mode rides with the reader's options: 'async' runs on every shard of a cluster.
         if self.reader == 'KeysOnlyReader':
             known = {k: v for k, v in kwargs.items() if k != 'mode'}
-            return _run('PythonReader', createKeysOnlyReader(arg, **known), steps, {})
+            return _run('PythonReader', createKeysOnlyReader(arg, **known), steps, {'mode': mode})
         options = _reader_options(self.reader, arg, kwargs)
+        options['mode'] = mode
         return _run(self.reader, arg, steps, options)
 
 

@@ -1,0 +1,323 @@
+//! One shard's part of a distributed execution, on its home: the plan's stages and the records
+//! kept for the next one. A stage runs as a parked execution (its records may wait for futures,
+//! aborts and time limits stop it as any execution); when it ends its records are routed (kept,
+//! or framed to their shard) and the part waits for its peers' records of that phase.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use rustpython_vm::{PyObjectRef, VirtualMachine};
+
+use super::{Shared, forget};
+use crate::cluster::bus::Bus;
+use crate::cluster::exchange::Outbox;
+use crate::cluster::message::{Event, Message};
+use crate::cluster::wire::Writer;
+use crate::engine::stages::{self, Route, Stage};
+use crate::engine::{Ended, Report};
+use crate::error::GearsError;
+use crate::jobs::Running;
+use crate::jobs::parked::{self, ExecutionContext};
+use crate::python::session::Origin;
+use crate::python::transfer::{decode_records, encode_record};
+use crate::python::{RawPlan, Runtime, ScriptOutcome};
+use crate::reply::Reply;
+use crate::report::StepReport;
+use crate::stop::Reason;
+use crate::unpoisoned::Unpoisoned;
+
+struct Part {
+    shared: Arc<Shared>,
+    stages: Vec<Stage>,
+    /// The first stage's reader: name, argument, options.
+    reader: Option<(String, PyObjectRef, PyObjectRef)>,
+    /// The stage that runs next (`stages.len()` once the last has run).
+    next: usize,
+    running: bool,
+    /// Records routed to this shard, for the next stage.
+    kept: Vec<PyObjectRef>,
+    db: i32,
+    origin: Origin,
+    errors: Vec<String>,
+    /// The initiator's: the listed execution and what its report gathers.
+    initiating: Option<Initiating>,
+}
+
+struct Initiating {
+    execution: Running,
+    started: Instant,
+    read_ms: u64,
+    steps: Vec<StepReport>,
+    results: Vec<Reply>,
+}
+
+thread_local! {
+    static PARTS: RefCell<HashMap<String, Part>> = RefCell::new(HashMap::new());
+}
+
+fn take(id: &str) -> Option<Part> {
+    PARTS.with_borrow_mut(|p| p.remove(id))
+}
+
+fn put(id: &str, part: Part) {
+    PARTS.with_borrow_mut(|p| p.insert(id.to_owned(), part));
+}
+
+/// A peer's part: its plan rebuilt from the script's source (what the body registers is not
+/// applied: the registrations reach this shard on their own).
+pub(super) fn rebuild(runtime: &Runtime, shared: Arc<Shared>, source: &str, db: i32, origin: Origin) {
+    let store = crate::jobs::host::store(db, origin.run_as.clone());
+    let outcome = runtime.run_script(source, store, shared.abort.clone(), origin.session.clone(), None);
+    drop(runtime.take_registrations());
+    drop(runtime.take_nested());
+    runtime.end_job();
+    match outcome {
+        ScriptOutcome::Run(plan) => begin(runtime, shared, plan, db, origin, None),
+        ScriptOutcome::Failed(text) => refuse(&shared, text),
+        ScriptOutcome::Done => refuse(&shared, "the script starts no execution here".to_owned()),
+    }
+}
+
+fn refuse(shared: &Arc<Shared>, why: String) {
+    let error = GearsError::ShardFailed(shared.me.clone(), why).to_string();
+    shared.tell_peers(Event::Abort { error });
+    forget(&shared.id);
+}
+
+/// Runs this shard's part of `plan`, from its first stage.
+pub(super) fn begin(
+    runtime: &Runtime,
+    shared: Arc<Shared>,
+    plan: RawPlan,
+    db: i32,
+    origin: Origin,
+    execution: Option<Running>,
+) {
+    let cut = runtime.enter(|vm| stages::stages(vm, &plan.steps));
+    let initiating = execution.map(|execution| Initiating {
+        execution,
+        started: Instant::now(),
+        read_ms: 0,
+        steps: Vec::new(),
+        results: Vec::new(),
+    });
+    let id = shared.id.clone();
+    let part = Part {
+        shared,
+        stages: Vec::new(),
+        reader: Some((plan.reader, plan.arg, plan.options)),
+        next: 0,
+        running: false,
+        kept: Vec::new(),
+        db,
+        origin,
+        errors: Vec::new(),
+        initiating,
+    };
+    match cut {
+        Ok(stages) => {
+            put(&id, Part { stages, ..part });
+            run_stage(runtime, &id);
+        }
+        Err(text) => end(runtime, part, Some(text)),
+    }
+}
+
+/// Runs the part's next stage over what it kept (its reader's records, for the first).
+fn run_stage(runtime: &Runtime, id: &str) {
+    let Some(mut part) = take(id) else { return };
+    let Some(stage) = part.stages.get(part.next) else { return put(id, part) };
+    let steps = stage.steps.clone();
+    let last = part.next + 1 == part.stages.len();
+    let plan = match part.reader.take() {
+        Some((reader, arg, options)) => RawPlan { reader, arg, steps, options },
+        None => {
+            let kept = std::mem::take(&mut part.kept);
+            runtime.enter(|vm| RawPlan {
+                reader: "Records".to_owned(),
+                arg: crate::engine::records_arg(vm, kept),
+                steps,
+                options: vm.ctx.new_dict().into(),
+            })
+        }
+    };
+    let context = ExecutionContext {
+        key: part.initiating.as_ref().map(|i| i.execution.key().clone()),
+        db: part.db,
+        abort: part.shared.abort.clone(),
+        origin: part.origin.clone(),
+        async_allowed: true,
+        unreplied: !last,
+    };
+    part.running = true;
+    part.shared.busy.store(true, Ordering::Release);
+    put(id, part);
+    let id = id.to_owned();
+    parked::run_parked(runtime, plan, context, Box::new(move |runtime, ended, _| stage_ended(runtime, &id, ended)));
+}
+
+fn stage_ended(runtime: &Runtime, id: &str, ended: Ended) {
+    let Some(mut part) = take(id) else { return };
+    part.running = false;
+    part.shared.busy.store(false, Ordering::Release);
+    part.shared.inbox.locked().heard_now();
+    let stage = part.next;
+    part.next += 1;
+    if let Some(initiating) = &mut part.initiating {
+        let steps = ended.report.steps.iter().skip(usize::from(stage > 0)).cloned();
+        initiating.steps.extend(steps);
+        initiating.read_ms += ended.report.read_ms;
+    }
+    part.errors.extend(ended.report.errors.iter().cloned());
+    if part.shared.abort.requested() {
+        let stopped = || part.shared.abort.reason().unwrap_or(Reason::Aborted).message().to_owned();
+        let failure = part.shared.failure().unwrap_or_else(stopped);
+        return end(runtime, part, Some(failure));
+    }
+    match part.stages[stage].route.take() {
+        None => {
+            if let (Some(initiating), Reply::Array(mut halves)) = (&mut part.initiating, ended.reply) {
+                if let Some(Reply::Array(results)) = halves.drain(..).next() {
+                    initiating.results = results;
+                }
+            }
+            drop(ended.records);
+            put(id, part);
+            go_on(runtime, id);
+        }
+        Some(route) => {
+            let records = ended.records.take();
+            match route_records(runtime, &mut part, stage, &route, records) {
+                Ok(()) => {
+                    put(id, part);
+                    go_on(runtime, id);
+                }
+                Err(error) => end(runtime, part, Some(error)),
+            }
+        }
+    }
+}
+
+/// Sends stage `stage`'s records where `route` says (this shard's are kept), then tells every
+/// peer the phase is done here. A record that cannot be routed or sent is an error of the
+/// execution; the error returned ends it (no credit for ExecutionMaxIdleTime, an abort).
+fn route_records(
+    runtime: &Runtime,
+    part: &mut Part,
+    stage: usize,
+    route: &Route,
+    records: Vec<PyObjectRef>,
+) -> Result<(), String> {
+    let shared = part.shared.clone();
+    let peers: Vec<String> = shared.peers().cloned().collect();
+    let max_idle = std::time::Duration::from_millis(crate::config::with(|c| c.execution_max_idle_time).max(1) as u64);
+    let waiting_since = Instant::now();
+    let give_up = || {
+        if shared.abort.requested() {
+            return Some(shared.failure().unwrap_or_else(|| Reason::Aborted.message().to_owned()));
+        }
+        (waiting_since.elapsed() > max_idle).then(|| GearsError::ExecutionMaxIdle.to_string())
+    };
+    let mut outbox = Outbox::new(&shared.id, stage as u32, peers.clone(), &Bus, &shared.credits, &give_up);
+    let (kept, errors) = (&mut part.kept, &mut part.errors);
+    runtime.enter(|vm: &VirtualMachine| {
+        for record in records {
+            let to = match stages::route_key(vm, route, &record) {
+                Ok(key) => shared.target(key.as_deref()),
+                Err(text) => {
+                    errors.push(text);
+                    continue;
+                }
+            };
+            if to == shared.me {
+                kept.push(record);
+                continue;
+            }
+            let mut bytes = Writer::default();
+            if let Err(text) = encode_record(vm, &record, &mut bytes) {
+                errors.push(text);
+                continue;
+            }
+            let peer = peers.iter().position(|p| p == to).unwrap_or(0);
+            outbox.push(peer, &bytes.bytes)?;
+        }
+        Ok::<(), String>(())
+    })?;
+    outbox.finish()
+}
+
+/// The part goes on if it can: its next stage once its peers' records of the phase are all
+/// here; the execution's end once every stage ran (at the initiator: and every peer finished).
+pub(super) fn go_on(runtime: &Runtime, id: &str) {
+    let Some(mut part) = take(id) else { return };
+    if part.running {
+        return put(id, part);
+    }
+    if let Some(failure) = part.shared.failure() {
+        return end(runtime, part, Some(failure));
+    }
+    if part.next == part.stages.len() {
+        let finished = part.initiating.is_none() || part.shared.inbox.locked().all_finished();
+        return if finished { end(runtime, part, None) } else { put(id, part) };
+    }
+    let phase = (part.next - 1) as u32;
+    let frames = {
+        let mut inbox = part.shared.inbox.locked();
+        if !inbox.phase_complete(phase) {
+            drop(inbox);
+            return put(id, part);
+        }
+        inbox.take_phase(phase)
+    };
+    let (kept, errors) = (&mut part.kept, &mut part.errors);
+    runtime.enter(|vm| {
+        for frame in frames {
+            match decode_records(vm, &frame) {
+                Ok(records) => kept.extend(records),
+                Err(text) => errors.push(text),
+            }
+        }
+    });
+    put(id, part);
+    run_stage(runtime, id);
+}
+
+/// Ends the part: with `failure` everywhere (its peers are told), or done. The initiator
+/// answers with every shard's errors; a peer tells the initiator its own.
+fn end(runtime: &Runtime, part: Part, failure: Option<String>) {
+    let Part { shared, initiating, mut errors, kept, stages, .. } = part;
+    forget(&shared.id);
+    if let Some(failure) = &failure {
+        // A stopped stage reported its stop; the reason replaces it.
+        errors.retain(|e| e != Reason::Aborted.message() && e != failure);
+        errors.push(failure.clone());
+        shared.tell_peers(Event::Abort { error: failure.clone() });
+    }
+    // Their Python objects are freed in the interpreter, counted as its memory.
+    runtime.enter(|_| drop((kept, stages)));
+    match initiating {
+        None => {
+            if failure.is_none() {
+                let finished = Message::Execution { id: shared.id.clone(), event: Event::Finished { errors } };
+                crate::cluster::bus::send(&shared.participants[0], &finished);
+            }
+        }
+        Some(initiating) => {
+            if failure.is_none() {
+                errors.extend(shared.inbox.locked().take_errors());
+            }
+            let results = if failure.is_none() { initiating.results } else { Vec::new() };
+            let report = Report {
+                results: results.len(),
+                errors: errors.clone(),
+                total_ms: crate::engine::report::millis(initiating.started.elapsed()),
+                read_ms: initiating.read_ms,
+                steps: initiating.steps,
+            };
+            initiating.execution.finish(Reply::results(results, &errors), report);
+        }
+    }
+}
