@@ -1,10 +1,10 @@
 """rustgears on a Redis Cluster (tests/cluster.py): 3 masters with a replica each, one cluster for
 the whole file.
 
-The module reads the cluster's topology from Redis (RG.INFOCLUSTER, execution ids, `hashtag()`),
-but executions still run on the shard they start on: an execution on a master sees that master's
-keys. The xfail tests state what distributed executions must add, as RedisGears 1.2 does it; they
-turn into failures (strict) once it works, and then lose their mark.
+The module reads the cluster's topology from Redis (RG.INFOCLUSTER, execution ids, `hashtag()`);
+a script's run() runs on every master, `async_local` on the master it starts on. What distributed
+executions answer, operation by operation, is compared with one server in test_cluster_batch.py;
+failures (a master killed mid-execution) are in test_cluster_failure.py.
 
 The failover test kills a master, so it comes last."""
 
@@ -16,7 +16,6 @@ from conftest import Error, Status, pyexecute, wait_until
 cluster = cluster_fixture(masters=3, replicas=1)
 
 N_KEYS = 60
-ISSUE = "distributed executions: issue 19"
 INFO_NODE_KEYS = ["id", "ip", "port", "unixSocket", "runid", "minHslot", "maxHslot", "pendingMessages"]
 
 
@@ -60,15 +59,12 @@ def test_the_module_loads_on_every_node(cluster):
         assert n.client().execute_command("RG.DUMPPLUGINS") == [["GearsPythonPlugin", 10000]], n
 
 
-def test_today_an_execution_on_a_master_sees_that_masters_keys_only(cluster, keys):
-    # Local-only, as every shard runs today. Cluster mode (issue 19) changes it: then a master's
-    # execution reads every shard (test_count_on_any_master_counts_every_key_of_the_cluster), and
-    # this test goes.
+def test_an_async_local_execution_sees_its_masters_keys_only(cluster, keys):
     seen = set()
     for m in cluster.masters:
         own = {k for k, port in keys.items() if port == m.port}
         assert own and local_keys(m) == own, m
-        res = pyexecute(m.client(), "GB().map(lambda r: r['key']).run()")
+        res = pyexecute(m.client(), "GB().map(lambda r: r['key']).run(mode='async_local')")
         assert len(res) == 2 and res[1] == [], res
         assert sorted(res[0]) == sorted(own), m
         seen |= own
@@ -142,7 +138,7 @@ def test_on_a_replica_and_stand_alone_there_is_no_cluster_mode(cluster, start_se
 def test_execution_ids_and_the_shards_id_reader_carry_the_node_id(cluster):
     for m in cluster.masters:
         c = m.client()
-        eid = pyexecute(c, "GB('ShardsIDReader').run()", "UNBLOCKING")
+        eid = pyexecute(c, "GB('ShardsIDReader').run(mode='async_local')", "UNBLOCKING")
         assert eid.rpartition("-")[0] == m.node_id, eid
         assert c.execute_command("RG.GETRESULTSBLOCKING", eid) == [[m.node_id], []]
         c.execute_command("RG.DROPEXECUTION", eid)
@@ -150,7 +146,7 @@ def test_execution_ids_and_the_shards_id_reader_carry_the_node_id(cluster):
 
 def test_hashtag_keeps_keys_on_the_shard_that_made_them(cluster):
     for m in cluster.masters:
-        tag = pyexecute(m.client(), "GB('ShardsIDReader').map(lambda x: hashtag()).run()")[0][0]
+        tag = pyexecute(m.client(), "GB('ShardsIDReader').map(lambda x: hashtag()).run(mode='async_local')")[0][0]
         assert m.client().execute_command("CLUSTER", "KEYSLOT", "k{%s}" % tag) == m.slots[0][0], (m, tag)
         key = "cache:{%s}:1" % tag
         assert cluster.owner(key).port == m.port
@@ -239,7 +235,7 @@ def test_a_registration_made_on_one_master_fires_on_every_master(cluster):
         for m in cluster.masters:
             key = next(f"fire:{i}" for i in range(1000) if cluster.owner(f"fire:{i}").port == m.port)
             c.set(key, "x")
-            tag = pyexecute(m.client(), "GB('ShardsIDReader').map(lambda x: hashtag()).run()")[0][0]
+            tag = pyexecute(m.client(), "GB('ShardsIDReader').map(lambda x: hashtag()).run(mode='async_local')")[0][0]
             written += [key, "seen:{%s}" % tag]
             assert m.client().get("seen:{%s}" % tag) == key, m
         for m in cluster.masters:
@@ -256,11 +252,10 @@ def test_a_registration_made_on_one_master_fires_on_every_master(cluster):
 
 
 # --------------------------------------------------------------------------------------------
-# Distributed executions (issue 19): RedisGears 1.2 behaviour, not there yet
+# Distributed executions
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=ISSUE)
 def test_shardsidreader_yields_one_id_per_shard(cluster):
     ids = {m.node_id for m in cluster.masters}
     for m in cluster.masters:
@@ -269,10 +264,53 @@ def test_shardsidreader_yields_one_id_per_shard(cluster):
         assert len(res[0]) == 3 and set(res[0]) == ids, res
 
 
-@pytest.mark.xfail(strict=True, reason=ISSUE)
 def test_count_on_any_master_counts_every_key_of_the_cluster(cluster, keys):
     for m in cluster.masters:
         assert pyexecute(m.client(), "GB().count().run()") == [[str(N_KEYS)], []], m
+
+
+def dumped(node, eid):
+    return [e[3] for e in node.client().execute_command("RG.DUMPEXECUTIONS") if e[1] == eid]
+
+
+def test_every_master_lists_its_copy_until_the_initiator_drops_it(cluster, keys):
+    initiator = cluster.masters[1]
+    eid = initiator.client().execute_command("RG.PYEXECUTE", "GB().count().run()", "UNBLOCKING")
+    assert eid.startswith(initiator.node_id + "-"), eid
+    wait_until(lambda: all(dumped(m, eid) == ["done"] for m in cluster.masters), what="every copy done")
+    assert initiator.client().execute_command("RG.GETRESULTS", eid) == [[str(N_KEYS)], []]
+    # Every master's entry; the initiator's counted everything.
+    entries = cluster.masters[0].client().execute_command("RG.GETEXECUTION", eid, "CLUSTER")
+    by_shard = {e[1]: dict(zip(e[3][0::2], e[3][1::2])) for e in entries}
+    assert set(by_shard) == {m.node_id for m in cluster.masters}, entries
+    assert all(plan["status"] == "done" and plan["errors"] == [] for plan in by_shard.values()), entries
+    assert by_shard[initiator.node_id]["results"] == 1
+    # SHARD (the default) is this master's entry only.
+    assert [e[1] for e in cluster.masters[0].client().execute_command("RG.GETEXECUTION", eid)] == [
+        cluster.masters[0].node_id]
+    assert initiator.client().execute_command("RG.DROPEXECUTION", eid) == "OK"
+    wait_until(lambda: all(dumped(m, eid) == [] for m in cluster.masters), what="every copy dropped")
+
+
+def test_an_abort_on_the_initiator_stops_every_master(cluster):
+    initiator = cluster.masters[0]
+    script = "GB('ShardsIDReader').map(lambda x: sum(i for i in range(10**10))).run()"
+    eid = initiator.client().execute_command("RG.PYEXECUTE", script, "UNBLOCKING")
+    wait_until(lambda: all(dumped(m, eid) == ["running"] for m in cluster.masters), what="running everywhere")
+    assert initiator.client().execute_command("RG.ABORTEXECUTION", eid) == "OK"
+    wait_until(lambda: all(dumped(m, eid) == ["done"] for m in cluster.masters), what="ended everywhere")
+    for m in cluster.masters:
+        results, errors = m.client().execute_command("RG.GETRESULTS", eid)
+        assert results == [] and errors and errors[-1] == "Execution was aborted", (m, errors)
+
+
+def test_a_record_that_cannot_cross_shards_is_an_error_of_the_shard_that_sends_it(cluster, keys):
+    res = pyexecute(cluster.masters[0].client(), "GB().map(lambda r: object()).collect().count().run()")
+    results, errors = res
+    kept = len(local_keys(cluster.masters[0]))
+    # The initiator's own records never cross; every other record fails to.
+    assert results == [str(kept)], res
+    assert len(errors) == N_KEYS - kept and all("serializ" in e and "'object'" in e for e in errors), errors[:3]
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,8 +324,11 @@ def test_a_killed_masters_replica_takes_over_with_the_module(cluster, keys):
     new = cluster.wait_failover(killed)
     assert new.node_id != killed.node_id and new.slots == killed.slots
     assert len(cluster.masters) == 3
-    res = pyexecute(new.client(), "GB().map(lambda r: r['key']).run()")
+    res = pyexecute(new.client(), "GB().map(lambda r: r['key']).run(mode='async_local')")
     assert res[1] == [] and sorted(res[0]) == sorted(own)
+    # The promoted replica takes part in distributed executions in its master's place.
+    for m in cluster.masters:
+        assert pyexecute(m.client(), "GB().count().run()") == [[str(N_KEYS)], []], m
     c = cluster.client()
     for k in own:
         assert c.get(k) == value(k)

@@ -211,7 +211,12 @@ impl Inbox {
                 Heard::Progress
             }
             Event::Abort { error } => Heard::Failed(error),
-            Event::Alive | Event::Start(_) | Event::Ack { .. } => Heard::Nothing,
+            Event::Alive
+            | Event::Start(_)
+            | Event::Ack { .. }
+            | Event::Drop
+            | Event::AskPlan { .. }
+            | Event::Plan { .. } => Heard::Nothing,
         }
     }
 

@@ -8,6 +8,7 @@
 //! run ids (`Hello`), and carry distributed executions (`Execution`, see `exchange`).
 
 use super::wire::{Reader, Writer};
+use crate::reply::Reply;
 
 /// `RGRS` and the format version.
 const MAGIC: &[u8; 4] = b"RGRS";
@@ -47,6 +48,12 @@ pub enum Event {
     Abort { error: String },
     /// The sender is still running its part (so that peers waiting for it do not give up).
     Alive,
+    /// RG.DROPEXECUTION: drop your copy.
+    Drop,
+    /// RG.GETEXECUTION ... CLUSTER: send your plan of it, answering `ask`.
+    AskPlan { ask: u64 },
+    /// The answer to `AskPlan`: the receiver's entry of RG.GETEXECUTION, `None` if it has none.
+    Plan { ask: u64, entry: Option<Reply> },
 }
 
 /// How a distributed execution is started on a remote shard: the script to rebuild its plan
@@ -151,6 +158,19 @@ fn encode_event(id: &str, event: &Event) -> Vec<u8> {
         Event::Alive => {
             w.u8(7);
         }
+        Event::Drop => {
+            w.u8(8);
+        }
+        Event::AskPlan { ask } => {
+            w.u8(9).u64(*ask);
+        }
+        Event::Plan { ask, entry } => {
+            w.u8(10).u64(*ask);
+            match entry {
+                Some(entry) => w.u8(1).reply(entry),
+                None => w.u8(0),
+            };
+        }
     }
     w.bytes
 }
@@ -177,6 +197,16 @@ fn decode_event(body: &[u8]) -> Result<Message, String> {
         5 => Event::Finished { errors: r.texts()? },
         6 => Event::Abort { error: r.text()? },
         7 => Event::Alive,
+        8 => Event::Drop,
+        9 => Event::AskPlan { ask: r.u64()? },
+        10 => {
+            let ask = r.u64()?;
+            let entry = match r.u8()? {
+                0 => None,
+                _ => Some(r.reply()?),
+            };
+            Event::Plan { ask, entry }
+        }
         other => return Err(format!("an execution message of unknown kind {other}")),
     };
     if !r.is_empty() {
@@ -232,6 +262,10 @@ mod tests {
             Event::Finished { errors: vec!["boom".to_owned()] },
             Event::Abort { error: "Execution max idle reached".to_owned() },
             Event::Alive,
+            Event::Drop,
+            Event::AskPlan { ask: 7 },
+            Event::Plan { ask: 7, entry: Some(Reply::Array(vec![Reply::bulk("shard_id"), Reply::Int(1)])) },
+            Event::Plan { ask: 8, entry: None },
         ]
     }
 

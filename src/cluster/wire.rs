@@ -2,6 +2,8 @@
 //! integers and length-prefixed byte strings. Reading never trusts a length: a truncated or
 //! hostile message is an error, never a panic or a huge allocation.
 
+use crate::reply::Reply;
+
 #[derive(Default)]
 pub struct Writer {
     pub bytes: Vec<u8>,
@@ -47,6 +49,30 @@ impl Writer {
         self
     }
 }
+
+impl Writer {
+    /// A reply (RG.GETEXECUTION's plans cross as replies).
+    pub fn reply(&mut self, reply: &Reply) -> &mut Self {
+        match reply {
+            Reply::Simple(s) => self.u8(1).text(s),
+            Reply::Error(s) => self.u8(2).text(s),
+            Reply::Bulk(b) => self.u8(3).blob(b),
+            Reply::Int(n) => self.u8(4).u64(*n as u64),
+            Reply::Double(d) => self.u8(5).u64(d.to_bits()),
+            Reply::Null => self.u8(6),
+            Reply::Array(items) => {
+                self.u8(7).len(items.len());
+                for item in items {
+                    self.reply(item);
+                }
+                self
+            }
+        }
+    }
+}
+
+/// How deep a reply read from a peer may nest (plans nest four deep).
+const REPLY_DEPTH: usize = 16;
 
 pub struct Reader<'a> {
     rest: &'a [u8],
@@ -110,6 +136,27 @@ impl<'a> Reader<'a> {
         let n = self.count(4)?;
         (0..n).map(|_| self.text()).collect()
     }
+
+    pub fn reply(&mut self) -> Result<Reply, String> {
+        self.reply_within(REPLY_DEPTH)
+    }
+
+    fn reply_within(&mut self, depth: usize) -> Result<Reply, String> {
+        let depth = depth.checked_sub(1).ok_or("a reply nested too deep")?;
+        Ok(match self.u8()? {
+            1 => Reply::Simple(self.text()?),
+            2 => Reply::Error(self.text()?),
+            3 => Reply::Bulk(self.blob()?.to_vec()),
+            4 => Reply::Int(self.u64()? as i64),
+            5 => Reply::Double(f64::from_bits(self.u64()?)),
+            6 => Reply::Null,
+            7 => {
+                let n = self.count(1)?;
+                Reply::Array((0..n).map(|_| self.reply_within(depth)).collect::<Result<_, _>>()?)
+            }
+            other => return Err(format!("a reply of unknown type {other}")),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +174,29 @@ mod tests {
         assert_eq!(r.text().as_deref(), Ok("é"));
         assert_eq!(r.texts(), Ok(vec!["a".to_owned(), String::new()]));
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn replies_read_back_and_hostile_nesting_is_refused() {
+        let reply = Reply::Array(vec![
+            Reply::ok(),
+            Reply::Error("ERR x".into()),
+            Reply::bulk("b"),
+            Reply::Int(-3),
+            Reply::Double(0.5),
+            Reply::Null,
+            Reply::Array(vec![]),
+        ]);
+        let mut w = Writer::default();
+        w.reply(&reply);
+        assert_eq!(Reader::new(&w.bytes).reply(), Ok(reply));
+        let mut deep = Reply::Null;
+        for _ in 0..REPLY_DEPTH {
+            deep = Reply::Array(vec![deep]);
+        }
+        let mut w = Writer::default();
+        w.reply(&deep);
+        assert!(Reader::new(&w.bytes).reply().is_err());
     }
 
     #[test]

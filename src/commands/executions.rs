@@ -4,7 +4,7 @@ use redis_module::Context;
 
 use super::{Response, refuse_unblockable};
 use crate::error::GearsError;
-use crate::executions::{self, State, shard_id};
+use crate::executions;
 use crate::redis::blocked::BlockedClient;
 use crate::reply::Reply;
 
@@ -42,52 +42,21 @@ pub fn dump_executions() -> Result<Response, GearsError> {
 
 pub fn drop(id: &str) -> Result<Response, GearsError> {
     executions::drop_execution(id)?;
+    crate::jobs::distributed::drop_everywhere(id);
     Ok(Response::Reply(Reply::ok()))
 }
 
-/// The SHARD layout of docs/commands.md#rggetexecution (the only one outside cluster mode).
-pub fn get_execution(id: &str) -> Result<Response, GearsError> {
-    let (state, report) = executions::report(id)?;
-    let report = report.unwrap_or_default();
-    let done = matches!(state, State::Done | State::Aborted);
-    let errors = if done { report.errors.iter().map(|e| Reply::bulk(e.as_bytes())).collect() } else { Vec::new() };
-    // RedisGears lists the steps last to first.
-    let steps = report
-        .steps
-        .iter()
-        .rev()
-        .map(|s| {
-            Reply::Array(vec![
-                Reply::bulk("type"),
-                Reply::bulk(s.kind),
-                Reply::bulk("duration"),
-                Reply::Int(s.duration_ms as i64),
-                Reply::bulk("name"),
-                Reply::bulk(s.name),
-                Reply::bulk("arg"),
-                Reply::bulk(s.arg.as_bytes()),
-            ])
-        })
-        .collect();
-    let plan = Reply::Array(vec![
-        Reply::bulk("status"),
-        Reply::bulk(state.as_str()),
-        Reply::bulk("shards_received"),
-        Reply::Int(0),
-        Reply::bulk("shards_completed"),
-        Reply::Int(0),
-        Reply::bulk("results"),
-        Reply::Int(if done { report.results as i64 } else { -1 }),
-        Reply::bulk("errors"),
-        Reply::Array(errors),
-        Reply::bulk("total_duration"),
-        Reply::Int(report.total_ms as i64),
-        Reply::bulk("read_duration"),
-        Reply::Int(report.read_ms as i64),
-        Reply::bulk("steps"),
-        Reply::Array(steps),
-    ]);
-    let shard =
-        Reply::Array(vec![Reply::bulk("shard_id"), Reply::bulk(shard_id()), Reply::bulk("execution_plan"), plan]);
-    Ok(Response::Reply(Reply::Array(vec![shard])))
+/// RG.GETEXECUTION: this shard's entry (SHARD), or every shard's (CLUSTER, gathered from the
+/// masters: docs/commands.md#cluster-mode).
+pub fn get_execution(ctx: &Context, id: &str, cluster: bool) -> Result<Response, GearsError> {
+    if cluster && crate::cluster::topology().is_none() {
+        return Err(GearsError::NoCluster);
+    }
+    let entry = executions::plan_entry(id)?;
+    if !cluster {
+        return Ok(Response::Reply(Reply::Array(vec![entry])));
+    }
+    refuse_unblockable(ctx)?;
+    crate::jobs::distributed::gather_plans(BlockedClient::block(ctx), id, entry);
+    Ok(Response::Blocked)
 }

@@ -70,7 +70,7 @@ fn answer(ctx: &Context, command: Command) -> Result<Response, GearsError> {
         Command::GetResultsBlocking { id } => executions::get_results_blocking(ctx, &id),
         Command::DumpExecutions => executions::dump_executions(),
         Command::DropExecution { id } => executions::drop(&id),
-        Command::GetExecution { id } => executions::get_execution(&id),
+        Command::GetExecution { id, cluster } => executions::get_execution(ctx, &id, cluster),
         Command::AbortExecution { id } => management::abort_execution(ctx, &id),
         Command::ConfigGet { names } => management::get_config(&names),
         Command::ConfigSet { pairs, dangling } => management::set_config(&pairs, dangling.as_deref()),

@@ -24,8 +24,10 @@ pub enum Command {
     AbortExecution {
         id: String,
     },
+    /// `cluster`: every shard's entry (CLUSTER), not only this one's.
     GetExecution {
         id: String,
+        cluster: bool,
     },
     ConfigGet {
         names: Vec<String>,
@@ -202,8 +204,8 @@ fn get_execution_args(rest: &[Vec<u8>]) -> Result<Command, GearsError> {
         _ => return Err(GearsError::WrongArity),
     };
     match mode.as_deref() {
-        None | Some("SHARD") => Ok(Command::GetExecution { id: lossy_text(id) }),
-        Some("CLUSTER") => Err(GearsError::NoCluster),
+        None | Some("SHARD") => Ok(Command::GetExecution { id: lossy_text(id), cluster: false }),
+        Some("CLUSTER") => Ok(Command::GetExecution { id: lossy_text(id), cluster: true }),
         Some(_) => Err(GearsError::UnknownSubcommand),
     }
 }
@@ -387,8 +389,14 @@ mod tests {
 
     #[test]
     fn getexecution_modes() {
-        assert_eq!(parse(&line(&["rg.getexecution", "x", "shard"])), Ok(Command::GetExecution { id: "x".into() }));
-        assert_eq!(parse(&line(&["rg.getexecution", "x", "cluster"])), Err(GearsError::NoCluster));
+        assert_eq!(
+            parse(&line(&["rg.getexecution", "x", "shard"])),
+            Ok(Command::GetExecution { id: "x".into(), cluster: false })
+        );
+        assert_eq!(
+            parse(&line(&["rg.getexecution", "x", "cluster"])),
+            Ok(Command::GetExecution { id: "x".into(), cluster: true })
+        );
         assert_eq!(parse(&line(&["rg.getexecution", "x", "y"])), Err(GearsError::UnknownSubcommand));
     }
 

@@ -41,6 +41,13 @@ pub fn create_registered(worker: WorkerId, keep: bool, registration: &str, abort
     table().create(worker, keep, Some(registration.to_owned()), limit, abort)
 }
 
+/// Lists this shard's part of another shard's distributed execution `id` (docs/commands.md#cluster-mode),
+/// under that id; `None` if it is listed already.
+pub fn create_copy(worker: WorkerId, id: &str, abort: Arc<Abort>) -> Option<ExecutionKey> {
+    let limit = crate::config::with(|c| c.max_executions);
+    table().create_copy(worker, id, limit, abort)
+}
+
 /// The registration whose event started execution `id`.
 pub fn registration_of(id: &str) -> Option<String> {
     table().registration_of(id)
@@ -193,4 +200,50 @@ pub fn unfinished_on(worker: WorkerId) -> Vec<ExecutionKey> {
 /// RG.GETEXECUTION's view of one execution: its state and, once it has ended, its report.
 pub fn report(id: &str) -> Result<(State, Option<Arc<Report>>), GearsError> {
     table().report(id).ok_or(GearsError::NoSuchExecution)
+}
+
+/// This shard's entry of RG.GETEXECUTION (docs/commands.md#rggetexecution): its plan, as far as
+/// it ran here.
+pub fn plan_entry(id: &str) -> Result<Reply, GearsError> {
+    let (state, report) = report(id)?;
+    let report = report.unwrap_or_default();
+    let done = matches!(state, State::Done | State::Aborted);
+    let errors = if done { report.errors.iter().map(|e| Reply::bulk(e.as_bytes())).collect() } else { Vec::new() };
+    // RedisGears lists the steps last to first.
+    let steps = report
+        .steps
+        .iter()
+        .rev()
+        .map(|s| {
+            Reply::Array(vec![
+                Reply::bulk("type"),
+                Reply::bulk(s.kind),
+                Reply::bulk("duration"),
+                Reply::Int(s.duration_ms as i64),
+                Reply::bulk("name"),
+                Reply::bulk(s.name),
+                Reply::bulk("arg"),
+                Reply::bulk(s.arg.as_bytes()),
+            ])
+        })
+        .collect();
+    let plan = Reply::Array(vec![
+        Reply::bulk("status"),
+        Reply::bulk(state.as_str()),
+        Reply::bulk("shards_received"),
+        Reply::Int(0),
+        Reply::bulk("shards_completed"),
+        Reply::Int(0),
+        Reply::bulk("results"),
+        Reply::Int(if done { report.results as i64 } else { -1 }),
+        Reply::bulk("errors"),
+        Reply::Array(errors),
+        Reply::bulk("total_duration"),
+        Reply::Int(report.total_ms as i64),
+        Reply::bulk("read_duration"),
+        Reply::Int(report.read_ms as i64),
+        Reply::bulk("steps"),
+        Reply::Array(steps),
+    ]);
+    Ok(Reply::Array(vec![Reply::bulk("shard_id"), Reply::bulk(shard_id()), Reply::bulk("execution_plan"), plan]))
 }

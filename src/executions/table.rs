@@ -124,6 +124,27 @@ impl Table {
     ) -> ExecutionKey {
         let id = format!("{}-{}", shard_id(), self.counter);
         self.counter += 1;
+        self.insert(id, worker, keep, registration, limit, abort)
+    }
+
+    /// This shard's copy of another shard's distributed execution `id`, kept listed; `None` if
+    /// one is listed already.
+    pub fn create_copy(&mut self, worker: WorkerId, id: &str, limit: i64, abort: Arc<Abort>) -> Option<ExecutionKey> {
+        if self.by_id.contains_key(id) {
+            return None;
+        }
+        Some(self.insert(id.to_owned(), worker, true, None, limit, abort))
+    }
+
+    fn insert(
+        &mut self,
+        id: String,
+        worker: WorkerId,
+        keep: bool,
+        registration: Option<String>,
+        limit: i64,
+        abort: Arc<Abort>,
+    ) -> ExecutionKey {
         if limit > 0 {
             while self.order.len() as i64 >= limit {
                 self.evict_oldest();

@@ -14,7 +14,10 @@
 //! alive every second); a lost message, a peer that restarted, an abort or a shard that could
 //! not rebuild the plan end it everywhere (`Abort`), and nothing of it stays behind.
 
+mod gather;
 mod part;
+
+pub use gather::gather_plans;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,6 +90,10 @@ impl Shared {
         let owner = self.owners[usize::from(slot)] as usize;
         let owner = if owner < self.participants.len() { owner } else { usize::from(slot) % self.participants.len() };
         &self.participants[owner]
+    }
+
+    fn is_initiator(&self) -> bool {
+        self.participants.first() == Some(&self.me)
     }
 
     fn peers(&self) -> impl Iterator<Item = &String> {
@@ -206,8 +213,12 @@ pub(crate) fn defer_distributed(plan: RawPlan, db: i32, key: ExecutionKey, origi
 
 /// A message about distributed execution `id` from peer `sender` (main thread).
 pub fn on_message(ctx: &Context, sender: &str, id: String, event: Event) {
-    if let Event::Start(start) = event {
-        return accept(sender, id, start);
+    match event {
+        Event::Start(start) => return accept(sender, id, start),
+        Event::Drop => return drop(crate::executions::drop_execution(&id)),
+        Event::AskPlan { ask } => return gather::tell_plan(sender, &id, ask),
+        Event::Plan { ask, entry } => return gather::plan_told(ask, entry),
+        _ => {}
     }
     let Some(shared) = shared(&id) else {
         return keep_early(sender, id, event);
@@ -320,4 +331,14 @@ fn sweep() {
         }
     }
     EARLY.locked().retain(|_, (since, _)| since.elapsed() <= max_idle);
+    gather::expire();
+}
+
+/// RG.DROPEXECUTION of execution `id`, dropped here: every other master drops its copy.
+pub fn drop_everywhere(id: &str) {
+    let Some(topology) = cluster::topology() else { return };
+    let message = Message::Execution { id: id.to_owned(), event: Event::Drop };
+    for node in topology.nodes.iter().filter(|n| n.id != topology.my_id) {
+        bus::send(&node.id, &message);
+    }
 }

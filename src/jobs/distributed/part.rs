@@ -42,11 +42,12 @@ struct Part {
     db: i32,
     origin: Origin,
     errors: Vec<String>,
-    /// The initiator's: the listed execution and what its report gathers.
-    initiating: Option<Initiating>,
+    /// The execution as this shard lists it (the initiator's, or this shard's copy) and what its
+    /// report gathers.
+    listed: Option<Listed>,
 }
 
-struct Initiating {
+struct Listed {
     execution: Running,
     started: Instant,
     read_ms: u64,
@@ -75,7 +76,11 @@ pub(super) fn rebuild(runtime: &Runtime, shared: Arc<Shared>, source: &str, db: 
     drop(runtime.take_nested());
     runtime.end_job();
     match outcome {
-        ScriptOutcome::Run(plan) => begin(runtime, shared, plan, db, origin, None),
+        ScriptOutcome::Run(plan) => {
+            let copy = crate::executions::create_copy(runtime.worker(), &shared.id, shared.abort.clone());
+            let copy = copy.filter(|key| crate::executions::start(key).is_some()).map(Running::new);
+            begin(runtime, shared, plan, db, origin, copy)
+        }
         ScriptOutcome::Failed(text) => refuse(&shared, text),
         ScriptOutcome::Done => refuse(&shared, "the script starts no execution here".to_owned()),
     }
@@ -97,7 +102,7 @@ pub(super) fn begin(
     execution: Option<Running>,
 ) {
     let cut = runtime.enter(|vm| stages::stages(vm, &plan.steps));
-    let initiating = execution.map(|execution| Initiating {
+    let listed = execution.map(|execution| Listed {
         execution,
         started: Instant::now(),
         read_ms: 0,
@@ -115,7 +120,7 @@ pub(super) fn begin(
         db,
         origin,
         errors: Vec::new(),
-        initiating,
+        listed,
     };
     match cut {
         Ok(stages) => {
@@ -145,7 +150,7 @@ fn run_stage(runtime: &Runtime, id: &str) {
         }
     };
     let context = ExecutionContext {
-        key: part.initiating.as_ref().map(|i| i.execution.key().clone()),
+        key: part.listed.as_ref().map(|i| i.execution.key().clone()),
         db: part.db,
         abort: part.shared.abort.clone(),
         origin: part.origin.clone(),
@@ -166,10 +171,10 @@ fn stage_ended(runtime: &Runtime, id: &str, ended: Ended) {
     part.shared.inbox.locked().heard_now();
     let stage = part.next;
     part.next += 1;
-    if let Some(initiating) = &mut part.initiating {
+    if let Some(listed) = &mut part.listed {
         let steps = ended.report.steps.iter().skip(usize::from(stage > 0)).cloned();
-        initiating.steps.extend(steps);
-        initiating.read_ms += ended.report.read_ms;
+        listed.steps.extend(steps);
+        listed.read_ms += ended.report.read_ms;
     }
     part.errors.extend(ended.report.errors.iter().cloned());
     if part.shared.abort.requested() {
@@ -179,9 +184,9 @@ fn stage_ended(runtime: &Runtime, id: &str, ended: Ended) {
     }
     match part.stages[stage].route.take() {
         None => {
-            if let (Some(initiating), Reply::Array(mut halves)) = (&mut part.initiating, ended.reply) {
+            if let (Some(listed), Reply::Array(mut halves)) = (&mut part.listed, ended.reply) {
                 if let Some(Reply::Array(results)) = halves.drain(..).next() {
-                    initiating.results = results;
+                    listed.results = results;
                 }
             }
             drop(ended.records);
@@ -260,7 +265,7 @@ pub(super) fn go_on(runtime: &Runtime, id: &str) {
         return end(runtime, part, Some(failure));
     }
     if part.next == part.stages.len() {
-        let finished = part.initiating.is_none() || part.shared.inbox.locked().all_finished();
+        let finished = !part.shared.is_initiator() || part.shared.inbox.locked().all_finished();
         return if finished { end(runtime, part, None) } else { put(id, part) };
     }
     let phase = (part.next - 1) as u32;
@@ -288,7 +293,7 @@ pub(super) fn go_on(runtime: &Runtime, id: &str) {
 /// Ends the part: with `failure` everywhere (its peers are told), or done. The initiator
 /// answers with every shard's errors; a peer tells the initiator its own.
 fn end(runtime: &Runtime, part: Part, failure: Option<String>) {
-    let Part { shared, initiating, mut errors, kept, stages, .. } = part;
+    let Part { shared, listed, mut errors, kept, stages, .. } = part;
     forget(&shared.id);
     if let Some(failure) = &failure {
         // A stopped stage reported its stop; the reason replaces it.
@@ -298,26 +303,23 @@ fn end(runtime: &Runtime, part: Part, failure: Option<String>) {
     }
     // Their Python objects are freed in the interpreter, counted as its memory.
     runtime.enter(|_| drop((kept, stages)));
-    match initiating {
-        None => {
-            if failure.is_none() {
-                let finished = Message::Execution { id: shared.id.clone(), event: Event::Finished { errors } };
-                crate::cluster::bus::send(&shared.participants[0], &finished);
-            }
-        }
-        Some(initiating) => {
-            if failure.is_none() {
-                errors.extend(shared.inbox.locked().take_errors());
-            }
-            let results = if failure.is_none() { initiating.results } else { Vec::new() };
-            let report = Report {
-                results: results.len(),
-                errors: errors.clone(),
-                total_ms: crate::engine::report::millis(initiating.started.elapsed()),
-                read_ms: initiating.read_ms,
-                steps: initiating.steps,
-            };
-            initiating.execution.finish(Reply::results(results, &errors), report);
-        }
+    let initiator = shared.is_initiator();
+    if failure.is_none() && initiator {
+        errors.extend(shared.inbox.locked().take_errors());
+    }
+    if failure.is_none() && !initiator {
+        let finished = Message::Execution { id: shared.id.clone(), event: Event::Finished { errors: errors.clone() } };
+        crate::cluster::bus::send(&shared.participants[0], &finished);
+    }
+    if let Some(listed) = listed {
+        let results = if failure.is_none() { listed.results } else { Vec::new() };
+        let report = Report {
+            results: results.len(),
+            errors: errors.clone(),
+            total_ms: crate::engine::report::millis(listed.started.elapsed()),
+            read_ms: listed.read_ms,
+            steps: listed.steps,
+        };
+        listed.execution.finish(Reply::results(results, &errors), report);
     }
 }
