@@ -11,7 +11,7 @@ CLUSTER_PORT ?= 30001
 PYTHON ?= python3
 
 FUZZ_TARGET_DIR ?= $(HOME)/.cache/rustgears/fuzz-target
-FUZZ_TARGETS := commands records scripts
+FUZZ_TARGETS := commands peers records scripts
 # `make fuzz`: how long each target runs; `make test` runs each for FUZZ_SMOKE_SECONDS.
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 10

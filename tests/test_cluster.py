@@ -197,8 +197,9 @@ def test_an_upgrade_on_one_master_replaces_the_session_on_every_master(cluster):
     assert new != old
     for n in cluster.nodes:
         wait_until(lambda: registration_ids(n) == [new], what=f"{new} in place of {old} on {n.addr}")
+    # An async trigger runs on every master, each re-emitting its arguments.
     for m in cluster.masters:
-        assert m.client().execute_command("RG.TRIGGER", "v2") == ["v2"], m
+        assert m.client().execute_command("RG.TRIGGER", "v2") == ["v2"] * len(cluster.masters), m
     assert a.client().execute_command("RG.UNREGISTER", new) == "OK"
     for n in cluster.nodes:
         wait_until(lambda: registration_ids(n) == [], what=f"{new} gone from {n.addr}")
@@ -249,6 +250,38 @@ def test_a_registration_made_on_one_master_fires_on_every_master(cluster):
             c.delete(key)
     for n in cluster.nodes:
         wait_until(lambda: registration_ids(n) == [], what=f"{rid} gone from {n.addr}")
+
+
+def test_an_async_registrations_execution_spans_every_master_and_async_local_stays(cluster):
+    a = cluster.masters[0]
+    spread = "GB('CommandReader').map(lambda x: hashtag()).register(trigger='where')"
+    local = "GB('CommandReader').map(lambda x: hashtag()).register(trigger='here', mode='async_local')"
+    # A keyspace event on one master whose records are repartitioned to the master of slot
+    # `{k}`: the write happens there (the other masters' parts read no key).
+    moved = ("GB().map(lambda r: r['key']).repartition(lambda r: '{k}')"
+             ".foreach(lambda r: execute('SET', '{k}:got', r)).register(prefix='span:*')")
+    for script, session in ((spread, "where"), (local, "here"), (moved, "moved")):
+        assert a.client().execute_command("RG.PYEXECUTE", script, "ID", session) == "OK"
+    rids = registration_ids(a)
+    for n in cluster.nodes:
+        wait_until(lambda: registration_ids(n) == rids, what=f"{rids} on {n.addr}")
+    tags = {pyexecute(m.client(), "GB('ShardsIDReader').map(lambda x: hashtag()).run(mode='async_local')")[0][0]: m
+            for m in cluster.masters}
+    c = cluster.client()
+    try:
+        for m in cluster.masters:
+            assert sorted(m.client().execute_command("RG.TRIGGER", "where")) == sorted(tags), m
+            [tag] = m.client().execute_command("RG.TRIGGER", "here")
+            assert tags[tag] is m
+        key = next(f"span:{i}" for i in range(1000) if cluster.owner(f"span:{i}") is not cluster.owner("{k}"))
+        c.set(key, "x")
+        wait_until(lambda: c.get("{k}:got") == key, what="the record written on the master of {k}")
+    finally:
+        for rid in rids:
+            assert a.client().execute_command("RG.UNREGISTER", rid) == "OK"
+        c.delete(key, "{k}:got")
+    for n in cluster.nodes:
+        wait_until(lambda: registration_ids(n) == [], what=f"{rids} gone from {n.addr}")
 
 
 # --------------------------------------------------------------------------------------------

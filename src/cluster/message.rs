@@ -56,8 +56,8 @@ pub enum Event {
     Plan { ask: u64, entry: Option<Reply> },
 }
 
-/// How a distributed execution is started on a remote shard: the script to rebuild its plan
-/// from, and whom it runs as.
+/// How a distributed execution is started on a remote shard: what to rebuild its plan from, and
+/// whom it runs as.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Start {
     /// The participants' node ids, the initiator first: every shard routes by the same list.
@@ -68,8 +68,17 @@ pub struct Start {
     pub db: u32,
     /// The ACL user the execution runs as; `None` for the module itself.
     pub user: Option<String>,
-    pub session: String,
-    pub source: String,
+    pub work: Work,
+}
+
+/// What a distributed execution runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// A script's `run()`: its source is run again to rebuild the plan.
+    Script { session: String, source: String },
+    /// An execution of registration `id` (every master has it): `args`, a trigger's arguments,
+    /// are re-emitted on every shard; a keyspace event's key is the initiator's alone.
+    Registration { id: String, args: Option<Vec<Vec<u8>>> },
 }
 
 /// Between the ids of a `Pause` (registration ids never hold one).
@@ -138,7 +147,17 @@ fn encode_event(id: &str, event: &Event) -> Vec<u8> {
                 Some(user) => w.u8(1).text(user),
                 None => w.u8(0),
             };
-            w.text(&start.session).text(&start.source);
+            match &start.work {
+                Work::Script { session, source } => w.u8(1).text(session).text(source),
+                Work::Registration { id, args: None } => w.u8(2).text(id),
+                Work::Registration { id, args: Some(args) } => {
+                    w.u8(3).text(id).len(args.len());
+                    for arg in args {
+                        w.blob(arg);
+                    }
+                    &mut w
+                }
+            };
         }
         Event::Frame { phase, seq, records } => {
             w.u8(2).u32(*phase).u32(*seq).blob(records);
@@ -189,7 +208,18 @@ fn decode_event(body: &[u8]) -> Result<Message, String> {
                 0 => None,
                 _ => Some(r.text()?),
             };
-            Event::Start(Start { participants, ranges, db, user, session: r.text()?, source: r.text()? })
+            let work = match r.u8()? {
+                1 => Work::Script { session: r.text()?, source: r.text()? },
+                2 => Work::Registration { id: r.text()?, args: None },
+                3 => {
+                    let id = r.text()?;
+                    let n = r.count(4)?;
+                    let args = (0..n).map(|_| r.blob().map(<[u8]>::to_vec)).collect::<Result<_, _>>()?;
+                    Work::Registration { id, args: Some(args) }
+                }
+                other => return Err(format!("an execution of unknown work {other}")),
+            };
+            Event::Start(Start { participants, ranges, db, user, work })
         }
         2 => Event::Frame { phase: r.u32()?, seq: r.u32()?, records: r.blob()?.to_vec() },
         3 => Event::Ack { phase: r.u32()?, seq: r.u32()? },
@@ -243,19 +273,22 @@ mod tests {
     }
 
     fn events() -> Vec<Event> {
-        let start = |user: Option<&str>| {
+        let start = |user: Option<&str>, work: Work| {
             Event::Start(Start {
                 participants: vec!["a".to_owned(), "b".to_owned()],
                 ranges: vec![(0, 8000, 0), (8001, 16383, 1)],
                 db: 3,
                 user: user.map(str::to_owned),
-                session: "s".to_owned(),
-                source: "GB().run()".to_owned(),
+                work,
             })
         };
+        let script = Work::Script { session: "s".to_owned(), source: "GB().run()".to_owned() };
+        let trigger = Work::Registration { id: "a-1".to_owned(), args: Some(vec![b"t".to_vec(), vec![0, 255]]) };
         vec![
-            start(Some("alice")),
-            start(None),
+            start(Some("alice"), script.clone()),
+            start(None, script),
+            start(None, trigger),
+            start(None, Work::Registration { id: "a-1".to_owned(), args: None }),
             Event::Frame { phase: 1, seq: 2, records: vec![0, 1, 2] },
             Event::Ack { phase: 1, seq: 2 },
             Event::PhaseDone { phase: 1, frames: 3 },

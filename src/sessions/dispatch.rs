@@ -35,6 +35,17 @@ pub enum Input {
     Hook { record: Vec<Vec<u8>>, chain: Arc<Chain> },
     /// A batch of stream entries: `(id, [field, value, ...])`.
     Stream { key: Vec<u8>, entries: Vec<(Vec<u8>, Vec<Reply>)> },
+    /// No record: another master's part of an execution a keyspace event started there.
+    Nothing,
+}
+
+/// Where an execution of a registration runs.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Place {
+    /// For the thread that holds the lock, which waits; `async_allowed`: its records may wait.
+    Inline { async_allowed: bool },
+    /// On its home, queued: an `async` one runs on every master of a cluster.
+    Home,
 }
 
 /// What follows an execution of a registration once it has ended: given its reply and errors.
@@ -42,15 +53,14 @@ pub type Then = Box<dyn FnOnce(&Runtime, &Reply, &[String])>;
 
 /// Runs one execution of `registration` on its home; when it ends (now, or once its waiting
 /// records have been continued) it is counted, its waiters answered, and `then` called. False
-/// if it was aborted before it started (then `then` is not called). `async_allowed`: its records
-/// may wait.
+/// if it was aborted before it started (then `then` is not called).
 pub(crate) fn run_registration(
     runtime: &Runtime,
     registration: Arc<Registration>,
     input: Input,
     db: i32,
     execution: crate::jobs::Running,
-    async_allowed: bool,
+    place: Place,
     then: Then,
 ) -> bool {
     let started = Instant::now();
@@ -67,6 +77,7 @@ pub(crate) fn run_registration(
         },
         run_as: registration.run_as.clone(),
     };
+    let spread = (place == Place::Home).then(|| spread(&registration, &input)).flatten();
     let plan = callbacks(runtime, &registration).map(|callbacks| runtime.enter(|vm| raw_plan(vm, input, callbacks)));
     let key = execution.key().clone();
     let done: crate::jobs::parked::Done = Box::new(move |runtime, ended, stopped| {
@@ -93,7 +104,28 @@ pub(crate) fn run_registration(
         }
     };
     // Aborted before it started: ended (and counted) by the abort.
-    crate::jobs::run_now(runtime, plan, db, &key, origin, async_allowed, done)
+    match (spread, place) {
+        (Some(work), _) => crate::jobs::distributed::initiate(runtime, plan, db, &key, origin, work, done),
+        (None, Place::Inline { async_allowed }) => {
+            crate::jobs::run_now(runtime, plan, db, &key, origin, async_allowed, done)
+        }
+        (None, Place::Home) => crate::jobs::run_now(runtime, plan, db, &key, origin, true, done),
+    }
+}
+
+/// What the other masters run of an `async` registration's execution in a cluster (RedisGears:
+/// a keyspace event's KeysReader reads nothing there, a trigger's arguments are re-emitted);
+/// `None` if it runs here alone (other modes, hooks, followed commands, streams, stand-alone).
+fn spread(registration: &Registration, input: &Input) -> Option<crate::cluster::message::Work> {
+    if registration.spec.mode != Mode::Async || crate::cluster::topology().is_none() {
+        return None;
+    }
+    let id = registration.spec.id.clone();
+    match input {
+        Input::Key { link: None, .. } => Some(crate::cluster::message::Work::Registration { id, args: None }),
+        Input::Command(args) => Some(crate::cluster::message::Work::Registration { id, args: Some(args.clone()) }),
+        _ => None,
+    }
 }
 
 /// Counts the end of an execution that has finished (an abort ended it before it started).
@@ -110,7 +142,8 @@ fn list_started(registration: &Registration, id: String) {
     }
 }
 
-fn raw_plan(vm: &VirtualMachine, input: Input, callbacks: Callbacks) -> RawPlan {
+/// The plan of an execution of a registration whose callbacks are `callbacks`, over `input`.
+pub(super) fn raw_plan(vm: &VirtualMachine, input: Input, callbacks: Callbacks) -> RawPlan {
     let options = vm.ctx.new_dict();
     let (reader, arg) = match input {
         Input::Key { key, event, read_value, .. } => {
@@ -129,13 +162,13 @@ fn raw_plan(vm: &VirtualMachine, input: Input, callbacks: Callbacks) -> RawPlan 
                 .collect();
             ("Records", crate::engine::records_arg(vm, batch))
         }
+        Input::Nothing => ("Records", crate::engine::records_arg(vm, Vec::new())),
     };
     RawPlan { reader: reader.to_owned(), arg, steps: callbacks.steps, options: options.into() }
 }
 
-/// An iterator over `items`, for the `Records` reader.
 /// The registration's callbacks on this worker, rebuilt from its session's source if missing.
-fn callbacks(runtime: &Runtime, registration: &Registration) -> Result<Callbacks, String> {
+pub(super) fn callbacks(runtime: &Runtime, registration: &Registration) -> Result<Callbacks, String> {
     if let Some(callbacks) = held::callbacks_of(&registration.spec.id) {
         return Ok(callbacks);
     }
@@ -277,7 +310,7 @@ fn run_inline(ctx: &Context, started: Started, input: Input, db: i32, caller: Ca
             *slot.borrow_mut() = Some(reply.clone());
             drop(awaited);
         });
-        run_registration(runtime, registration, input, db, execution, async_allowed, then);
+        run_registration(runtime, registration, input, db, execution, Place::Inline { async_allowed }, then);
         runtime.end_job();
         crate::jobs::defer_nested(runtime, db);
         ended.take().unwrap_or_else(|| {
@@ -331,7 +364,7 @@ fn queue_on_home(ctx: &Context, started: Started, input: Input, db: i32, caller:
                 drop(awaited);
                 drop(journaled);
             });
-            run_registration(runtime, registration, input, db, execution, true, then);
+            run_registration(runtime, registration, input, db, execution, Place::Home, then);
             runtime.end_job();
             crate::jobs::defer_nested(runtime, db);
         }),

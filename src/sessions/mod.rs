@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod hooks;
 pub mod keyspace;
 pub mod persisted;
+pub mod remote;
 pub mod streams;
 pub mod sync;
 pub mod time_events;

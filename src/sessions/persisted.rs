@@ -8,7 +8,7 @@ use redis_module::Context;
 
 use super::apply::{ON_REGISTERED_LIMIT, on_registered, release_elsewhere};
 use super::dispatch::{Caller, Input, dispatch};
-use crate::cluster::message::Message;
+use crate::cluster::message::{Event, Message};
 use crate::executions;
 use crate::pool;
 use crate::python::held::{self, Pending};
@@ -124,6 +124,7 @@ pub fn on_peer_message(ctx: &Context, sender: &str, bytes: &[u8]) {
                 crate::jobs::distributed::peer_restarted(sender);
             }
         }
+        Ok(Message::Execution { id, event: Event::Start(start) }) => super::remote::on_start(sender, id, start),
         Ok(Message::Execution { id, event }) => crate::jobs::distributed::on_message(ctx, sender, id, event),
     }
 }

@@ -103,4 +103,5 @@ fn numbered(n: usize) -> MemoryStore {
 
 mod failures;
 mod readers;
+mod stages;
 mod steps;

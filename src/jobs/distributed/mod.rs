@@ -27,13 +27,14 @@ use std::time::{Duration, Instant};
 use redis_module::Context;
 
 use crate::cluster::exchange::{Credits, Heard, Inbox};
-use crate::cluster::message::{Event, Message, Start};
+use crate::cluster::message::{Event, Message, Start, Work};
 use crate::cluster::{self, bus, slots};
 use crate::error::GearsError;
 use crate::executions::ExecutionKey;
+use crate::jobs::parked::Done;
 use crate::pool;
-use crate::python::RawPlan;
 use crate::python::session::Origin;
+use crate::python::{RawPlan, Runtime};
 use crate::stop::{Abort, Reason};
 use crate::store::RunAs;
 use crate::unpoisoned::Unpoisoned;
@@ -176,46 +177,62 @@ pub fn distributes(vm: &rustpython_vm::VirtualMachine, plan: &RawPlan) -> bool {
 pub(crate) fn defer_distributed(plan: RawPlan, db: i32, key: ExecutionKey, origin: Origin) {
     let execution = super::Running::new(key);
     pool::defer(Box::new(move |runtime| {
-        let Some(topology) = cluster::topology() else {
-            // The cluster went (one master left) between the body and now: run it here.
-            let key = execution.key().clone();
-            let done: super::parked::Done = Box::new(move |_, ended, _| execution.finish(ended.reply, ended.report));
-            super::run_now(runtime, plan, db, &key, origin, true, done);
-            return;
-        };
-        let Some(abort) = crate::executions::start(execution.key()) else { return };
-        let me = topology.my_id.clone();
-        let mut nodes: Vec<&cluster::Node> = topology.nodes.iter().collect();
-        // The initiator first.
-        nodes.sort_by_key(|n| n.id != me);
-        let participants = nodes.iter().map(|n| n.id.clone()).collect();
-        let ranges = (0..).zip(&nodes).flat_map(|(i, n)| n.ranges.iter().map(move |&(a, b)| (a, b, i))).collect();
-        let user = match &origin.run_as {
-            RunAs::Module => None,
-            RunAs::User(name) => Some(name.to_string()),
-            RunAs::Nobody => Some(String::new()),
-        };
-        let start = Start {
-            participants,
-            ranges,
-            db: u32::try_from(db).unwrap_or(0),
-            user,
+        let key = execution.key().clone();
+        let done: Done = Box::new(move |_, ended, _| execution.finish(ended.reply, ended.report));
+        let work = Work::Script {
             session: origin.session.clone().unwrap_or_default(),
             source: origin.source.as_deref().unwrap_or_default().to_owned(),
         };
-        let Some(home) = pool::this_home() else { return };
-        let shared = Shared::new(&execution.key().id, home, &start, &me, abort);
-        register(&shared);
-        shared.tell_peers(Event::Start(start));
-        part::begin(runtime, shared, plan, db, origin, Some(execution));
+        initiate(runtime, plan, db, &key, origin, work, done);
     }));
 }
 
-/// A message about distributed execution `id` from peer `sender` (main thread).
+/// Runs execution `key` of `plan` on every master, this one initiating (on its worker): `done`
+/// ends it with every shard's results and errors. Run here alone if the cluster went (one
+/// master left) since the plan was made. False if it was aborted before it started (then `done`
+/// is dropped).
+pub(crate) fn initiate(
+    runtime: &Runtime,
+    plan: RawPlan,
+    db: i32,
+    key: &ExecutionKey,
+    origin: Origin,
+    work: Work,
+    done: Done,
+) -> bool {
+    let Some(topology) = cluster::topology() else {
+        return super::run_now(runtime, plan, db, key, origin, true, done);
+    };
+    let Some(abort) = crate::executions::start(key) else { return false };
+    let me = topology.my_id.clone();
+    let mut nodes: Vec<&cluster::Node> = topology.nodes.iter().collect();
+    // The initiator first.
+    nodes.sort_by_key(|n| n.id != me);
+    let participants = nodes.iter().map(|n| n.id.clone()).collect();
+    let ranges = (0..).zip(&nodes).flat_map(|(i, n)| n.ranges.iter().map(move |&(a, b)| (a, b, i))).collect();
+    let user = match &origin.run_as {
+        RunAs::Module => None,
+        RunAs::User(name) => Some(name.to_string()),
+        RunAs::Nobody => Some(String::new()),
+    };
+    let start = Start { participants, ranges, db: u32::try_from(db).unwrap_or(0), user, work };
+    let home = runtime.worker().home;
+    let shared = Shared::new(&key.id, home, &start, &me, abort);
+    register(&shared);
+    shared.tell_peers(Event::Start(start));
+    part::begin(runtime, shared, plan, db, origin, Some((key.clone(), done)));
+    true
+}
+
+/// A message about distributed execution `id` from peer `sender` (main thread); `Start` is
+/// `accept`ed by whoever rebuilds plans.
 pub fn on_message(ctx: &Context, sender: &str, id: String, event: Event) {
     match event {
-        Event::Start(start) => return accept(sender, id, start),
-        Event::Drop => return drop(crate::executions::drop_execution(&id)),
+        Event::Start(_) => return,
+        Event::Drop => {
+            let _ = crate::executions::drop_execution(&id);
+            return;
+        }
         Event::AskPlan { ask } => return gather::tell_plan(sender, &id, ask),
         Event::Plan { ask, entry } => return gather::plan_told(ask, entry),
         _ => {}
@@ -256,37 +273,61 @@ fn keep_early(sender: &str, id: String, event: Event) {
     }
 }
 
-/// The initiator asks this shard to run its part of execution `id`.
-fn accept(sender: &str, id: String, start: Start) {
+/// This shard's part of a distributed execution it was asked to join, until its plan is
+/// rebuilt (on `home()`).
+pub struct Joining(Arc<Shared>);
+
+impl Joining {
+    pub fn home(&self) -> usize {
+        self.0.home
+    }
+
+    pub fn abort(&self) -> Arc<Abort> {
+        self.0.abort.clone()
+    }
+
+    /// Runs this shard's part of `plan`, listed as a copy of the execution.
+    pub fn join(self, runtime: &Runtime, plan: RawPlan, db: i32, origin: Origin) {
+        let shared = self.0;
+        let copy = crate::executions::create_copy(runtime.worker(), &shared.id, shared.abort.clone())
+            .filter(|key| crate::executions::start(key).is_some())
+            .map(|key| {
+                let execution = super::Running::new(key.clone());
+                let done: Done = Box::new(move |_, ended, _| execution.finish(ended.reply, ended.report));
+                (key, done)
+            });
+        part::begin(runtime, shared, plan, db, origin, copy);
+    }
+
+    /// The plan could not be rebuilt here: the execution ends everywhere.
+    pub fn refuse(self, why: String) {
+        let error = GearsError::ShardFailed(self.0.me.clone(), why).to_string();
+        self.0.tell_peers(Event::Abort { error });
+        forget(&self.0.id);
+    }
+}
+
+/// The initiator (`sender`) asks this shard to run its part of execution `id`: `None` if this
+/// master takes no part, or does already.
+pub fn accept(sender: &str, id: &str, start: &Start) -> Option<Joining> {
     // This node's own id, not the topology's: that may not have caught up with the cluster yet.
-    let Some(me) = crate::redis::cluster::my_node_id() else { return };
+    let me = crate::redis::cluster::my_node_id()?;
     if start.participants.first().map(String::as_str) != Some(sender) || !start.participants.contains(&me) {
-        return;
+        return None;
     }
-    if shared(&id).is_some() {
-        return;
+    if shared(id).is_some() {
+        return None;
     }
-    let Ok(home) = pool::choose_home() else { return };
-    let shared = Shared::new(&id, home, &start, &me, Abort::new());
+    let home = pool::choose_home().ok()?;
+    let shared = Shared::new(id, home, start, &me, Abort::new());
     register(&shared);
-    if let Some((_, events)) = EARLY.locked().remove(&id) {
+    if let Some((_, events)) = EARLY.locked().remove(id) {
         let ctx = Context::new(crate::redis::gil::detached());
         for (from, event) in events {
             receive(&ctx, &shared, &from, event);
         }
     }
-    let run_as = match &start.user {
-        None => RunAs::Module,
-        Some(name) => RunAs::user(name),
-    };
-    let origin = Origin {
-        session: Some(start.session.clone()),
-        source: Some(start.source.as_str().into()),
-        run_as,
-        ..Origin::default()
-    };
-    let db = i32::try_from(start.db).unwrap_or(0);
-    pool::send(home, Box::new(move |runtime| part::rebuild(runtime, shared, &start.source, db, origin)));
+    Some(Joining(shared))
 }
 
 /// Peer `node` restarted: the executions it took part in cannot end well.

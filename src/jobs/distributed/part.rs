@@ -19,11 +19,11 @@ use crate::cluster::wire::Writer;
 use crate::engine::stages::{self, Route, Stage};
 use crate::engine::{Ended, Report};
 use crate::error::GearsError;
-use crate::jobs::Running;
-use crate::jobs::parked::{self, ExecutionContext};
+use crate::executions::ExecutionKey;
+use crate::jobs::parked::{self, Done, ExecutionContext};
 use crate::python::session::Origin;
 use crate::python::transfer::{decode_records, encode_record};
-use crate::python::{RawPlan, Runtime, ScriptOutcome};
+use crate::python::{RawPlan, Runtime};
 use crate::reply::Reply;
 use crate::report::StepReport;
 use crate::stop::Reason;
@@ -48,7 +48,8 @@ struct Part {
 }
 
 struct Listed {
-    execution: Running,
+    key: ExecutionKey,
+    done: Done,
     started: Instant,
     read_ms: u64,
     steps: Vec<StepReport>,
@@ -67,31 +68,6 @@ fn put(id: &str, part: Part) {
     PARTS.with_borrow_mut(|p| p.insert(id.to_owned(), part));
 }
 
-/// A peer's part: its plan rebuilt from the script's source (what the body registers is not
-/// applied: the registrations reach this shard on their own).
-pub(super) fn rebuild(runtime: &Runtime, shared: Arc<Shared>, source: &str, db: i32, origin: Origin) {
-    let store = crate::jobs::host::store(db, origin.run_as.clone());
-    let outcome = runtime.run_script(source, store, shared.abort.clone(), origin.session.clone(), None);
-    drop(runtime.take_registrations());
-    drop(runtime.take_nested());
-    runtime.end_job();
-    match outcome {
-        ScriptOutcome::Run(plan) => {
-            let copy = crate::executions::create_copy(runtime.worker(), &shared.id, shared.abort.clone());
-            let copy = copy.filter(|key| crate::executions::start(key).is_some()).map(Running::new);
-            begin(runtime, shared, plan, db, origin, copy)
-        }
-        ScriptOutcome::Failed(text) => refuse(&shared, text),
-        ScriptOutcome::Done => refuse(&shared, "the script starts no execution here".to_owned()),
-    }
-}
-
-fn refuse(shared: &Arc<Shared>, why: String) {
-    let error = GearsError::ShardFailed(shared.me.clone(), why).to_string();
-    shared.tell_peers(Event::Abort { error });
-    forget(&shared.id);
-}
-
 /// Runs this shard's part of `plan`, from its first stage.
 pub(super) fn begin(
     runtime: &Runtime,
@@ -99,11 +75,12 @@ pub(super) fn begin(
     plan: RawPlan,
     db: i32,
     origin: Origin,
-    execution: Option<Running>,
+    listed: Option<(ExecutionKey, Done)>,
 ) {
     let cut = runtime.enter(|vm| stages::stages(vm, &plan.steps));
-    let listed = execution.map(|execution| Listed {
-        execution,
+    let listed = listed.map(|(key, done)| Listed {
+        key,
+        done,
         started: Instant::now(),
         read_ms: 0,
         steps: Vec::new(),
@@ -150,7 +127,7 @@ fn run_stage(runtime: &Runtime, id: &str) {
         }
     };
     let context = ExecutionContext {
-        key: part.listed.as_ref().map(|i| i.execution.key().clone()),
+        key: part.listed.as_ref().map(|listed| listed.key.clone()),
         db: part.db,
         abort: part.shared.abort.clone(),
         origin: part.origin.clone(),
@@ -320,6 +297,8 @@ fn end(runtime: &Runtime, part: Part, failure: Option<String>) {
             read_ms: listed.read_ms,
             steps: listed.steps,
         };
-        listed.execution.finish(Reply::results(results, &errors), report);
+        let reply = Reply::results(results, &errors);
+        let stopped = failure.as_deref() == Some(Reason::Aborted.message());
+        (listed.done)(runtime, Ended { reply, report, records: Default::default() }, stopped);
     }
 }

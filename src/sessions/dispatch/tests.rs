@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{Caller, Input, Then, run_registration, runs_inline};
+use super::{Caller, Input, Place, Then, run_registration, runs_inline};
 use crate::error::GearsError;
 use crate::executions::{self, State, Wants};
 use crate::jobs::{self, Running};
@@ -71,7 +71,8 @@ fn fire(script: &str, input: Input, async_allowed: bool, setup: Setup) -> Fired 
         let slot = ended.clone();
         let then: Then = Box::new(move |_, reply, errors| *slot.borrow_mut() = Some((reply.clone(), errors.to_vec())));
         let execution = Running::holding(key.clone(), None);
-        let started = run_registration(runtime, registration.clone(), input, 0, execution, async_allowed, then);
+        let started =
+            run_registration(runtime, registration.clone(), input, 0, execution, Place::Inline { async_allowed }, then);
         runtime.end_job();
         held::drop_callbacks(&id);
         let seen = match jobs::host::memory().read(b"seen", true).value {

@@ -313,7 +313,8 @@ fn run_batch(
         }
     });
     let execution = crate::jobs::Running::holding(execution, session);
-    let started = dispatch::run_registration(runtime, registration.clone(), input, db, execution, true, then);
+    let started =
+        dispatch::run_registration(runtime, registration.clone(), input, db, execution, dispatch::Place::Home, then);
     now.set(false);
     runtime.end_job();
     crate::jobs::defer_nested(runtime, db);
