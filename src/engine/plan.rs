@@ -21,6 +21,9 @@ pub enum ReaderSpec {
     Python(PyObjectRef),
     /// Records made before the execution started (a trigger's arguments, a stream batch).
     Records(PyObjectRef),
+    /// A stage of a distributed execution: the records kept here (an iterator), then those
+    /// other shards sent, still as the frames (bytes) they came in, decoded as they are read.
+    Frames { kept: PyObjectRef, frames: Vec<PyObjectRef> },
 }
 
 pub enum Step {
@@ -94,6 +97,12 @@ impl Plan {
             "ShardsIDReader" => ReaderSpec::ShardsId,
             "PythonReader" => ReaderSpec::Python(raw.arg),
             "Records" => ReaderSpec::Records(raw.arg),
+            "Frames" => {
+                let parts = raw.arg.downcast_ref::<PyTuple>().ok_or("frames must be a tuple")?.as_slice().to_vec();
+                let [kept, frames] = <[PyObjectRef; 2]>::try_from(parts).map_err(|_| "frames must be a pair")?;
+                let frames = frames.downcast_ref::<PyList>().ok_or("frames must be a list")?.borrow_vec().to_vec();
+                ReaderSpec::Frames { kept, frames }
+            }
             other => return Err(format!("reader {other} can not run")),
         };
         let steps = raw.steps.downcast_ref::<PyList>().ok_or("steps must be a list")?;

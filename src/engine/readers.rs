@@ -4,10 +4,12 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use rustpython_vm::builtins::PyBytes;
 use rustpython_vm::protocol::{PyIter, PyIterReturn};
 use rustpython_vm::{PyObjectRef, VirtualMachine};
 
 use super::plan::ReaderSpec;
+use crate::python::transfer::decode_records;
 use crate::python::{call_callback, error_text, fields, redis_string};
 use crate::reply::Reply;
 use crate::store::{KeyEntry, KeyPages, KeyValue, Store};
@@ -41,6 +43,34 @@ pub fn open(spec: ReaderSpec, store: Rc<dyn Store>, count_only: bool) -> Box<dyn
         ReaderSpec::ShardsId => Box::new(ShardsIdReader { done: false }),
         ReaderSpec::Python(function) => Box::new(PythonReader { function: Some(function), iterator: None }),
         ReaderSpec::Records(records) => Box::new(PythonReader { function: None, iterator: Some(records) }),
+        ReaderSpec::Frames { kept, frames } => Box::new(FramesReader {
+            kept: PythonReader { function: None, iterator: Some(kept) },
+            frames: frames.into(),
+            decoded: VecDeque::new(),
+        }),
+    }
+}
+
+/// A distributed execution's stage input: what stayed here, then what other shards sent, one
+/// frame decoded at a time (a stage that streams, like `count()` after `collect()`, then never
+/// holds every record at once).
+struct FramesReader {
+    kept: PythonReader,
+    frames: VecDeque<PyObjectRef>,
+    decoded: VecDeque<PyObjectRef>,
+}
+
+impl Reader for FramesReader {
+    fn next(&mut self, vm: &VirtualMachine) -> Result<Option<PyObjectRef>, String> {
+        if let Some(record) = self.kept.next(vm)? {
+            return Ok(Some(record));
+        }
+        while self.decoded.is_empty() {
+            let Some(frame) = self.frames.pop_front() else { return Ok(None) };
+            let bytes = frame.downcast_ref::<PyBytes>().ok_or("a frame must be bytes")?;
+            self.decoded.extend(decode_records(vm, bytes.as_bytes())?);
+        }
+        Ok(self.decoded.pop_front())
     }
 }
 

@@ -139,7 +139,10 @@ static SHARED: Mutex<BTreeMap<String, Arc<Shared>>> = Mutex::new(BTreeMap::new()
 /// What arrived for executions this shard was not told of yet: a peer may start and send
 /// before the initiator's `Start` reached this shard. Bounded, and forgotten after
 /// ExecutionMaxIdleTime.
-static EARLY: Mutex<BTreeMap<String, (Instant, Vec<(String, Event)>)>> = Mutex::new(BTreeMap::new());
+static EARLY: Mutex<BTreeMap<String, Early>> = Mutex::new(BTreeMap::new());
+
+/// Since when, and from whom what.
+type Early = (Instant, Vec<(String, Event)>);
 const EARLY_EXECUTIONS: usize = 256;
 const EARLY_EVENTS: usize = 4096;
 

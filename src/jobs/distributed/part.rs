@@ -22,7 +22,7 @@ use crate::error::GearsError;
 use crate::executions::ExecutionKey;
 use crate::jobs::parked::{self, Done, ExecutionContext};
 use crate::python::session::Origin;
-use crate::python::transfer::{decode_records, encode_record};
+use crate::python::transfer::encode_record;
 use crate::python::{RawPlan, Runtime};
 use crate::reply::Reply;
 use crate::report::StepReport;
@@ -37,8 +37,9 @@ struct Part {
     /// The stage that runs next (`stages.len()` once the last has run).
     next: usize,
     running: bool,
-    /// Records routed to this shard, for the next stage.
+    /// Records routed to this shard by itself, and the frames its peers sent, for the next stage.
     kept: Vec<PyObjectRef>,
+    arrived: Vec<Vec<u8>>,
     db: i32,
     origin: Origin,
     errors: Vec<String>,
@@ -94,6 +95,7 @@ pub(super) fn begin(
         next: 0,
         running: false,
         kept: Vec::new(),
+        arrived: Vec::new(),
         db,
         origin,
         errors: Vec::new(),
@@ -117,12 +119,16 @@ fn run_stage(runtime: &Runtime, id: &str) {
     let plan = match part.reader.take() {
         Some((reader, arg, options)) => RawPlan { reader, arg, steps, options },
         None => {
-            let kept = std::mem::take(&mut part.kept);
-            runtime.enter(|vm| RawPlan {
-                reader: "Records".to_owned(),
-                arg: crate::engine::records_arg(vm, kept),
-                steps,
-                options: vm.ctx.new_dict().into(),
+            let (kept, arrived) = (std::mem::take(&mut part.kept), std::mem::take(&mut part.arrived));
+            runtime.enter(|vm| {
+                let frames = arrived.into_iter().map(|frame| vm.ctx.new_bytes(frame).into()).collect();
+                let input = vec![crate::engine::records_arg(vm, kept), vm.ctx.new_list(frames).into()];
+                RawPlan {
+                    reader: "Frames".to_owned(),
+                    arg: vm.ctx.new_tuple(input).into(),
+                    steps,
+                    options: vm.ctx.new_dict().into(),
+                }
             })
         }
     };
@@ -161,10 +167,10 @@ fn stage_ended(runtime: &Runtime, id: &str, ended: Ended) {
     }
     match part.stages[stage].route.take() {
         None => {
-            if let (Some(listed), Reply::Array(mut halves)) = (&mut part.listed, ended.reply) {
-                if let Some(Reply::Array(results)) = halves.drain(..).next() {
-                    listed.results = results;
-                }
+            if let (Some(listed), Reply::Array(mut halves)) = (&mut part.listed, ended.reply)
+                && let Some(Reply::Array(results)) = halves.drain(..).next()
+            {
+                listed.results = results;
             }
             drop(ended.records);
             put(id, part);
@@ -254,15 +260,7 @@ pub(super) fn go_on(runtime: &Runtime, id: &str) {
         }
         inbox.take_phase(phase)
     };
-    let (kept, errors) = (&mut part.kept, &mut part.errors);
-    runtime.enter(|vm| {
-        for frame in frames {
-            match decode_records(vm, &frame) {
-                Ok(records) => kept.extend(records),
-                Err(text) => errors.push(text),
-            }
-        }
-    });
+    part.arrived = frames;
     put(id, part);
     run_stage(runtime, id);
 }
