@@ -23,7 +23,10 @@ pub enum ReaderSpec {
     Records(PyObjectRef),
     /// A stage of a distributed execution: the records kept here (an iterator), then those
     /// other shards sent, still as the frames (bytes) they came in, decoded as they are read.
-    Frames { kept: PyObjectRef, frames: Vec<PyObjectRef> },
+    Frames {
+        kept: PyObjectRef,
+        frames: Vec<PyObjectRef>,
+    },
 }
 
 pub enum Step {

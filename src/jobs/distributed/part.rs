@@ -240,7 +240,7 @@ fn route_records(
 /// The part goes on if it can: its next stage once its peers' records of the phase are all
 /// here; the execution's end once every stage ran (at the initiator: and every peer finished).
 pub(super) fn go_on(runtime: &Runtime, id: &str) {
-    let Some(mut part) = take(id) else { return };
+    let Some(mut part) = take(id) else { return orphaned(id) };
     if part.running {
         return put(id, part);
     }
@@ -263,6 +263,17 @@ pub(super) fn go_on(runtime: &Runtime, id: &str) {
     part.arrived = frames;
     put(id, part);
     run_stage(runtime, id);
+}
+
+/// No part of `id` is on this worker (its worker was replaced, stuck in native code, or the part
+/// is not built yet): once the execution has failed, nothing will end it but this.
+fn orphaned(id: &str) {
+    if let Some(shared) = super::shared(id)
+        && let Some(failure) = shared.failure()
+    {
+        forget(id);
+        shared.tell_peers(Event::Abort { error: failure });
+    }
 }
 
 /// Ends the part: with `failure` everywhere (its peers are told), or done. The initiator
