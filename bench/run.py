@@ -2,9 +2,10 @@
 """rustgears benchmark harness (`make bench`).
 
 Starts its own redis-server processes (127.0.0.1, free ports, --save '' --appendonly no) with
-the module loaded, measures the workloads P1-P6, S1, the registration workloads R1-R5 and the
-asynchronous-step workloads A1-A2 side by side with their anchors (Lua, a client-side redis-py
-script, CPython, a server without the module, the same work without asynchrony), and writes
+the module loaded, measures the workloads P1-P6, S1, the registration workloads R1-R5, the
+asynchronous-step workloads A1-A2 and the cluster workloads C1-C2 side by side with their anchors
+(Lua, a client-side redis-py script, CPython, a server without the module, the same work without
+asynchrony, one server instead of a cluster), and writes
 
     bench/results/latest.json   every raw number (per run), parameters, machine, versions
     bench/results/summary.md    machine, versions, date and the table of figures
@@ -16,6 +17,7 @@ The table is printed to stdout too. The method is documented in docs/performance
     python3 bench/run.py --quick    smoke run (100,000 keys, 1-2 runs per figure, no R5)
     python3 bench/run.py --quick --only r1,r2,r3,r4 [--flood]   a subset of the workloads
     python3 bench/run.py --quick --only a1,a2                   the asynchronous-step workloads
+    python3 bench/run.py --only c1,c2 [--cluster-keys N]        cluster mode (3 masters vs 1 server)
 
 Module: $RUSTGEARS_MODULE, else $CARGO_TARGET_DIR/release/librustgears.so (CARGO_TARGET_DIR
 defaults to ~/.cache/rustgears/target), or --module PATH.
@@ -43,6 +45,7 @@ def parse_args(argv):
     ap.add_argument("--module", help="path to librustgears.so")
     ap.add_argument("--keys", type=int, help="override the keyspace size")
     ap.add_argument("--runs", type=int, help="override the number of runs per heavy figure")
+    ap.add_argument("--cluster-keys", type=int, help="override the keys of C1 and the records of C2")
     ap.add_argument("--out", default=DEFAULT_OUT, help="results directory (default bench/results)")
     ap.add_argument("--only", help="comma-separated workloads to run (e.g. p1,r1,r2); default: all")
     ap.add_argument("--flood", action="store_true", help="run R5 (the flood) in a --quick run too")

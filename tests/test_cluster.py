@@ -325,6 +325,13 @@ def test_every_master_lists_its_copy_until_the_initiator_drops_it(cluster, keys)
     wait_until(lambda: all(dumped(m, eid) == [] for m in cluster.masters), what="every copy dropped")
 
 
+def test_a_blocking_runs_copies_go_with_it(cluster, keys):
+    before = [len(m.client().execute_command("RG.DUMPEXECUTIONS")) for m in cluster.masters]
+    assert pyexecute(cluster.masters[2].client(), "GB().count().run()") == [[str(N_KEYS)], []]
+    # Each copy is dropped as its part ends, before the initiator's reply.
+    assert [len(m.client().execute_command("RG.DUMPEXECUTIONS")) for m in cluster.masters] == before
+
+
 def test_an_abort_on_the_initiator_stops_every_master(cluster):
     initiator = cluster.masters[0]
     script = "GB('ShardsIDReader').map(lambda x: sum(i for i in range(10**10))).run()"

@@ -11,6 +11,7 @@
     registrations.py  R1-R4 registrations against their client-side anchors
     flood.py          R5 the flood
     asyncsteps.py     A1-A2 asynchronous steps
+    cluster.py        C1-C2 a 3-master cluster (tests/cluster.py) against one server
     machine.py        machine and versions
     rows.py           the figures (one row each) from the raw numbers
     report.py         the table, summary.md, latest.json; chart.py: chart.svg

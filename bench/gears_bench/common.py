@@ -35,15 +35,17 @@ MODES = {
                  p3_clients=8, p3_target_s=0.5, p5_runs=3, p6_runs=5, vocabulary=1000, s1_calls=5000,
                  r1_requests=50_000, r1_runs=3, r1_clients=50, r2_events=100_000, r2_runs=3, r4_runs=3,
                  r3_entries=100_000, r3_runs=3, r5_sets=1_000_000,
-                 a1_requests=50_000, a1_runs=3, a1_clients=50, a1_parked=1000, a2_records=100_000, a2_runs=3),
+                 a1_requests=50_000, a1_runs=3, a1_clients=50, a1_parked=1000, a2_records=100_000, a2_runs=3,
+                 c1_keys=1_000_000, c2_records=1_000_000, c3_records=40_000, c_runs=3),
     "quick": dict(keys=100_000, runs=1, p1_requests=5_000, p1_runs=1, p1_clients=50,
                   p3_clients=8, p3_target_s=0.2, p5_runs=1, p6_runs=2, vocabulary=1000, s1_calls=1000,
                   r1_requests=5_000, r1_runs=1, r1_clients=50, r2_events=20_000, r2_runs=1, r4_runs=1,
                   r3_entries=20_000, r3_runs=1, r5_sets=100_000,
-                  a1_requests=5_000, a1_runs=1, a1_clients=50, a1_parked=1000, a2_records=20_000, a2_runs=1),
+                  a1_requests=5_000, a1_runs=1, a1_clients=50, a1_parked=1000, a2_records=20_000, a2_runs=1,
+                  c1_keys=100_000, c2_records=100_000, c3_records=10_000, c_runs=1),
 }
 
-WORKLOADS = ("p1", "p2", "p3", "p4", "p5", "p6", "s1", "r1", "r2", "r3", "r4", "r5", "a1", "a2")
+WORKLOADS = ("p1", "p2", "p3", "p4", "p5", "p6", "s1", "r1", "r2", "r3", "r4", "r5", "a1", "a2", "c1", "c2", "c3")
 
 
 def log(msg):

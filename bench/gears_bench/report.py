@@ -80,6 +80,8 @@ def params_text(p, raw):
         out.append(f"A1 {p['a1_runs']} × {p['a1_requests']:,} requests, {p['a1_parked']:,} parked")
     if "a2" in wl:
         out.append(f"A2 {p['a2_runs']} × {p['a2_records']:,} records")
+    if "c1" in wl or "c2" in wl:
+        out.append(f"C1 {p['c_runs']} × {p['c1_keys']:,} keys, C2 {p['c_runs']} × {p['c2_records']:,} records")
     return ", ".join(out) or "none"
 
 
@@ -181,10 +183,29 @@ def _a2_note(a2, raw, meta):
             % (f"{a2['records']:,}", a2["median_seconds"]["async"], a2["median_seconds"]["plain"]))
 
 
+def _c1_note(c1, raw, meta):
+    per_master = ", ".join(f"{port}: {median([r['master_ping'][port].get('max_ms', 0.0) for r in c1['runs']]):.2f} ms"
+                           for port in c1["runs"][0]["master_ping"])
+    return (f"- C1: `{c1['script']}` started on the first master; median wall times {c1['median']['single_s']:.2f} s "
+            f"on 1 server, {c1['median']['cluster_s']:.2f} s on {c1['masters']} masters; median max PING per master "
+            f"(port): {per_master}; PFAIL/FAIL marks seen: {c1['marks_total']}")
+
+
+def _c2_note(c2, raw, meta):
+    return (f"- C2: `{c2['script']}` over {c2['records']:,} records; median wall times "
+            f"{c2['median']['single_s']:.2f} s on 1 server, {c2['median']['cluster_s']:.2f} s on {c2['masters']} masters")
+
+
+def _c3_note(c3, raw, meta):
+    return (f"- C3: {c3['megabytes']:.0f} MB of {c3['record_bytes']} B records from 2 masters to the first; "
+            f"bus {median(c3['bus_s']):.2f} s (the local run subtracted), one connection {median(c3['connection_s']):.2f} s")
+
+
 NOTES = (("p4", _p4_note), ("p3", _p3_note), ("p2", _p2_note), ("r1", _r1_note),
          ("r2", _writers_note("R2", "SET", "HLEN mirror = the number of keys")),
          ("r3", _writers_note("R3", "XADD", "the counter = the number of entries")),
-         ("r4", _r4_note), ("r5", _r5_note), ("a1", _a1_note), ("a2", _a2_note))
+         ("r4", _r4_note), ("r5", _r5_note), ("a1", _a1_note), ("a2", _a2_note),
+         ("c1", _c1_note), ("c2", _c2_note), ("c3", _c3_note))
 
 
 def _workload_notes(raw, meta):

@@ -153,6 +153,32 @@ def _a_rows(raw, err):
     return rows
 
 
+def _c_rows(raw, err):
+    rows = []
+    c1, c2 = raw.get("c1", {}), raw.get("c2", {})
+    keys = f"{c1['keys']:,}" if c1 else "N"
+    rows.append(row("C1a", f"countby over {keys} keys on 3 masters", c1.get("cluster_records_per_s"), "rec/s",
+                    "the same on 1 server", c1.get("single_records_per_s"), error=err("c1")))
+    rows.append(row("C1b", "max PING latency on the worst master during C1a", c1.get("median", {}).get(
+        "worst_master_max_ms"), "ms", "max PING latency on the 1 server during its countby",
+        c1.get("single_ping_max_ms_median"), error=err("c1")))
+    rows.append(row("C1c", "nodes marked PFAIL/FAIL during C1a (cluster-node-timeout 5000)", c1.get("marks_total"),
+                    "", target=0, target_on="measured", target_op="<=", error=err("c1")))
+    records = f"{c2['records']:,}" if c2 else "N"
+    rows.append(row("C2a", f"repartition + collect of {records} records on 3 masters", c2.get("cluster_records_per_s"),
+                    "rec/s", "the same script on 1 server (nothing moves)", c2.get("single_records_per_s"),
+                    error=err("c2")))
+    rows.append(row("C2b", "peak RSS of the largest master during C2a", c2.get("max_master_peak_rss_mb"), "MB",
+                    "peak RSS of the 1 server during its run", c2.get("single_peak_rss_mb"), error=err("c2"),
+                    note=None if not c2 else "peak RSS per master: " + ", ".join(
+                        f"{addr} {mb:.0f} MB" for addr, mb in c2["master_peak_rss_mb"].items())))
+    c3 = raw.get("c3", {})
+    rows.append(row("C3", "1 KB records collected over the cluster bus", c3.get("bus_mb_per_s"), "MB/s",
+                    "the same bytes as pipelined SETs over one connection", c3.get("connection_mb_per_s"),
+                    error=err("c3")))
+    return rows
+
+
 def build_rows(raw, errors):
     """Every figure, in table order; a workload that failed has its error in its rows."""
-    return [r for group in (_p_rows, _s_rows, _r_rows, _a_rows) for r in group(raw, errors.get)]
+    return [r for group in (_p_rows, _s_rows, _r_rows, _a_rows, _c_rows) for r in group(raw, errors.get)]

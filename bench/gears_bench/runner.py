@@ -13,7 +13,7 @@ import tempfile
 import time
 import traceback
 
-from . import asyncsteps, calls, flood, parallel, registrations, scan, sync
+from . import asyncsteps, calls, cluster, flood, parallel, registrations, scan, sync
 from .common import MODES, REDIS_BENCHMARK, WORKLOADS, log
 from .machine import machine_info, versions, versions_fallback
 from .report import print_table, write_results
@@ -33,6 +33,9 @@ OWN_SERVERS = (
     ("r5", "R5 the flood ({r5_sets:,} SETs vs a slow async registration)", flood.r5),
     ("a1", "A1 RG.PYEXECUTE while {a1_parked:,} executions are parked", asyncsteps.a1),
     ("a2", "A2 async def map over {a2_records:,} records", asyncsteps.a2),
+    ("c1", "C1 countby over {c1_keys:,} keys on 3 masters vs 1 server", cluster.c1),
+    ("c2", "C2 repartition + collect of {c2_records:,} records on 3 masters vs 1 server", cluster.c2),
+    ("c3", "C3 the cluster bus vs a connection, {c3_records:,} records of 1 KB per master", cluster.c3),
 )
 
 
@@ -44,7 +47,9 @@ def configure(args):
     if args.keys:
         cfg["keys"] = args.keys
     if args.runs:
-        cfg["runs"] = args.runs
+        cfg["runs"] = cfg["c_runs"] = args.runs
+    if args.cluster_keys:
+        cfg["c1_keys"] = cfg["c2_records"] = args.cluster_keys
     selected = list(WORKLOADS) if mode == "full" or args.flood else [w for w in WORKLOADS if w != "r5"]
     if args.only:
         selected = [w.strip().lower() for w in args.only.split(",") if w.strip()]

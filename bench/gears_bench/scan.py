@@ -27,14 +27,19 @@ def vocabulary(size, seed=1234):
     return sorted(words)
 
 
+def word_values(n_keys, vocab_size):
+    """The value of key:0..key:N-1, a word each drawn (fixed seed) from a vocabulary of
+    `vocab_size` words, and the expected Counter of the words. The cluster workloads (C1, C2)
+    load the same data."""
+    values = random.Random(42).choices(vocabulary(vocab_size), k=n_keys)
+    return values, collections.Counter(values)
+
+
 def load_words(server, n_keys, vocab_size):
     """key:0..key:N-1 = a word drawn from a ~1000-word vocabulary. MSET of 10k pairs, pipelined.
 
     Returns (seconds, expected Counter of words)."""
-    words = vocabulary(vocab_size)
-    rng = random.Random(42)
-    values = rng.choices(words, k=n_keys)
-    expected = collections.Counter(values)
+    values, expected = word_values(n_keys, vocab_size)
     c = server.client()
     c.flushall()
     t0 = time.perf_counter()

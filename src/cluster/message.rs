@@ -68,6 +68,9 @@ pub struct Start {
     pub db: u32,
     /// The ACL user the execution runs as; `None` for the module itself.
     pub user: Option<String>,
+    /// Copies stay listed after they end (the initiator's does: an UNBLOCKING run's); else each
+    /// is dropped as it ends, as a blocking run's or a registration's copies are.
+    pub keep: bool,
     pub work: Work,
 }
 
@@ -147,6 +150,7 @@ fn encode_event(id: &str, event: &Event) -> Vec<u8> {
                 Some(user) => w.u8(1).text(user),
                 None => w.u8(0),
             };
+            w.u8(u8::from(start.keep));
             match &start.work {
                 Work::Script { session, source } => w.u8(1).text(session).text(source),
                 Work::Registration { id, args: None } => w.u8(2).text(id),
@@ -208,6 +212,7 @@ fn decode_event(body: &[u8]) -> Result<Message, String> {
                 0 => None,
                 _ => Some(r.text()?),
             };
+            let keep = r.u8()? != 0;
             let work = match r.u8()? {
                 1 => Work::Script { session: r.text()?, source: r.text()? },
                 2 => Work::Registration { id: r.text()?, args: None },
@@ -219,7 +224,7 @@ fn decode_event(body: &[u8]) -> Result<Message, String> {
                 }
                 other => return Err(format!("an execution of unknown work {other}")),
             };
-            Event::Start(Start { participants, ranges, db, user, work })
+            Event::Start(Start { participants, ranges, db, user, keep, work })
         }
         2 => Event::Frame { phase: r.u32()?, seq: r.u32()?, records: r.blob()?.to_vec() },
         3 => Event::Ack { phase: r.u32()?, seq: r.u32()? },
@@ -279,6 +284,7 @@ mod tests {
                 ranges: vec![(0, 8000, 0), (8001, 16383, 1)],
                 db: 3,
                 user: user.map(str::to_owned),
+                keep: user.is_some(),
                 work,
             })
         };

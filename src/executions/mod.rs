@@ -42,10 +42,15 @@ pub fn create_registered(worker: WorkerId, keep: bool, registration: &str, abort
 }
 
 /// Lists this shard's part of another shard's distributed execution `id` (docs/commands.md#cluster-mode),
-/// under that id; `None` if it is listed already.
-pub fn create_copy(worker: WorkerId, id: &str, abort: Arc<Abort>) -> Option<ExecutionKey> {
+/// under that id (`keep`: as `create`'s); `None` if it is listed already.
+pub fn create_copy(worker: WorkerId, id: &str, keep: bool, abort: Arc<Abort>) -> Option<ExecutionKey> {
     let limit = crate::config::with(|c| c.max_executions);
-    table().create_copy(worker, id, limit, abort)
+    table().create_copy(worker, id, keep, limit, abort)
+}
+
+/// Whether execution `id` stays listed after it ends.
+pub fn kept(id: &str) -> bool {
+    table().kept(id)
 }
 
 /// The registration whose event started execution `id`.

@@ -127,13 +127,25 @@ impl Table {
         self.insert(id, worker, keep, registration, limit, abort)
     }
 
-    /// This shard's copy of another shard's distributed execution `id`, kept listed; `None` if
-    /// one is listed already.
-    pub fn create_copy(&mut self, worker: WorkerId, id: &str, limit: i64, abort: Arc<Abort>) -> Option<ExecutionKey> {
+    /// This shard's copy of another shard's distributed execution `id`; `None` if one is listed
+    /// already.
+    pub fn create_copy(
+        &mut self,
+        worker: WorkerId,
+        id: &str,
+        keep: bool,
+        limit: i64,
+        abort: Arc<Abort>,
+    ) -> Option<ExecutionKey> {
         if self.by_id.contains_key(id) {
             return None;
         }
-        Some(self.insert(id.to_owned(), worker, true, None, limit, abort))
+        Some(self.insert(id.to_owned(), worker, keep, None, limit, abort))
+    }
+
+    /// Whether execution `id` stays listed after it ends.
+    pub fn kept(&self, id: &str) -> bool {
+        self.by_id.get(id).and_then(|slot| self.slab.get(*slot)).is_some_and(|e| e.keep)
     }
 
     fn insert(

@@ -20,7 +20,7 @@ pub fn on_start(sender: &str, id: String, start: Start) {
     pool::send(
         joining.home(),
         Box::new(move |runtime| match rebuild(runtime, &start, db, &joining) {
-            Ok((plan, origin)) => joining.join(runtime, plan, db, origin),
+            Ok((plan, origin)) => joining.join(runtime, plan, db, origin, start.keep),
             Err(why) => joining.refuse(why),
         }),
     );

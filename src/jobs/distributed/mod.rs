@@ -218,7 +218,9 @@ pub(crate) fn initiate(
         RunAs::User(name) => Some(name.to_string()),
         RunAs::Nobody => Some(String::new()),
     };
-    let start = Start { participants, ranges, db: u32::try_from(db).unwrap_or(0), user, work };
+    // A registration's execution is listed by its registration, here only.
+    let keep = crate::executions::kept(&key.id) && matches!(work, Work::Script { .. });
+    let start = Start { participants, ranges, db: u32::try_from(db).unwrap_or(0), user, keep, work };
     let home = runtime.worker().home;
     let shared = Shared::new(&key.id, home, &start, &me, abort);
     register(&shared);
@@ -289,10 +291,11 @@ impl Joining {
         self.0.abort.clone()
     }
 
-    /// Runs this shard's part of `plan`, listed as a copy of the execution.
-    pub fn join(self, runtime: &Runtime, plan: RawPlan, db: i32, origin: Origin) {
+    /// Runs this shard's part of `plan`, listed as a copy of the execution (kept after it ends
+    /// if `keep`).
+    pub fn join(self, runtime: &Runtime, plan: RawPlan, db: i32, origin: Origin, keep: bool) {
         let shared = self.0;
-        let copy = crate::executions::create_copy(runtime.worker(), &shared.id, shared.abort.clone())
+        let copy = crate::executions::create_copy(runtime.worker(), &shared.id, keep, shared.abort.clone())
             .filter(|key| crate::executions::start(key).is_some())
             .map(|key| {
                 let execution = super::Running::new(key.clone());
