@@ -76,7 +76,7 @@ mod entry {
         redis::filter::intercept(ctx, registrations::hooks::intercepts, redis::acl::default_user_needs_auth);
         python::upcalls::provide_upcalls(&sessions::SessionUpcalls);
         cluster::watch(ctx);
-        jobs::distributed::watch(ctx);
+        jobs::distributed::watch_executions(ctx);
         redis::cluster::receive_messages(ctx, sessions::persisted::on_peer_message);
         jobs::host::provide_host(&RedisHost);
         redis::rdb::register_persisted(redis::rdb::Persisted {

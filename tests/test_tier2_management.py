@@ -127,10 +127,12 @@ def test_abort_consumes_ids(r, raw):
     assert id_number(second) == id_number(first) + 2
 
 
-def _abort_running(server, r, script):
+def _abort_running(server, r, script, started=None):
     raw = server.raw()
     eid = pyexecute(r, script, "UNBLOCKING")
     wait_status(r, eid, "running")
+    if started is not None:
+        wait_until(started, what="the step running")
     assert raw.call("RG.ABORTEXECUTION", eid) == Status("OK")
     # ABORTEXECUTION replies once the execution has stopped
     assert status_of(r, eid) == "done"
@@ -157,7 +159,11 @@ def test_abort_spinning_reader(server, r):
 def test_abort_error_is_forcestopped_exception_text(server, r):
     # The execution ends with the text of the gears.forcestopped exception, formatted as any
     # Python error (docs/commands.md#python-error-texts): with a traceback its last line names gears.forcestopped.
-    results, errors = _abort_running(server, r, SPIN)
+    # Aborted once the step runs (it says so): an abort that lands before a callback starts has
+    # no Python frame to show, and ends with the exception's text alone.
+    script = "def spin(x):\n    execute('SET', 'spinning', '1')\n    while True: pass\n" \
+             "GB('ShardsIDReader').map(spin).run()\n"
+    results, errors = _abort_running(server, r, script, started=lambda: r.get("spinning") == "1")
     assert errors[0].startswith("['Traceback (most recent call last):\\n'"), errors
     assert "gears.forcestopped" in errors[0].rsplit("'  File", 1)[-1], errors
 

@@ -14,7 +14,7 @@ pub struct Bus;
 
 impl Transport for Bus {
     fn send(&self, to: &str, message: &Message) -> bool {
-        send(to, message)
+        send_to_node(to, message)
     }
 
     fn wait(&self) {
@@ -24,7 +24,7 @@ impl Transport for Bus {
 }
 
 /// Sends `message` to node `to`; false if Redis has no link to it.
-pub fn send(to: &str, message: &Message) -> bool {
+pub fn send_to_node(to: &str, message: &Message) -> bool {
     let bytes = message.encode();
     if gil::held() {
         // The module's detached context names the module, which is all the send needs of it.

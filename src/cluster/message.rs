@@ -140,29 +140,7 @@ fn encode_event(id: &str, event: &Event) -> Vec<u8> {
     let mut w = Writer::default();
     w.text(id);
     match event {
-        Event::Start(start) => {
-            w.u8(1).texts(&start.participants).len(start.ranges.len());
-            for &(first, last, owner) in &start.ranges {
-                w.u32(u32::from(first)).u32(u32::from(last)).u32(owner);
-            }
-            w.u32(start.db);
-            match &start.user {
-                Some(user) => w.u8(1).text(user),
-                None => w.u8(0),
-            };
-            w.u8(u8::from(start.keep));
-            match &start.work {
-                Work::Script { session, source } => w.u8(1).text(session).text(source),
-                Work::Registration { id, args: None } => w.u8(2).text(id),
-                Work::Registration { id, args: Some(args) } => {
-                    w.u8(3).text(id).len(args.len());
-                    for arg in args {
-                        w.blob(arg);
-                    }
-                    &mut w
-                }
-            };
-        }
+        Event::Start(start) => encode_start(&mut w, start),
         Event::Frame { phase, seq, records } => {
             w.u8(2).u32(*phase).u32(*seq).blob(records);
         }
@@ -198,34 +176,61 @@ fn encode_event(id: &str, event: &Event) -> Vec<u8> {
     w.bytes
 }
 
+fn encode_start(w: &mut Writer, start: &Start) {
+    w.u8(1).texts(&start.participants).len(start.ranges.len());
+    for &(first, last, owner) in &start.ranges {
+        w.u32(u32::from(first)).u32(u32::from(last)).u32(owner);
+    }
+    w.u32(start.db);
+    match &start.user {
+        Some(user) => w.u8(1).text(user),
+        None => w.u8(0),
+    };
+    w.u8(u8::from(start.keep));
+    match &start.work {
+        Work::Script { session, source } => w.u8(1).text(session).text(source),
+        Work::Registration { id, args: None } => w.u8(2).text(id),
+        Work::Registration { id, args: Some(args) } => {
+            w.u8(3).text(id).len(args.len());
+            for arg in args {
+                w.blob(arg);
+            }
+            w
+        }
+    };
+}
+
+/// A `Start`'s fields, after its kind.
+fn decode_start(r: &mut Reader) -> Result<Start, String> {
+    let participants = r.texts()?;
+    let n = r.count(12)?;
+    let slot = |r: &mut Reader| u16::try_from(r.u32()?).map_err(|_| "a slot out of range".to_owned());
+    let ranges = (0..n).map(|_| Ok((slot(r)?, slot(r)?, r.u32()?))).collect::<Result<_, String>>()?;
+    let db = r.u32()?;
+    let user = match r.u8()? {
+        0 => None,
+        _ => Some(r.text()?),
+    };
+    let keep = r.u8()? != 0;
+    let work = match r.u8()? {
+        1 => Work::Script { session: r.text()?, source: r.text()? },
+        2 => Work::Registration { id: r.text()?, args: None },
+        3 => {
+            let id = r.text()?;
+            let n = r.count(4)?;
+            let args = (0..n).map(|_| r.blob().map(<[u8]>::to_vec)).collect::<Result<_, _>>()?;
+            Work::Registration { id, args: Some(args) }
+        }
+        other => return Err(format!("an execution of unknown work {other}")),
+    };
+    Ok(Start { participants, ranges, db, user, keep, work })
+}
+
 fn decode_event(body: &[u8]) -> Result<Message, String> {
     let mut r = Reader::new(body);
     let id = r.text()?;
     let event = match r.u8()? {
-        1 => {
-            let participants = r.texts()?;
-            let n = r.count(12)?;
-            let slot = |r: &mut Reader| u16::try_from(r.u32()?).map_err(|_| "a slot out of range".to_owned());
-            let ranges = (0..n).map(|_| Ok((slot(&mut r)?, slot(&mut r)?, r.u32()?))).collect::<Result<_, String>>()?;
-            let db = r.u32()?;
-            let user = match r.u8()? {
-                0 => None,
-                _ => Some(r.text()?),
-            };
-            let keep = r.u8()? != 0;
-            let work = match r.u8()? {
-                1 => Work::Script { session: r.text()?, source: r.text()? },
-                2 => Work::Registration { id: r.text()?, args: None },
-                3 => {
-                    let id = r.text()?;
-                    let n = r.count(4)?;
-                    let args = (0..n).map(|_| r.blob().map(<[u8]>::to_vec)).collect::<Result<_, _>>()?;
-                    Work::Registration { id, args: Some(args) }
-                }
-                other => return Err(format!("an execution of unknown work {other}")),
-            };
-            Event::Start(Start { participants, ranges, db, user, keep, work })
-        }
+        1 => Event::Start(decode_start(&mut r)?),
         2 => Event::Frame { phase: r.u32()?, seq: r.u32()?, records: r.blob()?.to_vec() },
         3 => Event::Ack { phase: r.u32()?, seq: r.u32()? },
         4 => Event::PhaseDone { phase: r.u32()?, frames: r.u32()? },

@@ -30,6 +30,28 @@ fn callback(vm: &VirtualMachine, f: &PyObjectRef) -> String {
     f.str(vm).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
+/// What RedisGears shows for `count()` (`extractor` `None`) and `countby(extractor)`: the
+/// aggregate they are sugar for, with the shim's equivalent callbacks.
+fn count_steps(vm: &VirtualMachine, extractor: Option<&PyObjectRef>, shown: &[PyObjectRef]) -> Vec<StepReport> {
+    let shown = |i: usize| shown.get(i).map(|f| callback(vm, f)).unwrap_or_default();
+    match extractor {
+        None => vec![
+            step_report("accumulate", "RedisGearsPy_PyCallbackAccumulate", shown(0)),
+            plain("collect"),
+            step_report("accumulate", "RedisGearsPy_PyCallbackAccumulate", shown(1)),
+        ],
+        Some(extractor) => vec![
+            step_report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, extractor)),
+            step_report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", shown(0)),
+            step_report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
+            step_report("extractkey", "RedisGearsPy_PyCallbackExtractor", shown(1)),
+            plain("repartition"),
+            step_report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", shown(2)),
+            step_report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
+        ],
+    }
+}
+
 /// The RedisGears steps one of our steps stands for; its measured time goes to the first.
 pub fn describe(vm: &VirtualMachine, step: &Step, duration: Duration) -> Vec<StepReport> {
     let mut steps = match step {
@@ -67,26 +89,8 @@ pub fn describe(vm: &VirtualMachine, step: &Step, duration: Duration) -> Vec<Ste
         Step::MergeCount | Step::MergeCountBy => vec![],
         Step::Limit { .. } => vec![plain("limit")],
         // The steps RedisGears' sugar expands to.
-        Step::Count { shown } => {
-            let shown = |i: usize| shown.get(i).map(|f| callback(vm, f)).unwrap_or_default();
-            vec![
-                step_report("accumulate", "RedisGearsPy_PyCallbackAccumulate", shown(0)),
-                plain("collect"),
-                step_report("accumulate", "RedisGearsPy_PyCallbackAccumulate", shown(1)),
-            ]
-        }
-        Step::CountBy { extractor, shown } => {
-            let shown = |i: usize| shown.get(i).map(|f| callback(vm, f)).unwrap_or_default();
-            vec![
-                step_report("extractkey", "RedisGearsPy_PyCallbackExtractor", callback(vm, extractor)),
-                step_report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", shown(0)),
-                step_report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
-                step_report("extractkey", "RedisGearsPy_PyCallbackExtractor", shown(1)),
-                plain("repartition"),
-                step_report("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey", shown(2)),
-                step_report("map", "RedisGearsPy_ToPyRecordMapper", String::new()),
-            ]
-        }
+        Step::Count { shown } => count_steps(vm, None, shown),
+        Step::CountBy { extractor, shown } => count_steps(vm, Some(extractor), shown),
     };
     if let Some(first) = steps.first_mut() {
         first.duration_ms = millis(duration);

@@ -125,7 +125,7 @@ pub fn on_peer_message(ctx: &Context, sender: &str, bytes: &[u8]) {
             }
         }
         Ok(Message::Execution { id, event: Event::Start(start) }) => super::remote::on_start(sender, id, start),
-        Ok(Message::Execution { id, event }) => crate::jobs::distributed::on_message(ctx, sender, id, event),
+        Ok(Message::Execution { id, event }) => crate::jobs::distributed::on_execution_message(ctx, sender, id, event),
     }
 }
 

@@ -19,14 +19,14 @@ pub fn on_start(sender: &str, id: String, start: Start) {
     let db = i32::try_from(start.db).unwrap_or(0);
     pool::send(
         joining.home(),
-        Box::new(move |runtime| match rebuild(runtime, &start, db, &joining) {
+        Box::new(move |runtime| match rebuild_plan(runtime, &start, db, &joining) {
             Ok((plan, origin)) => joining.join(runtime, plan, db, origin, start.keep),
             Err(why) => joining.refuse(why),
         }),
     );
 }
 
-fn rebuild(
+fn rebuild_plan(
     runtime: &Runtime,
     start: &Start,
     db: i32,

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use rustpython_vm::PyObjectRef;
+use rustpython_vm::{PyObjectRef, VirtualMachine};
 
 use super::*;
 use crate::cluster::slots::key_slot;
@@ -44,31 +44,63 @@ fn run_stage(runtime: &Runtime, plan: RawPlan, store: Rc<MemoryStore>) -> (Vec<P
     })
 }
 
+/// Every shard's store (its keys) and plan, rebuilt from the script as a peer does.
+fn shards(runtime: &Runtime, script: &str) -> Vec<(Rc<MemoryStore>, RawPlan, Vec<stages::Stage>)> {
+    (0..SHARDS)
+        .map(|shard| {
+            let mine = keys().into_iter().filter(|(k, _)| shard_of(k.as_bytes()) == shard);
+            let store = Rc::new(MemoryStore::new(mine));
+            let ScriptOutcome::Run(plan) = runtime.run_script(script, store.clone(), Abort::new(), None, None) else {
+                panic!("the script runs no plan");
+            };
+            let cut = runtime.enter(|vm| stages::stages(vm, &plan.steps)).expect("the plan cuts");
+            (store, plan, cut)
+        })
+        .collect()
+}
+
+/// Where `shard`'s records of a stage go by `route`, crossing as bytes to another shard.
+fn route(
+    vm: &VirtualMachine,
+    shard: usize,
+    route: Option<&stages::Route>,
+    records: Vec<PyObjectRef>,
+    next: &mut [Vec<PyObjectRef>],
+    errors: &mut Vec<String>,
+) {
+    for record in records {
+        let to = match route.map(|route| stages::route_key(vm, route, &record)) {
+            None => shard,
+            Some(Ok(Some(key))) => shard_of(&key),
+            Some(Ok(None)) => 0,
+            Some(Err(text)) => {
+                errors.push(text);
+                continue;
+            }
+        };
+        if to == shard {
+            next[to].push(record);
+            continue;
+        }
+        let mut bytes = Writer::default();
+        match encode_record(vm, &record, &mut bytes) {
+            Ok(()) => next[to].extend(decode_records(vm, &bytes.bytes).expect("what was sent reads back")),
+            Err(text) => errors.push(text),
+        }
+    }
+}
+
 /// `script`'s answer on three shards: the initiator's (shard 0) results and every shard's
 /// errors, results as strings in a stable order.
 fn on_three_shards(script: &str) -> (Vec<String>, Vec<String>) {
     let script = script.to_owned();
     on_runtime(move |runtime| {
-        let mut stores: Vec<Rc<MemoryStore>> = Vec::new();
-        for shard in 0..SHARDS {
-            let mine = keys().into_iter().filter(|(k, _)| shard_of(k.as_bytes()) == shard);
-            stores.push(Rc::new(MemoryStore::new(mine)));
-        }
-        // Every shard rebuilds the plan from the script, as a peer does.
-        let mut plans: Vec<(RawPlan, Vec<stages::Stage>)> = Vec::new();
-        for store in &stores {
-            let ScriptOutcome::Run(plan) = runtime.run_script(&script, store.clone(), Abort::new(), None, None) else {
-                panic!("the script runs no plan");
-            };
-            let cut = runtime.enter(|vm| stages::stages(vm, &plan.steps)).expect("the plan cuts");
-            plans.push((plan, cut));
-        }
+        let shards = shards(runtime, &script);
         let mut inputs: Vec<Option<Vec<PyObjectRef>>> = vec![None; SHARDS];
         let mut errors = Vec::new();
-        let n_stages = plans[0].1.len();
-        for stage in 0..n_stages {
-            let mut outputs = Vec::new();
-            for (shard, (plan, cut)) in plans.iter().enumerate() {
+        for stage in 0..shards[0].2.len() {
+            let mut next: Vec<Vec<PyObjectRef>> = vec![Vec::new(); SHARDS];
+            for (shard, (store, plan, cut)) in shards.iter().enumerate() {
                 let steps = cut[stage].steps.clone();
                 let raw = match inputs[shard].take() {
                     None => RawPlan {
@@ -84,39 +116,9 @@ fn on_three_shards(script: &str) -> (Vec<String>, Vec<String>) {
                         options: vm.ctx.new_dict().into(),
                     }),
                 };
-                let (records, stage_errors) = run_stage(runtime, raw, stores[shard].clone());
+                let (records, stage_errors) = run_stage(runtime, raw, store.clone());
                 errors.extend(stage_errors);
-                outputs.push(records);
-            }
-            let mut next: Vec<Vec<PyObjectRef>> = vec![Vec::new(); SHARDS];
-            for (shard, records) in outputs.into_iter().enumerate() {
-                let route = plans[shard].1[stage].route.as_ref();
-                runtime.enter(|vm| {
-                    for record in records {
-                        let to = match route {
-                            None => shard,
-                            Some(route) => match stages::route_key(vm, route, &record) {
-                                Ok(Some(key)) => shard_of(&key),
-                                Ok(None) => 0,
-                                Err(text) => {
-                                    errors.push(text);
-                                    continue;
-                                }
-                            },
-                        };
-                        if to == shard {
-                            next[to].push(record);
-                            continue;
-                        }
-                        let mut bytes = Writer::default();
-                        match encode_record(vm, &record, &mut bytes) {
-                            Ok(()) => {
-                                next[to].extend(decode_records(vm, &bytes.bytes).expect("what was sent reads back"))
-                            }
-                            Err(text) => errors.push(text),
-                        }
-                    }
-                });
+                runtime.enter(|vm| route(vm, shard, cut[stage].route.as_ref(), records, &mut next, &mut errors));
             }
             inputs = next.into_iter().map(Some).collect();
         }

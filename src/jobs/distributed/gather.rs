@@ -33,7 +33,7 @@ pub fn gather_plans(client: BlockedClient, id: &str, entry: Reply) {
         .unwrap_or_default();
     let ask = NEXT_ASK.fetch_add(1, Ordering::AcqRel);
     let message = Message::Execution { id: id.to_owned(), event: Event::AskPlan { ask } };
-    let waiting = peers.iter().filter(|peer| bus::send(peer, &message)).count();
+    let waiting = peers.iter().filter(|peer| bus::send_to_node(peer, &message)).count();
     let gather = Gather { client, entries: vec![entry], waiting, since: Instant::now() };
     if waiting == 0 {
         return answer_client(gather);
@@ -44,7 +44,7 @@ pub fn gather_plans(client: BlockedClient, id: &str, entry: Reply) {
 /// A peer asks for this shard's entry of execution `id`.
 pub(super) fn tell_plan(from: &str, id: &str, ask: u64) {
     let entry = crate::executions::plan_entry(id).ok();
-    bus::send(from, &Message::Execution { id: id.to_owned(), event: Event::Plan { ask, entry } });
+    bus::send_to_node(from, &Message::Execution { id: id.to_owned(), event: Event::Plan { ask, entry } });
 }
 
 /// A peer's entry (or that it has none) arrived.

@@ -128,7 +128,7 @@ impl Shared {
     fn tell_peers(&self, event: Event) {
         let message = Message::Execution { id: self.id.clone(), event };
         for peer in self.peers() {
-            bus::send(peer, &message);
+            bus::send_to_node(peer, &message);
         }
     }
 }
@@ -150,11 +150,11 @@ const EARLY_EVENTS: usize = 4096;
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 const ALIVE_EVERY: Duration = Duration::from_secs(1);
 
-fn register(shared: &Arc<Shared>) {
+fn register_execution(shared: &Arc<Shared>) {
     SHARED.locked().insert(shared.id.clone(), shared.clone());
 }
 
-fn forget(id: &str) {
+fn forget_execution(id: &str) {
     SHARED.locked().remove(id);
 }
 
@@ -223,7 +223,7 @@ pub(crate) fn initiate(
     let start = Start { participants, ranges, db: u32::try_from(db).unwrap_or(0), user, keep, work };
     let home = runtime.worker().home;
     let shared = Shared::new(&key.id, home, &start, &me, abort);
-    register(&shared);
+    register_execution(&shared);
     shared.tell_peers(Event::Start(start));
     part::begin(runtime, shared, plan, db, origin, Some((key.clone(), done)));
     true
@@ -231,7 +231,7 @@ pub(crate) fn initiate(
 
 /// A message about distributed execution `id` from peer `sender` (main thread); `Start` is
 /// `accept`ed by whoever rebuilds plans.
-pub fn on_message(ctx: &Context, sender: &str, id: String, event: Event) {
+pub fn on_execution_message(ctx: &Context, sender: &str, id: String, event: Event) {
     match event {
         Event::Start(_) => return,
         Event::Drop => {
@@ -309,7 +309,7 @@ impl Joining {
     pub fn refuse(self, why: String) {
         let error = GearsError::ShardFailed(self.0.me.clone(), why).to_string();
         self.0.tell_peers(Event::Abort { error });
-        forget(&self.0.id);
+        forget_execution(&self.0.id);
     }
 }
 
@@ -326,7 +326,7 @@ pub fn accept(sender: &str, id: &str, start: &Start) -> Option<Joining> {
     }
     let home = pool::choose_home().ok()?;
     let shared = Shared::new(id, home, start, &me, Abort::new());
-    register(&shared);
+    register_execution(&shared);
     if let Some((_, events)) = EARLY.locked().remove(id) {
         let ctx = Context::new(crate::redis::gil::detached());
         for (from, event) in events {
@@ -347,20 +347,20 @@ pub fn peer_restarted(node: &str) {
 
 /// Starts the main thread's look at the distributed executions, every `SWEEP_EVERY` (from the
 /// module's load, in cluster mode).
-pub fn watch(ctx: &Context) {
+pub fn watch_executions(ctx: &Context) {
     if ctx.get_flags().contains(redis_module::ContextFlags::CLUSTER) {
         ctx.create_timer(SWEEP_EVERY, sweep_and_rearm, ());
     }
 }
 
 fn sweep_and_rearm(ctx: &Context, (): ()) {
-    sweep();
+    sweep_executions();
     ctx.create_timer(SWEEP_EVERY, sweep_and_rearm, ());
 }
 
 /// Tells the peers of parts running a stage that they are alive; ends the executions that
 /// waited for their peers longer than ExecutionMaxIdleTime, or were aborted while waiting.
-fn sweep() {
+fn sweep_executions() {
     let max_idle = Duration::from_millis(crate::config::with(|c| c.execution_max_idle_time).max(1) as u64);
     let all: Vec<Arc<Shared>> = SHARED.locked().values().cloned().collect();
     for shared in all {
@@ -386,6 +386,6 @@ pub fn drop_everywhere(id: &str) {
     let Some(topology) = cluster::topology() else { return };
     let message = Message::Execution { id: id.to_owned(), event: Event::Drop };
     for node in topology.nodes.iter().filter(|n| n.id != topology.my_id) {
-        bus::send(&node.id, &message);
+        bus::send_to_node(&node.id, &message);
     }
 }

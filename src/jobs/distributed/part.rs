@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use rustpython_vm::{PyObjectRef, VirtualMachine};
 
-use super::{Shared, forget};
+use super::{Shared, forget_execution};
 use crate::cluster::bus::Bus;
 use crate::cluster::exchange::Outbox;
 use crate::cluster::message::{Event, Message};
@@ -61,11 +61,11 @@ thread_local! {
     static PARTS: RefCell<HashMap<String, Part>> = RefCell::new(HashMap::new());
 }
 
-fn take(id: &str) -> Option<Part> {
+fn take_part(id: &str) -> Option<Part> {
     PARTS.with_borrow_mut(|p| p.remove(id))
 }
 
-fn put(id: &str, part: Part) {
+fn put_part(id: &str, part: Part) {
     PARTS.with_borrow_mut(|p| p.insert(id.to_owned(), part));
 }
 
@@ -103,17 +103,17 @@ pub(super) fn begin(
     };
     match cut {
         Ok(stages) => {
-            put(&id, Part { stages, ..part });
+            put_part(&id, Part { stages, ..part });
             run_stage(runtime, &id);
         }
-        Err(text) => end(runtime, part, Some(text)),
+        Err(text) => end_part(runtime, part, Some(text)),
     }
 }
 
 /// Runs the part's next stage over what it kept (its reader's records, for the first).
 fn run_stage(runtime: &Runtime, id: &str) {
-    let Some(mut part) = take(id) else { return };
-    let Some(stage) = part.stages.get(part.next) else { return put(id, part) };
+    let Some(mut part) = take_part(id) else { return };
+    let Some(stage) = part.stages.get(part.next) else { return put_part(id, part) };
     let steps = stage.steps.clone();
     let last = part.next + 1 == part.stages.len();
     let plan = match part.reader.take() {
@@ -142,13 +142,13 @@ fn run_stage(runtime: &Runtime, id: &str) {
     };
     part.running = true;
     part.shared.busy.store(true, Ordering::Release);
-    put(id, part);
+    put_part(id, part);
     let id = id.to_owned();
     parked::run_parked(runtime, plan, context, Box::new(move |runtime, ended, _| stage_ended(runtime, &id, ended)));
 }
 
 fn stage_ended(runtime: &Runtime, id: &str, ended: Ended) {
-    let Some(mut part) = take(id) else { return };
+    let Some(mut part) = take_part(id) else { return };
     part.running = false;
     part.shared.busy.store(false, Ordering::Release);
     part.shared.inbox.locked().heard_now();
@@ -163,7 +163,7 @@ fn stage_ended(runtime: &Runtime, id: &str, ended: Ended) {
     if part.shared.abort.requested() {
         let stopped = || part.shared.abort.reason().unwrap_or(Reason::Aborted).message().to_owned();
         let failure = part.shared.failure().unwrap_or_else(stopped);
-        return end(runtime, part, Some(failure));
+        return end_part(runtime, part, Some(failure));
     }
     match part.stages[stage].route.take() {
         None => {
@@ -173,17 +173,17 @@ fn stage_ended(runtime: &Runtime, id: &str, ended: Ended) {
                 listed.results = results;
             }
             drop(ended.records);
-            put(id, part);
+            put_part(id, part);
             go_on(runtime, id);
         }
         Some(route) => {
             let records = ended.records.take();
             match route_records(runtime, &mut part, stage, &route, records) {
                 Ok(()) => {
-                    put(id, part);
+                    put_part(id, part);
                     go_on(runtime, id);
                 }
-                Err(error) => end(runtime, part, Some(error)),
+                Err(error) => end_part(runtime, part, Some(error)),
             }
         }
     }
@@ -240,28 +240,28 @@ fn route_records(
 /// The part goes on if it can: its next stage once its peers' records of the phase are all
 /// here; the execution's end once every stage ran (at the initiator: and every peer finished).
 pub(super) fn go_on(runtime: &Runtime, id: &str) {
-    let Some(mut part) = take(id) else { return orphaned(id) };
+    let Some(mut part) = take_part(id) else { return orphaned(id) };
     if part.running {
-        return put(id, part);
+        return put_part(id, part);
     }
     if let Some(failure) = part.shared.failure() {
-        return end(runtime, part, Some(failure));
+        return end_part(runtime, part, Some(failure));
     }
     if part.next == part.stages.len() {
         let finished = !part.shared.is_initiator() || part.shared.inbox.locked().all_finished();
-        return if finished { end(runtime, part, None) } else { put(id, part) };
+        return if finished { end_part(runtime, part, None) } else { put_part(id, part) };
     }
     let phase = (part.next - 1) as u32;
     let frames = {
         let mut inbox = part.shared.inbox.locked();
         if !inbox.phase_complete(phase) {
             drop(inbox);
-            return put(id, part);
+            return put_part(id, part);
         }
         inbox.take_phase(phase)
     };
     part.arrived = frames;
-    put(id, part);
+    put_part(id, part);
     run_stage(runtime, id);
 }
 
@@ -271,16 +271,16 @@ fn orphaned(id: &str) {
     if let Some(shared) = super::shared(id)
         && let Some(failure) = shared.failure()
     {
-        forget(id);
+        forget_execution(id);
         shared.tell_peers(Event::Abort { error: failure });
     }
 }
 
 /// Ends the part: with `failure` everywhere (its peers are told), or done. The initiator
 /// answers with every shard's errors; a peer tells the initiator its own.
-fn end(runtime: &Runtime, part: Part, failure: Option<String>) {
+fn end_part(runtime: &Runtime, part: Part, failure: Option<String>) {
     let Part { shared, listed, mut errors, kept, stages, .. } = part;
-    forget(&shared.id);
+    forget_execution(&shared.id);
     if let Some(failure) = &failure {
         // A stopped stage reported its stop; the reason replaces it.
         errors.retain(|e| e != Reason::Aborted.message() && e != failure);
@@ -295,7 +295,7 @@ fn end(runtime: &Runtime, part: Part, failure: Option<String>) {
     }
     if failure.is_none() && !initiator {
         let finished = Message::Execution { id: shared.id.clone(), event: Event::Finished { errors: errors.clone() } };
-        crate::cluster::bus::send(&shared.participants[0], &finished);
+        crate::cluster::bus::send_to_node(&shared.participants[0], &finished);
     }
     if let Some(listed) = listed {
         let results = if failure.is_none() { listed.results } else { Vec::new() };
